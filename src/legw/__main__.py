@@ -1,0 +1,5 @@
+import sys
+
+from legw.cli import main
+
+sys.exit(main())

@@ -1,0 +1,139 @@
+"""``legw schedule``: the scaled recipe for one or many batch sizes, as a table, JSON or plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe, Recipe
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The base-recipe flags, shared with the commands that train."""
+    g = p.add_argument_group("base recipe (what was tuned at the base batch size)")
+    g.add_argument("--base-batch-size", type=int, required=required, metavar="B0")
+    g.add_argument("--base-lr", type=float, required=required, metavar="LR",
+                   help="peak LR at the base batch size")
+    g.add_argument("--base-warmup-epochs", type=float, metavar="W0",
+                   help="warmup epochs at the base batch size (default 0)")
+    g.add_argument("--epochs", type=float, required=required)
+    g.add_argument("--decay", choices=DECAYS)
+    g.add_argument("--power", type=float, help="poly decay power (default 2)")
+    g.add_argument("--end-lr", type=float, help="final LR of poly/cosine decay (default 0)")
+    g.add_argument("--milestones", type=float, nargs="+", metavar="EPOCH",
+                   help="multistep decay epochs")
+    g.add_argument("--gamma", type=float, help="multistep factor / exponential factor per epoch")
+    g.add_argument("--scaling", metavar="RULE",
+                   help="LR scaling: sqrt (default), linear, none, or a power of k")
+    g.add_argument("--warmup", choices=WARMUP_RULES, help="warmup rule (default legw)")
+
+
+_FLAG_TO_FIELD = {
+    "base_batch_size": "base_batch_size", "base_lr": "peak_lr",
+    "base_warmup_epochs": "warmup_epochs", "epochs": "epochs", "decay": "decay",
+    "power": "power", "end_lr": "end_lr", "milestones": "milestones", "gamma": "gamma",
+    "scaling": "scaling", "warmup": "warmup",
+}
+
+
+def recipe_from_args(args: argparse.Namespace, base: BaseRecipe | None = None) -> BaseRecipe:
+    """Build a :class:`BaseRecipe` from flags; flags override ``base`` where given."""
+    fields = base.to_dict() if base is not None else {"warmup_epochs": 0.0}
+    for flag, field in _FLAG_TO_FIELD.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            fields[field] = value
+    missing = [f"--{f.replace('_', '-')}" for f, fld in _FLAG_TO_FIELD.items()
+               if fld in ("base_batch_size", "peak_lr", "epochs") and fld not in fields]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (or give --task)")
+    return BaseRecipe(**fields)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", help="start from a task's base recipe and data set size")
+    add_recipe_arguments(p, required=False)
+    p.add_argument("--dataset-size", type=int, metavar="N", help="training samples per epoch")
+    p.add_argument("--batch-size", type=int, nargs="+", metavar="B",
+                   help="global batch sizes (default: the base batch size)")
+    p.add_argument("--keep-last", action="store_true",
+                   help="count a partial last batch per epoch (default: drop it)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", metavar="FILE", help="draw the LR curves to a PNG")
+
+
+def run(args: argparse.Namespace) -> int:
+    base, dataset_size = None, args.dataset_size
+    if args.task:
+        from legw.tasks import get_task
+
+        task = get_task(args.task)
+        base = task.recipe
+        dataset_size = dataset_size or task.dataset_size
+    recipe = recipe_from_args(args, base)
+    if dataset_size is None:
+        raise ValueError("missing --dataset-size (or give --task)")
+    sizes = args.batch_size or [recipe.base_batch_size]
+    recipes = [recipe.scale(b, dataset_size, drop_last=not args.keep_last) for b in sizes]
+    if args.json:
+        print(json.dumps([r.summary() for r in recipes], indent=2))
+    else:
+        print(format_table(recipes))
+    if args.plot:
+        plot_recipes(recipes, args.plot)
+        if not args.json:
+            print(f"wrote {args.plot}")
+    return 0
+
+
+def format_table(recipes: list[Recipe]) -> str:
+    base = recipes[0].base
+    head = (f"base: batch {base.base_batch_size}, peak LR {base.peak_lr:g}, warmup "
+            f"{base.warmup_epochs:g} epochs, {base.epochs:g} epochs, decay {base.decay}, "
+            f"scaling {base.scaling}, warmup rule {base.warmup}; {recipes[0].dataset_size} samples")
+    cols = ("batch", "k", "peak LR", "log2 LR", "warmup ep", "warmup steps", "steps/epoch",
+            "total steps")
+    rows = [(str(r.global_batch_size), f"{base.k(r.global_batch_size):g}", f"{r.peak_lr:.6g}",
+             f"{_log2(r.peak_lr):.3f}", f"{r.warmup_epochs:g}", str(r.warmup_steps),
+             str(r.steps_per_epoch), str(r.total_steps)) for r in recipes]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    lines = [head, "  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def _log2(x: float) -> float:
+    import math
+
+    return math.log2(x)
+
+
+def plot_recipes(recipes: list[Recipe], path: str) -> None:
+    """LR vs epoch and LR vs step, one line per batch size, to a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from legw.io import atomic_path
+
+    fig, (ax_e, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in recipes:
+        n = min(r.total_steps, 2000)
+        steps = [r.total_steps * i / n for i in range(n + 1)]
+        lrs = [r.lr_at_step(s) for s in steps]
+        label = f"B={r.global_batch_size}"
+        ax_e.plot([r.epoch_at_step(s) for s in steps], lrs, label=label)
+        ax_s.plot([s + 1 for s in steps], lrs, label=label)
+    ax_e.set(xlabel="epoch", ylabel="learning rate", title="LR vs epoch")
+    ax_s.set(xlabel="optimizer step + 1", ylabel="learning rate", title="LR vs step", xscale="log")
+    for ax in (ax_e, ax_s):
+        ax.grid(alpha=0.3)
+    ax_e.legend(fontsize=8)
+    b = recipes[0].base
+    fig.suptitle(f"{b.scaling} scaling, {b.warmup} warmup, {b.decay} decay "
+                 f"(base B0={b.base_batch_size}, LR {b.peak_lr:g})")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

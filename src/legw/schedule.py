@@ -1,0 +1,264 @@
+"""The batch-aware recipe engine: a base recipe tuned at a small batch, scaled to any batch.
+
+This module is pure arithmetic (no torch), so the learning rate is a pure function of the
+position in training and resuming -- even at another batch size -- is exact.
+
+The method (You et al., "Large-Batch Training for LSTM and Beyond", arXiv 1901.08256): tune
+peak LR ``eta0`` and warmup ``w0`` epochs at batch ``B0``; for ``B = k * B0`` use
+
+* sqrt LR scaling:                     ``peak_lr = eta0 * k ** 0.5``
+* linear-epoch gradual warmup (LEGW):  ``warmup_epochs = w0 * k``
+
+so the warmup spans the same number of *steps* at every batch size, while the decay keeps
+its shape in *epochs*.
+
+Conventions (pinned by ``tests/test_schedule.py``):
+
+* ``steps_per_epoch = N // B`` with ``drop_last`` (the default), ``ceil(N / B)`` without.
+* ``warmup_steps = round(warmup_epochs * steps_per_epoch)``, at least 1 when
+  ``warmup_epochs > 0``; ``total_steps = round(epochs * steps_per_epoch)``.
+* Warmup is linear and skips zero: ``lr(t) = peak * (t + 1) / W`` for ``t < W``, so step 0
+  trains at ``peak / W`` and the last warmup step ``W - 1`` reaches ``peak``.
+* After warmup, with ``i = t - W`` steps since warmup and ``I = T - W`` steps left (TF
+  ``lars_util`` convention for poly):
+
+  - ``constant``:     ``peak``
+  - ``poly``:         ``end + (peak - end) * (1 - i / I) ** power``
+  - ``cosine``:       ``end + (peak - end) * (1 + cos(pi * i / I)) / 2``
+  - ``exponential``:  ``peak * gamma ** (i / steps_per_epoch)`` (``gamma`` per epoch)
+  - ``multistep``:    ``peak * gamma ** n`` with ``n`` the milestones (epochs) passed; a
+    milestone at epoch ``m`` takes effect at step ``round(m * steps_per_epoch)``.
+
+  Step ``W`` is the first post-warmup step and trains at ``peak`` (poly, cosine); positions
+  at or beyond ``T`` return the value at ``T`` (``end_lr`` for poly and cosine).
+* Fractional positions are allowed everywhere: ``lr_at_epoch(e)`` is ``lr_at_step`` evaluated
+  at the real-valued step ``e * steps_per_epoch``.
+
+Because poly and cosine are counted from the end of warmup, and the scaled warmup is longer,
+their curves in epochs are only approximately ``sqrt(k)`` times the base curve (so is
+exponential, counted from the end of warmup); constant and multistep decays are exactly
+proportional outside warmup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+SCALING_RULES = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}
+"""Named LR scaling rules and the power of ``k`` each stands for."""
+
+WARMUP_RULES = ("legw", "constant", "none")
+DECAYS = ("multistep", "poly", "cosine", "exponential", "constant")
+
+
+def scaling_power(scaling: str | float) -> float:
+    """The exponent ``a`` of the LR scaling rule ``peak_lr = eta0 * k ** a``.
+
+    ``scaling`` is a rule name (``sqrt``, ``linear``, ``none``), a number, or a numeric string.
+    """
+    if isinstance(scaling, str):
+        if scaling in SCALING_RULES:
+            return SCALING_RULES[scaling]
+        try:
+            scaling = float(scaling)
+        except ValueError:
+            raise ValueError(
+                f"scaling: unknown rule {scaling!r}; use one of "
+                f"{', '.join(SCALING_RULES)} or a number (the power of k)"
+            ) from None
+    if isinstance(scaling, bool) or not isinstance(scaling, (int, float)):
+        raise ValueError(f"scaling: expected a rule name or a number, got {scaling!r}")
+    if not math.isfinite(scaling):
+        raise ValueError(f"scaling: power must be finite, got {scaling!r}")
+    return float(scaling)
+
+
+def _require(ok: bool, field: str, value: Any, why: str) -> None:
+    if not ok:
+        raise ValueError(f"{field}: {why}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    """What a user tuned at a small batch; :meth:`scale` derives the recipe at any batch."""
+
+    base_batch_size: int
+    """Global batch size the recipe was tuned at (``B0``)."""
+    peak_lr: float
+    """Peak learning rate at ``base_batch_size`` (``eta0``)."""
+    warmup_epochs: float
+    """Warmup length at ``base_batch_size`` in epochs (``w0``); may be fractional or 0."""
+    epochs: float
+    """Training length in epochs; the same at every batch size."""
+    decay: str = "poly"
+    """Decay after warmup: one of ``multistep, poly, cosine, exponential, constant``."""
+    power: float = 2.0
+    """Power ``p`` of the poly decay."""
+    end_lr: float = 0.0
+    """Final LR of the poly and cosine decays (not scaled with the batch)."""
+    milestones: tuple[float, ...] = ()
+    """Epochs at which ``multistep`` multiplies the LR by ``gamma``."""
+    gamma: float = 0.1
+    """Factor per milestone (``multistep``) or per epoch (``exponential``)."""
+    scaling: str | float = "sqrt"
+    """LR scaling rule: ``sqrt`` (default), ``linear``, ``none``, or the power of ``k``."""
+    warmup: str = "legw"
+    """Warmup rule: ``legw`` (epochs times k), ``constant`` (same epochs), ``none``."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
+        b0 = self.base_batch_size
+        _require(isinstance(b0, int) and not isinstance(b0, bool) and b0 > 0,
+                 "base_batch_size", b0, "must be a positive integer")
+        _require(_finite(self.peak_lr) and self.peak_lr > 0, "peak_lr", self.peak_lr,
+                 "must be a positive number")
+        _require(_finite(self.epochs) and self.epochs > 0, "epochs", self.epochs,
+                 "must be a positive number")
+        _require(_finite(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup_epochs",
+                 self.warmup_epochs, "must be a non-negative number")
+        _require(self.warmup_epochs < self.epochs or self.warmup_epochs == 0, "warmup_epochs",
+                 self.warmup_epochs, f"must be shorter than training ({self.epochs} epochs)")
+        _require(self.decay in DECAYS, "decay", self.decay, f"must be one of {', '.join(DECAYS)}")
+        _require(self.warmup in WARMUP_RULES, "warmup", self.warmup,
+                 f"must be one of {', '.join(WARMUP_RULES)}")
+        scaling_power(self.scaling)
+        _require(_finite(self.power) and self.power > 0, "power", self.power, "must be positive")
+        _require(_finite(self.end_lr) and 0 <= self.end_lr <= self.peak_lr, "end_lr",
+                 self.end_lr, "must lie in [0, peak_lr]")
+        _require(_finite(self.gamma) and self.gamma > 0, "gamma", self.gamma, "must be positive")
+        if self.decay == "multistep":
+            ms = self.milestones
+            _require(len(ms) > 0, "milestones", ms, "multistep decay needs at least one")
+            _require(all(a < b for a, b in zip(ms, ms[1:])), "milestones", ms,
+                     "must be strictly increasing")
+            _require(all(_finite(m) and 0 < m < self.epochs for m in ms), "milestones", ms,
+                     f"must lie strictly inside (0, {self.epochs}) epochs")
+
+    def k(self, global_batch_size: int) -> float:
+        """The batch ratio ``B / B0``."""
+        return global_batch_size / self.base_batch_size
+
+    def scale(self, global_batch_size: int, dataset_size: int, drop_last: bool = True) -> Recipe:
+        """Derive the recipe at ``global_batch_size`` for a data set of ``dataset_size`` samples."""
+        b, n = global_batch_size, dataset_size
+        _require(isinstance(b, int) and not isinstance(b, bool) and b > 0,
+                 "global_batch_size", b, "must be a positive integer")
+        _require(isinstance(n, int) and not isinstance(n, bool) and n > 0,
+                 "dataset_size", n, "must be a positive integer")
+        if drop_last:
+            _require(b <= n, "global_batch_size", b,
+                     f"exceeds dataset_size {n} (no full batch with drop_last)")
+        k = self.k(b)
+        peak = self.peak_lr * k ** scaling_power(self.scaling)
+        warmup_epochs = {"legw": self.warmup_epochs * k, "constant": self.warmup_epochs,
+                         "none": 0.0}[self.warmup]
+        spe = n // b if drop_last else -(-n // b)
+        total = round(self.epochs * spe)
+        warmup = round(warmup_epochs * spe)
+        if warmup_epochs > 0:
+            warmup = max(warmup, 1)
+        _require(warmup < total or warmup == 0, "warmup_epochs", warmup_epochs,
+                 f"at global_batch_size {b} the warmup ({warmup} steps) must be shorter than "
+                 f"training ({total} steps); shorten the base warmup or train longer")
+        ms_steps = tuple(round(m * spe) for m in self.milestones)
+        if self.decay != "multistep":
+            ms_steps = ()
+        if ms_steps and ms_steps[0] < warmup:
+            raise ValueError(
+                f"milestones: milestone {self.milestones[0]} falls inside the warmup "
+                f"({warmup_epochs:g} epochs) at global_batch_size {b}"
+            )
+        return Recipe(base=self, global_batch_size=b, dataset_size=n, drop_last=drop_last,
+                      peak_lr=peak, warmup_epochs=warmup_epochs, steps_per_epoch=spe,
+                      warmup_steps=warmup, total_steps=total, milestone_steps=ms_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BaseRecipe:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        _require(not unknown, "recipe", sorted(unknown), "unknown fields")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A base recipe scaled to one global batch size and data set: LR at every position."""
+
+    base: BaseRecipe
+    global_batch_size: int
+    dataset_size: int
+    drop_last: bool
+    peak_lr: float
+    warmup_epochs: float
+    steps_per_epoch: int
+    warmup_steps: int
+    total_steps: int
+    milestone_steps: tuple[int, ...] = ()
+
+    @property
+    def epochs(self) -> float:
+        return self.base.epochs
+
+    def lr_at_step(self, step: float) -> float:
+        """LR of optimizer step ``step`` (0-based; real-valued positions allowed)."""
+        if step < 0:
+            raise ValueError(f"step: must be non-negative, got {step!r}")
+        w, t_end, peak = self.warmup_steps, self.total_steps, self.peak_lr
+        if step < w:
+            return peak * (step + 1) / w
+        b = self.base
+        i = min(step, t_end) - w
+        left = t_end - w
+        if b.decay == "constant":
+            return peak
+        if b.decay == "poly":
+            return b.end_lr + (peak - b.end_lr) * (1.0 - i / left) ** b.power
+        if b.decay == "cosine":
+            return b.end_lr + (peak - b.end_lr) * 0.5 * (1.0 + math.cos(math.pi * i / left))
+        if b.decay == "exponential":
+            return peak * b.gamma ** (i / self.steps_per_epoch)
+        passed = sum(1 for m in self.milestone_steps if m <= step)
+        return peak * b.gamma**passed
+
+    def lr_at_epoch(self, epoch: float) -> float:
+        """LR at a (fractional) epoch position."""
+        return self.lr_at_step(epoch * self.steps_per_epoch)
+
+    def epoch_at_step(self, step: float) -> float:
+        return step / self.steps_per_epoch
+
+    def step_at_epoch(self, epoch: float) -> int:
+        """The optimizer step at which epoch position ``epoch`` starts (for elastic resume)."""
+        return round(epoch * self.steps_per_epoch)
+
+    def lrs(self) -> list[float]:
+        """The LR of every optimizer step, ``total_steps`` values."""
+        return [self.lr_at_step(t) for t in range(self.total_steps)]
+
+    def summary(self) -> dict[str, Any]:
+        """The derived quantities, as printed by ``legw schedule --json``."""
+        return {
+            "batch_size": self.global_batch_size,
+            "k": self.base.k(self.global_batch_size),
+            "peak_lr": self.peak_lr,
+            "warmup_epochs": self.warmup_epochs,
+            "warmup_steps": self.warmup_steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "epochs": self.epochs,
+            "decay": self.base.decay,
+            "scaling": self.base.scaling,
+            "warmup": self.base.warmup,
+        }
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
