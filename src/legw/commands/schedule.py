@@ -15,18 +15,22 @@ from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe, Recipe
 def add_recipe_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     """The base-recipe flags, shared with the commands that train."""
     g = p.add_argument_group("base recipe (what was tuned at the base batch size)")
-    g.add_argument("--base-batch-size", type=int, required=required, metavar="B0")
+    g.add_argument("--base-batch-size", type=int, required=required, metavar="B0",
+                   help="global batch size the recipe was tuned at")
     g.add_argument("--base-lr", type=float, required=required, metavar="LR",
                    help="peak LR at the base batch size")
     g.add_argument("--base-warmup-epochs", type=float, metavar="W0",
                    help="warmup epochs at the base batch size (default 0)")
-    g.add_argument("--epochs", type=float, required=required)
-    g.add_argument("--decay", choices=DECAYS)
+    g.add_argument("--epochs", type=float, required=required,
+                   help="training epochs (the same at every batch size)")
+    g.add_argument("--decay", choices=DECAYS, help="decay after warmup (default poly)")
     g.add_argument("--power", type=float, help="poly decay power (default 2)")
     g.add_argument("--end-lr", type=float, help="final LR of poly/cosine decay (default 0)")
     g.add_argument("--milestones", type=float, nargs="+", metavar="EPOCH",
-                   help="multistep decay epochs")
-    g.add_argument("--gamma", type=float, help="multistep factor / exponential factor per epoch")
+                   help="multistep decay epochs (inside training, after the scaled warmup)")
+    g.add_argument("--gamma", type=float,
+                   help="multistep factor per milestone / exponential factor per epoch, "
+                        "in (0, 1] (default 0.1)")
     g.add_argument("--scaling", metavar="RULE",
                    help="LR scaling: sqrt (default), linear, none, or a power of k")
     g.add_argument("--warmup", choices=WARMUP_RULES, help="warmup rule (default legw)")
