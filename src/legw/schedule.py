@@ -16,9 +16,10 @@ Conventions (pinned by ``tests/test_schedule.py``):
 
 * ``steps_per_epoch = N // B`` with ``drop_last`` (the default), ``ceil(N / B)`` without.
 * ``warmup_steps = round(warmup_epochs * steps_per_epoch)``, at least 1 when
-  ``warmup_epochs > 0``; ``total_steps = round(epochs * steps_per_epoch)``.
-* Warmup is linear and skips zero: ``lr(t) = peak * (t + 1) / W`` for ``t < W``, so step 0
-  trains at ``peak / W`` and the last warmup step ``W - 1`` reaches ``peak``.
+  ``warmup_epochs > 0``; ``total_steps = round(epochs * steps_per_epoch)``, at least 1 and
+  more than ``warmup_steps``. ``round`` rounds halves up (``floor(x + 0.5)``), not to even.
+* Warmup is linear and skips zero: ``lr(t) = peak * min(t + 1, W) / W`` for ``t < W``, so step
+  0 trains at ``peak / W`` and the last warmup step ``W - 1`` reaches ``peak``.
 * After warmup, with ``i = t - W`` steps since warmup and ``I = T - W`` steps left (TF
   ``lars_util`` convention for poly):
 
@@ -27,17 +28,21 @@ Conventions (pinned by ``tests/test_schedule.py``):
   - ``cosine``:       ``end + (peak - end) * (1 + cos(pi * i / I)) / 2``
   - ``exponential``:  ``peak * gamma ** (i / steps_per_epoch)`` (``gamma`` per epoch)
   - ``multistep``:    ``peak * gamma ** n`` with ``n`` the milestones (epochs) passed; a
-    milestone at epoch ``m`` takes effect at step ``round(m * steps_per_epoch)``.
+    milestone at epoch ``m`` takes effect at step ``round(m * steps_per_epoch)``, which must
+    not fall inside the (scaled) warmup.
 
   Step ``W`` is the first post-warmup step and trains at ``peak`` (poly, cosine); positions
-  at or beyond ``T`` return the value at ``T`` (``end_lr`` for poly and cosine).
+  at or beyond ``T`` return the value at ``T`` (``end_lr`` for poly and cosine). ``gamma``
+  lies in ``(0, 1]`` and ``end_lr`` may not exceed the scaled peak, so the LR never exceeds
+  ``peak``.
 * Fractional positions are allowed everywhere: ``lr_at_epoch(e)`` is ``lr_at_step`` evaluated
   at the real-valued step ``e * steps_per_epoch``.
 
-Because poly and cosine are counted from the end of warmup, and the scaled warmup is longer,
-their curves in epochs are only approximately ``sqrt(k)`` times the base curve (so is
-exponential, counted from the end of warmup); constant and multistep decays are exactly
-proportional outside warmup.
+Outside warmup, the LR-vs-epoch curve at ``k * B0`` is exactly ``k ** a`` times the base curve
+for the constant and multistep decays (when ``steps_per_epoch`` divides evenly). Poly, cosine
+and exponential are counted from the end of warmup, which ends ``k`` times later in epochs, so
+their curves are *not* proportional: e.g. Table 6 at epoch 45, batch 32K vs 1K, the poly
+factor is ``(1 - 35/80)**2 = 0.316`` vs ``(1 - 44.69/89.69)**2 = 0.252``.
 """
 
 from __future__ import annotations
@@ -81,6 +86,11 @@ def _require(ok: bool, field: str, value: Any, why: str) -> None:
         raise ValueError(f"{field}: {why}, got {value!r}")
 
 
+def _round(x: float) -> int:
+    """Round half up: ``2.5 -> 3`` (Python's ``round`` would give 2)."""
+    return math.floor(x + 0.5)
+
+
 @dataclass(frozen=True)
 class BaseRecipe:
     """What a user tuned at a small batch; :meth:`scale` derives the recipe at any batch."""
@@ -109,7 +119,13 @@ class BaseRecipe:
     """Warmup rule: ``legw`` (epochs times k), ``constant`` (same epochs), ``none``."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
+        try:
+            milestones = tuple(float(m) for m in self.milestones)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"milestones: expected a sequence of epochs, got {self.milestones!r}"
+            ) from None
+        object.__setattr__(self, "milestones", milestones)
         b0 = self.base_batch_size
         _require(isinstance(b0, int) and not isinstance(b0, bool) and b0 > 0,
                  "base_batch_size", b0, "must be a positive integer")
@@ -128,7 +144,8 @@ class BaseRecipe:
         _require(_finite(self.power) and self.power > 0, "power", self.power, "must be positive")
         _require(_finite(self.end_lr) and 0 <= self.end_lr <= self.peak_lr, "end_lr",
                  self.end_lr, "must lie in [0, peak_lr]")
-        _require(_finite(self.gamma) and self.gamma > 0, "gamma", self.gamma, "must be positive")
+        _require(_finite(self.gamma) and 0 < self.gamma <= 1, "gamma", self.gamma,
+                 "must lie in (0, 1]")
         if self.decay == "multistep":
             ms = self.milestones
             _require(len(ms) > 0, "milestones", ms, "multistep decay needs at least one")
@@ -153,17 +170,21 @@ class BaseRecipe:
                      f"exceeds dataset_size {n} (no full batch with drop_last)")
         k = self.k(b)
         peak = self.peak_lr * k ** scaling_power(self.scaling)
+        _require(self.end_lr <= peak or self.decay not in ("poly", "cosine"), "end_lr",
+                 self.end_lr, f"must not exceed the peak LR {peak:g} at global_batch_size {b}")
         warmup_epochs = {"legw": self.warmup_epochs * k, "constant": self.warmup_epochs,
                          "none": 0.0}[self.warmup]
         spe = n // b if drop_last else -(-n // b)
-        total = round(self.epochs * spe)
-        warmup = round(warmup_epochs * spe)
+        total = _round(self.epochs * spe)
+        _require(total >= 1, "epochs", self.epochs,
+                 f"gives 0 optimizer steps at {spe} steps per epoch (global_batch_size {b})")
+        warmup = _round(warmup_epochs * spe)
         if warmup_epochs > 0:
             warmup = max(warmup, 1)
         _require(warmup < total or warmup == 0, "warmup_epochs", warmup_epochs,
                  f"at global_batch_size {b} the warmup ({warmup} steps) must be shorter than "
                  f"training ({total} steps); shorten the base warmup or train longer")
-        ms_steps = tuple(round(m * spe) for m in self.milestones)
+        ms_steps = tuple(_round(m * spe) for m in self.milestones)
         if self.decay != "multistep":
             ms_steps = ()
         if ms_steps and ms_steps[0] < warmup:
@@ -176,12 +197,14 @@ class BaseRecipe:
                       warmup_steps=warmup, total_steps=total, milestone_steps=ms_steps)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able fields; :meth:`from_dict` inverts it."""
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BaseRecipe:
+        _require(isinstance(d, dict), "recipe", d, "expected a dict")
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         _require(not unknown, "recipe", sorted(unknown), "unknown fields")
@@ -209,11 +232,12 @@ class Recipe:
 
     def lr_at_step(self, step: float) -> float:
         """LR of optimizer step ``step`` (0-based; real-valued positions allowed)."""
-        if step < 0:
+        if not step >= 0:  # also rejects NaN
             raise ValueError(f"step: must be non-negative, got {step!r}")
         w, t_end, peak = self.warmup_steps, self.total_steps, self.peak_lr
         if step < w:
-            return peak * (step + 1) / w
+            # min(): a fractional position in (W - 1, W) must not overshoot the peak.
+            return peak * min(step + 1, w) / w
         b = self.base
         i = min(step, t_end) - w
         left = t_end - w
@@ -233,15 +257,35 @@ class Recipe:
         return self.lr_at_step(epoch * self.steps_per_epoch)
 
     def epoch_at_step(self, step: float) -> float:
+        """The (fractional) epoch position of optimizer step ``step``."""
         return step / self.steps_per_epoch
 
     def step_at_epoch(self, epoch: float) -> int:
-        """The optimizer step at which epoch position ``epoch`` starts (for elastic resume)."""
-        return round(epoch * self.steps_per_epoch)
+        """The optimizer step nearest to epoch position ``epoch`` (for elastic resume).
+
+        To resume a run stopped at step ``s`` of recipe ``a`` with recipe ``b`` (another
+        batch size): ``b.step_at_epoch(a.epoch_at_step(s))``.
+        """
+        if not epoch >= 0:
+            raise ValueError(f"epoch: must be non-negative, got {epoch!r}")
+        return _round(epoch * self.steps_per_epoch)
 
     def lrs(self) -> list[float]:
         """The LR of every optimizer step, ``total_steps`` values."""
         return [self.lr_at_step(t) for t in range(self.total_steps)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What determines this recipe, as plain data (the rest is derived again on load)."""
+        return {"base": self.base.to_dict(), "global_batch_size": self.global_batch_size,
+                "dataset_size": self.dataset_size, "drop_last": self.drop_last}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
+        _require(isinstance(d, dict) and set(d) == {"base", "global_batch_size",
+                 "dataset_size", "drop_last"}, "recipe", d,
+                 "expected keys base, global_batch_size, dataset_size, drop_last")
+        return BaseRecipe.from_dict(d["base"]).scale(d["global_batch_size"], d["dataset_size"],
+                                                     drop_last=bool(d["drop_last"]))
 
     def summary(self) -> dict[str, Any]:
         """The derived quantities, as printed by ``legw schedule --json``."""

@@ -1,0 +1,133 @@
+"""``legw schedule``: table, JSON and plot output; one-line errors; no torch import."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from legw.cli import main
+
+TABLE6 = ["--base-batch-size", "1024", "--base-lr", "5.656854", "--base-warmup-epochs", "0.3125",
+          "--epochs", "90", "--decay", "poly", "--power", "2", "--dataset-size", "1281167",
+          "--batch-size", "1024", "2048", "4096", "8192", "16384", "32768"]
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "legw", "schedule", *argv],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_table6_json(capsys):
+    assert main(["schedule", *TABLE6, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["batch_size"] for r in rows] == [1024, 2048, 4096, 8192, 16384, 32768]
+    for i, r in enumerate(rows):
+        assert math.log2(r["peak_lr"]) == pytest.approx(2.5 + 0.5 * i, abs=1e-6)
+        assert r["warmup_epochs"] == pytest.approx(0.3125 * 2**i)
+        assert r["warmup_steps"] in (390, 391)
+        assert r["steps_per_epoch"] == 1281167 // r["batch_size"]
+        assert r["total_steps"] == 90 * r["steps_per_epoch"]
+    assert [r["warmup_steps"] for r in rows] == [391, 391, 390, 390, 390, 390]
+
+
+def test_table_output(capsys):
+    assert main(["schedule", *TABLE6]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("base: batch 1024, peak LR 5.65685, warmup 0.3125 epochs")
+    assert lines[1].split() == ["batch", "k", "peak", "LR", "log2", "LR", "warmup", "ep",
+                                "warmup", "steps", "steps/epoch", "total", "steps"]
+    assert lines[2].split() == ["1024", "1", "5.65685", "2.500", "0.3125", "391", "1251",
+                                "112590"]
+    assert lines[7].split() == ["32768", "32", "32", "5.000", "10", "390", "39", "3510"]
+    assert len(lines) == 8
+
+
+def test_defaults_to_the_base_batch_size(capsys):
+    assert main(["schedule", "--base-batch-size", "128", "--base-lr", "0.1", "--epochs", "5",
+                 "--dataset-size", "60000", "--keep-last", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["batch_size"] == 128 and row["steps_per_epoch"] == 469   # ceil(60000 / 128)
+    assert row["warmup_steps"] == 0 and row["peak_lr"] == 0.1 and row["decay"] == "poly"
+
+
+def test_multistep_and_scaling_flags(capsys):
+    assert main(["schedule", "--base-batch-size", "100", "--base-lr", "0.1", "--epochs", "10",
+                 "--decay", "multistep", "--milestones", "3", "6", "--gamma", "0.5",
+                 "--scaling", "0.25", "--warmup", "constant", "--base-warmup-epochs", "0.5",
+                 "--dataset-size", "10000", "--batch-size", "1600", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["peak_lr"] == pytest.approx(0.2) and row["warmup_epochs"] == 0.5
+    assert row["scaling"] == "0.25" and row["warmup"] == "constant"
+
+
+def test_plot_writes_a_png(tmp_path, capsys):
+    import matplotlib.image
+
+    path = tmp_path / "sub" / "lr.png"
+    assert main(["schedule", *TABLE6, "--plot", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {path}"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
+    assert img.std() > 0.05                                     # not a blank canvas
+    assert [p.name for p in path.parent.iterdir()] == ["lr.png"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--base-batch-size", "128", "--base-lr", "abc", "--epochs", "5", "--dataset-size", "9"],
+     "argument --base-lr: invalid float value: 'abc'"),
+    (TABLE6[:8] + ["--decay", "step"], "invalid choice: 'step'"),
+    (TABLE6 + ["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["--base-batch-size", "128", "--epochs", "5", "--dataset-size", "60000"],
+     "missing --base-lr"),
+    (["--base-batch-size", "128", "--base-lr", "0.1", "--epochs", "5"], "missing --dataset-size"),
+    (["--base-batch-size", "128", "--base-lr", "-1", "--epochs", "5", "--dataset-size", "60000"],
+     "peak_lr (--base-lr): must be a positive number, got -1.0"),
+    (["--base-batch-size", "128", "--base-lr", "0.1", "--epochs", "5", "--dataset-size", "60000",
+      "--scaling", "cubic"], "scaling (--scaling): unknown rule 'cubic'"),
+    (["--base-batch-size", "128", "--base-lr", "0.1", "--epochs", "90", "--dataset-size",
+      "60000", "--decay", "multistep", "--milestones", "60", "30"],
+     "milestones (--milestones): must be strictly increasing, got (60.0, 30.0)"),
+    (TABLE6[:-6] + ["0"], "global_batch_size (--batch-size): must be a positive integer, got 0"),
+    (TABLE6[:14] + ["--dataset-size", "-5"], "dataset_size (--dataset-size): must be a positive"),
+    (TABLE6[:4] + ["--base-warmup-epochs", "5", "--epochs", "90", "--dataset-size", "1281167",
+                   "--batch-size", "32768"],
+     "warmup_epochs (--base-warmup-epochs): at global_batch_size 32768 the warmup"),
+    (TABLE6 + ["--task", "nonesuch"], None),   # whatever the message, one line
+])
+def test_bad_input_is_one_line_exit_2(argv, needle):
+    p = run_cli(*argv)
+    assert p.returncode == 2, p.stderr
+    assert p.stdout == ""
+    assert "Traceback" not in p.stderr
+    assert p.stderr.count("\n") == 1 and p.stderr.endswith("\n"), p.stderr
+    if needle is not None:
+        assert needle in p.stderr, p.stderr
+
+
+def test_unwritable_plot_path_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    p = run_cli(*TABLE6, "--plot", str(blocker / "lr.png"))
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith("legw: error: --plot: cannot write") and p.stderr.count("\n") == 1
+
+
+def test_schedule_does_not_import_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "import legw, legw.schedule\n"
+        "assert 'torch' not in sys.modules, 'import legw'\n"
+        "from legw.cli import main\n"
+        f"rc = main(['schedule', *{TABLE6!r}, '--json', '--plot', {str(tmp_path / 'p.png')!r}])\n"
+        "assert rc == 0\n"
+        "assert 'torch' not in sys.modules, 'legw schedule'\n"
+        "print('torch-free')\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().endswith("torch-free")
