@@ -405,3 +405,13 @@ def test_from_dict_rejects_unknown_fields():
         BaseRecipe.from_dict(d)
     with pytest.raises(ValueError, match=r"^recipe: expected a dict"):
         BaseRecipe.from_dict([1, 2])
+
+
+def test_lr_at_epoch_snaps_float_error_at_a_milestone():
+    # 2.3 * 100 == 229.99999999999997: the milestone at epoch 2.3 (step 230) must apply.
+    base = BaseRecipe(base_batch_size=10, peak_lr=1.0, warmup_epochs=0.0, epochs=5,
+                      decay="multistep", milestones=(2.3,), gamma=0.5)
+    r = base.scale(10, 1000)
+    assert r.steps_per_epoch == 100
+    assert r.lr_at_epoch(2.3) == 0.5
+    assert r.lr_at_step(229) == 1.0

@@ -253,8 +253,17 @@ class Recipe:
         return peak * b.gamma**passed
 
     def lr_at_epoch(self, epoch: float) -> float:
-        """LR at a (fractional) epoch position."""
-        return self.lr_at_step(epoch * self.steps_per_epoch)
+        """LR at a (fractional) epoch position.
+
+        The position in steps is snapped to the nearest integer when it lies within 1e-9 of
+        it, so float error in ``epoch * steps_per_epoch`` (2.3 * 100 = 229.99999999999997)
+        cannot move a milestone or the end of warmup by a step.
+        """
+        step = epoch * self.steps_per_epoch
+        nearest = math.floor(step + 0.5)
+        if abs(step - nearest) <= 1e-9 * max(1.0, abs(step)):
+            step = nearest
+        return self.lr_at_step(step)
 
     def epoch_at_step(self, step: float) -> float:
         """The (fractional) epoch position of optimizer step ``step``."""
