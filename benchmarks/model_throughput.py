@@ -21,6 +21,8 @@ from legw.models import LSTMClassifier, small_resnet
 MODELS = {
     "lstm": lambda: LSTMClassifier(28, 128, 1, 10),
     "small_resnet": lambda: small_resnet(10, 1),
+    # the CIFAR ResNet-20 layout, for comparison with the default small_resnet
+    "resnet20_layout": lambda: small_resnet(10, 1, (16, 32, 64), 3, stem_stride=1),
 }
 
 
@@ -52,7 +54,8 @@ def measure(model_name: str, batch_size: int, steps: int, warmup: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--model", nargs="+", default=["lstm", "small_resnet"],
+                        choices=list(MODELS))
     parser.add_argument("--batch-size", nargs="+", type=int, default=[128, 512])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
