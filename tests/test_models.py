@@ -101,7 +101,12 @@ def test_resnet50_zero_init_residual():
 
 def test_small_resnet_shapes():
     model = small_resnet()
-    assert model(torch.rand(4, 1, 28, 28)).shape == (4, 10)
+    x = torch.rand(4, 1, 28, 28)
+    assert model(x).shape == (4, 10)
+    model.eval()
+    torch.testing.assert_close(model(x.squeeze(1)), model(x))  # (B, 28, 28) accepted too
+    with pytest.raises(ValueError, match="expects normalized float images, got torch.uint8"):
+        model(torch.zeros(2, 28, 28, dtype=torch.uint8))
     assert small_resnet(num_classes=3, in_channels=3)(torch.rand(2, 3, 28, 28)).shape == (2, 3)
     assert 100_000 < n_params(model) < 400_000
     with pytest.raises(ValueError, match="in_channels must be >= 1"):

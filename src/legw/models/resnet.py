@@ -107,6 +107,11 @@ class ResNet(nn.Module):
                     nn.init.zeros_(m.body[-1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Float ``(B, C, H, W)`` (or ``(B, H, W)`` for one channel) -> logits ``(B, classes)``."""
+        if not x.is_floating_point():
+            raise ValueError(f"ResNet expects normalized float images, got {x.dtype}")
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
         x = self.stages(self.stem(x))
         return self.fc(torch.flatten(self.pool(x), 1))
 
