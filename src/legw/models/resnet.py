@@ -137,8 +137,8 @@ def small_resnet(
     stages of ``blocks_per_stage`` basic blocks (He et al. 2015), each stage after the first
     halving the resolution: with the defaults 14x14 -> 7x7 -> 4x4, 1x1 projection shortcuts,
     0.31M parameters and about 10M multiply-adds per image. ``widths=(16, 32, 64),
-    blocks_per_stage=3, stem_stride=1`` is the CIFAR ResNet-20 layout (0.27M parameters, 3x the
-    compute and, measured on a 2-core CPU, several times slower).
+    blocks_per_stage=3, stem_stride=1`` is the CIFAR ResNet-20 layout (0.27M parameters, 31M
+    multiply-adds, measured about 3x slower to train on a CPU; see docs/data-and-models.md).
     """
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
