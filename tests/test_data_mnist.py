@@ -93,8 +93,15 @@ def test_a_directory_needs_both_files(isolated):
     d = isolated / "d"
     write_split(d, "train", 5, seed=0)
     (d / "train-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(FileNotFoundError, match=r"not found together in .*put the 4 MNIST"):
+    with pytest.raises(FileNotFoundError, match=r"holds only half of the train split: "
+                       r"train-labels-idx1-ubyte\[\.gz\] is missing"):
         load_mnist("mnist", "train", data_dir=d, download=False)
+
+
+def test_nowhere_found_says_how_to_get_the_data(isolated, monkeypatch):
+    monkeypatch.setattr(mnist, "SYSTEM_DIRS", {"mnist": (), "fashion-mnist": ()})
+    with pytest.raises(FileNotFoundError, match=r"not found together in .*put the 4 MNIST"):
+        load_mnist("mnist", "train", data_dir=isolated / "empty", download=False)
 
 
 def fake_mirror(files: dict[str, bytes], log: list[str], fail_first_mirror: bool = False):

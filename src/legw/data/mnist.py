@@ -113,6 +113,10 @@ def _download(name: str, filename: str, target: Path, fetch: Callable[[str], byt
     )
 
 
+def split_name(prefix: str) -> str:
+    return "test" if prefix == "t10k" else "train"
+
+
 def _locate(
     name: str, prefix: str, data_dir: str | os.PathLike | None, download: bool,
     fetch: Callable[[str], bytes],
@@ -125,6 +129,12 @@ def _locate(
         found = [_find(directory, stem) for stem in stems]
         if found[0] is not None and found[1] is not None:
             return found[0], found[1]
+        if data_dir is not None and directory == Path(data_dir) and found != [None, None]:
+            missing = stems[found.index(None)]
+            raise FileNotFoundError(
+                f"{name}: {directory} holds only half of the {split_name(prefix)} split: "
+                f"{missing}[.gz] is missing; add it or remove the other file"
+            )
     if not download:
         searched = ", ".join(str(d) for d in directories)
         raise FileNotFoundError(
