@@ -95,7 +95,7 @@ def test_stderr_covers_truth_across_seeds():
     hits = 0
     for seed in range(12):
         model, loss_fn, sample, delta_sq = regression_problem(100 + seed)
-        est = estimate_noise_scale(model_grad_fn(model, loss_fn), lambda k: sample(k, 4),
+        est = estimate_noise_scale(model_grad_fn(model, loss_fn), lambda k, s=sample: s(k, 4),
                                    micro_batch_size=4, batch_size=16, draws=60, bootstrap=0)
         hits += abs(est.b_simple - closed_form(delta_sq)) < est.stderr
     assert 5 <= hits <= 12
