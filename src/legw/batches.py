@@ -64,6 +64,22 @@ class TensorImages:
         return x, self.labels[indices]
 
 
+class DatasetImages:
+    """A map-style dataset of ``(image tensor, label)`` pairs (e.g. an image folder) as an
+    :class:`ImageSet`; samples are decoded in the training process, one at a time."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def get(self, indices: torch.Tensor) -> Batch:
+        pairs = [self.dataset[int(i)] for i in indices]
+        return (torch.stack([x for x, _ in pairs]),
+                torch.tensor([y for _, y in pairs], dtype=torch.long))
+
+
 @dataclass
 class ImageData:
     train: ImageSet

@@ -17,6 +17,7 @@ import sys
 
 COMMANDS = {
     "schedule": ("legw.commands.schedule", "print and plot the scaled recipe for batch sizes"),
+    "train": ("legw.commands.train", "train a task preset at a global batch size"),
 }
 
 

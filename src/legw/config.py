@@ -144,7 +144,10 @@ class TrainConfig:
         try:
             return BaseRecipe(**fields)
         except ValueError as e:
-            raise ValueError(f"recipe {e}") from None
+            hint = ""
+            if str(e).startswith("milestones") and self.epochs is not None:
+                hint = " (with --epochs give --milestones too, or cut a run short with --max-steps)"
+            raise ValueError(f"recipe {e}{hint}") from None
 
     def batch_size(self) -> int:
         """The global batch size (the task's base batch unless given)."""

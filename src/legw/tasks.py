@@ -106,16 +106,15 @@ def _load_imagenet(data_dir: str | None):
     if data_dir is None:
         raise ValueError("--data-dir: imagenet-resnet50 needs an image folder "
                          "(DIR/train/CLASS/*.JPEG and DIR/val/CLASS/*.JPEG)")
-    try:
-        from legw.data import imagefolder
-    except ImportError:
-        raise ValueError("imagenet-resnet50: this build has no image-folder loader "
-                         "(legw.data.imagefolder)") from None
-    from legw.batches import ImageData
+    from pathlib import Path
 
-    train = imagefolder.ImageFolder(data_dir, "train")
-    test = imagefolder.ImageFolder(data_dir, "val")
-    return ImageData(train=train, test=test, num_classes=1000)
+    from legw.batches import DatasetImages, ImageData
+    from legw.data.imagefolder import image_folder
+
+    train = image_folder(Path(data_dir) / "train", train=True)
+    test = image_folder(Path(data_dir) / "val", train=False)
+    return ImageData(train=DatasetImages(train), test=DatasetImages(test),
+                     num_classes=len(train.classes))
 
 
 def _lstm_classifier(data):

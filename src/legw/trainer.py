@@ -252,8 +252,9 @@ class _Run:
             rec = image_metrics(self.model, self.data.test, task.eval_batch_size, self.device,
                                 self.env.rank, self.env.world_size)
         else:
-            rec["valid_perplexity"] = perplexity(self.model, self.data.valid,
-                                                 task.eval_batch_size, task.bptt, self.device)
+            fresh = final and self.pos.step_in_epoch == 0 and "valid_perplexity" in self.last_eval
+            rec["valid_perplexity"] = self.last_eval["valid_perplexity"] if fresh else perplexity(
+                self.model, self.data.valid, task.eval_batch_size, task.bptt, self.device)
             if final:
                 rec["test_perplexity"] = perplexity(self.model, self.data.test,
                                                     task.eval_batch_size, task.bptt, self.device)
