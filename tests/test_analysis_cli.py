@@ -67,7 +67,7 @@ def test_comm_task_counts_parameters(capsys):
     (["comm", "--preset", "resnet50", "--bandwidth-gbps", "0"], "bandwidth"),
     (["comm", "--preset", "resnet50", "--plot", "x.png"], "compute rate"),
     (["comm", "--preset", "resnet50", "--measure"], "--task"),
-    (["comm", "--task", "nope"], "task must be one of"),
+    (["comm", "--task", "nope"], "unknown task"),
     (["noise-scale", "fashion-mnist-lstm", "--batch-size", "20", "--micro-batch-size", "8"],
      "multiple"),
     (["noise-scale", "fashion-mnist-lstm", "--draws", "1"], "--draws"),
@@ -103,18 +103,22 @@ def test_noise_scale_cli_on_a_fake_task(capsys, tmp_path, monkeypatch):
     from legw.commands import _workload
     from legw.schedule import BaseRecipe
 
-    def tiny(load_data):
+    def tiny(name, load_data=False, data_dir=None):
         torch.manual_seed(0)
         x = torch.randn(512, 5)
         y = x @ torch.ones(5) + torch.randn(512)
         model = torch.nn.Linear(5, 1)
+
+        def sample(i):
+            return x[i], y[i]
+
         return _workload.Workload(
             "tiny", model, lambda out, t: ((out.squeeze(-1) - t) ** 2).mean(),
             lambda n: (torch.randn(n, 5), torch.randn(n)), 512,
             BaseRecipe(base_batch_size=32, peak_lr=0.05, warmup_epochs=0.1, epochs=1.0),
-            (x, y))
+            lambda n, g: sample(torch.randint(0, 512, (n,), generator=g)))
 
-    monkeypatch.setitem(_workload.BUILTIN, "tiny", tiny)
+    monkeypatch.setattr(_workload, "load_workload", tiny)
     out_json, png = tmp_path / "n.json", tmp_path / "n.png"
     code, out, _ = run_cli(capsys, "noise-scale", "tiny", "--batch-size", "32",
                            "--micro-batch-size", "4", "--draws", "10", "--points", "3",

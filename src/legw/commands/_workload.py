@@ -1,7 +1,11 @@
 """A task's model, loss and batches in the plain form the analysis tools take.
 
 The analysis cores (``legw.comm``, ``legw.noise_scale``, ``legw.autobatch``) take a model, a
-loss function and batch callables; this module builds them for a named task.
+loss function and batch callables; this module builds them from a :mod:`legw.tasks` preset.
+
+Language-model tasks: a sample is one window of ``bptt`` tokens (the task's unit of batch
+size); the analysis tools start every window from a zero hidden state (the trainer carries
+the state across steps), and the loss is the mean token cross-entropy.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 from legw.schedule import BaseRecipe
 
@@ -24,53 +30,91 @@ class Workload:
     """``n -> (inputs, targets)`` of the right shape and dtype, random values (for timing)."""
     dataset_size: int
     recipe: BaseRecipe
-    train_data: tuple[Any, Any] | None = None
-    """``(inputs, targets)`` tensors of the whole training set, when loaded."""
+    sample_fn: Callable[[int, Any], tuple[Any, Any]] | None = None
+    """``(n, generator) -> (inputs, targets)``: ``n`` training samples, i.i.d. uniform."""
+    optimizer: str = "sgd"
+    hyper: dict[str, Any] | None = None
+    clip_grad_norm: float | None = None
 
     def sample_batch(self, n: int, generator: Any = None) -> tuple[Any, Any]:
         """``n`` training samples drawn uniformly with replacement (i.i.d., as the noise-scale
         estimator assumes)."""
-        import torch
-
-        if self.train_data is None:
+        if self.sample_fn is None:
             raise ValueError(f"task {self.name!r}: training data not loaded")
-        x, y = self.train_data
-        idx = torch.randint(0, len(x), (n,), generator=generator)
-        return x[idx], y[idx]
+        return self.sample_fn(n, generator)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    def build_optimizer(self, lr: float) -> Any:
+        """The task's optimizer over its parameter groups (bias/norm layers excluded)."""
+        from legw.optim import build_optimizer, param_groups
 
-def _fashion_mnist_lstm(load_data: bool) -> Workload:
-    import torch
+        groups, _ = param_groups(self.model, (self.hyper or {}).get("weight_decay", 0.0))
+        hyper = {k: v for k, v in (self.hyper or {}).items() if k != "weight_decay"}
+        return build_optimizer(self.optimizer, groups, lr=lr, **hyper)
 
-    from legw.models import LSTMClassifier
 
-    model = LSTMClassifier(28, 128, 1, 10)
+def _image_workload(task: Any, data: Any, load_data: bool) -> Workload:
+    model = task.build_model(data)
+    x0, _ = data.train.get(torch.arange(1))
+    shape = tuple(x0.shape[1:])
 
     def random_batch(n: int) -> tuple[Any, Any]:
-        return torch.randn(n, 28, 28), torch.randint(0, 10, (n,))
+        return torch.randn(n, *shape), torch.randint(0, data.num_classes, (n,))
 
-    data = None
-    if load_data:
-        from legw.data import load_mnist, normalize
+    def sample(n: int, generator: Any) -> tuple[Any, Any]:
+        return data.train.get(torch.randint(0, len(data.train), (n,), generator=generator))
 
-        images, labels = load_mnist("fashion-mnist", "train")
-        data = (normalize(images, "fashion-mnist"), labels)
-    # The untuned probe of the project notes: SGD momentum 0.9, LR 0.1 at batch 128,
-    # warmup 0.05 epochs, poly p=2, 25 epochs.
-    recipe = BaseRecipe(base_batch_size=128, peak_lr=0.1, warmup_epochs=0.05, epochs=25.0,
-                        decay="poly", power=2.0)
-    return Workload("fashion-mnist-lstm", model, torch.nn.functional.cross_entropy,
-                    random_batch, 60_000, recipe, data)
+    return Workload(task.name, model, torch.nn.functional.cross_entropy, random_batch,
+                    task.dataset_size, task.recipe, sample if load_data else None)
 
 
-BUILTIN = {"fashion-mnist-lstm": _fashion_mnist_lstm}
+class _WindowLM(torch.nn.Module):
+    """``tokens (T, B) -> logits (T*B, V)`` from a fresh zero hidden state."""
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.lm(tokens)
+        return logits.reshape(-1, logits.shape[-1])
 
 
-def load_workload(name: str, *, load_data: bool = False) -> Workload:
-    """Build the workload of task ``name``; ``load_data`` also loads the training set."""
-    if name not in BUILTIN:
-        raise ValueError(f"task must be one of {sorted(BUILTIN)}, got {name!r}")
-    return BUILTIN[name](load_data)
+def _text_workload(task: Any, data: Any, load_data: bool) -> Workload:
+    model = _WindowLM(task.build_model(data))
+    bptt, tokens = task.bptt, data.train
+
+    def loss_fn(logits: Any, targets: Any) -> Any:
+        return torch.nn.functional.cross_entropy(logits, targets.reshape(-1))
+
+    def random_batch(n: int) -> tuple[Any, Any]:
+        return (torch.randint(0, data.vocab_size, (bptt, n)),
+                torch.randint(0, data.vocab_size, (bptt, n)))
+
+    def sample(n: int, generator: Any) -> tuple[Any, Any]:
+        starts = torch.randint(0, len(tokens) - bptt - 1, (n,), generator=generator)
+        idx = starts[None, :] + torch.arange(bptt)[:, None]  # (T, n)
+        return tokens[idx], tokens[idx + 1]
+
+    return Workload(task.name, model, loss_fn, random_batch, task.dataset_size, task.recipe,
+                    sample if load_data else None)
+
+
+def load_workload(name: str, *, load_data: bool = False, data_dir: str | None = None
+                  ) -> Workload:
+    """Build the workload of task ``name`` (its data is loaded: image shapes and the LM
+    vocabulary come from it; ``load_data`` also enables sampling training batches)."""
+    from legw.tasks import get_task
+
+    task = get_task(name)
+    data = task.load(data_dir)
+    build = _text_workload if task.kind == "text" else _image_workload
+    w = build(task, data, load_data)
+    w.optimizer = task.optimizer
+    w.hyper = {"weight_decay": task.weight_decay}
+    if task.optimizer in ("sgd", "lars"):
+        w.hyper["momentum"] = task.momentum
+    w.clip_grad_norm = task.clip_grad_norm
+    return w

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--preset", choices=["resnet50"],
                      help="the talk's Table 3: 26M params, N=1,281,167, 90 epochs, 1e18 flops")
     src.add_argument("--task", help="count the parameters of this task's model")
+    src.add_argument("--data-dir", help="where the task's data lives (default: its loader's)")
     src.add_argument("--params", type=int, metavar="N", help="number of parameters")
     src.add_argument("--bytes-per-param", type=int, default=4, metavar="BYTES")
     src.add_argument("--dataset-size", type=int, metavar="N", help="samples per epoch")
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.task:
         from legw.commands._workload import load_workload
 
-        workload = load_workload(args.task)
+        workload = load_workload(args.task, data_dir=args.data_dir)
         setting.update(params=workload.num_params(), dataset_size=workload.dataset_size,
                        epochs=workload.recipe.epochs)
     else:

@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="batch of the training run (default: the task's base batch size)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="where the task's data lives (default: its loader's)")
     p.add_argument("--out", default="runs/noise-scale.json", metavar="FILE")
     p.add_argument("--plot", default="runs/noise-scale.png", metavar="FILE")
 
@@ -50,13 +51,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    w = load_workload(args.task, load_data=True)
+    w = load_workload(args.task, load_data=True, data_dir=args.data_dir)
     train_bs = args.train_batch_size or w.recipe.base_batch_size
     recipe = w.recipe.scale(train_bs, w.dataset_size)
     steps = recipe.steps_per_epoch if args.steps is None else args.steps
     at = sorted({round(i * steps / (args.points - 1)) for i in range(args.points)}
                 if args.points > 1 else {0})
-    optimizer = torch.optim.SGD(w.model.parameters(), lr=recipe.lr_at_step(0), momentum=0.9)
+    optimizer = w.build_optimizer(recipe.lr_at_step(0))
     grad_fn = model_grad_fn(w.model, w.loss_fn)
     b, big = args.micro_batch_size, args.batch_size
     record: dict[str, Any] = {
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         "App. A); stderr: delta method; ci: bootstrap 16-84th percentile over draws",
         "micro_batch_size": b, "batch_size": big, "draws": args.draws,
         "train_batch_size": train_bs, "steps": steps, "seed": args.seed,
-        "recipe": recipe.summary(), "optimizer": "SGD momentum 0.9", "points": []}
+        "recipe": recipe.summary(), "optimizer": {"name": w.optimizer, **(w.hyper or {})},
+        "clip_grad_norm": w.clip_grad_norm, "points": []}
     w.model.train()
     losses: list[float] = []
     print(f"{args.task}: training at batch {train_bs} for {steps} steps; B_simple at steps "
@@ -92,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         optimizer.zero_grad(set_to_none=True)
         loss = w.loss_fn(w.model(x), y)
         loss.backward()
+        if w.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(w.model.parameters(), w.clip_grad_norm)
         optimizer.step()
         losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):

@@ -1,0 +1,154 @@
+"""LARS: layer-wise adaptive rate scaling on top of SGD with momentum, multi-tensor.
+
+You, Gitman, Ginsburg, "Large Batch Training of Convolutional Networks", arXiv 1708.03888;
+semantics of the TF TPU reference (``lars_optimizer.py``), momentum in the PyTorch convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from legw.optim import _common as C
+
+
+class LARS(torch.optim.Optimizer):
+    r"""LARS with the trust ratio computed for every layer (tensor) at once.
+
+    For each parameter tensor ``w`` with gradient ``g`` in a group that adapts::
+
+        trust = eta_tc * ||w|| / (||g|| + weight_decay * ||w|| + eps)   (1 if ||w|| or ||g|| is 0)
+        g'    = (g + weight_decay * w) * trust
+        v     = momentum * v + g'              (first step: v = g')
+        w     = w - lr * v                     (nesterov: w = w - lr * (g' + momentum * v))
+
+    A group adapts when ``adapt and (weight_decay != 0 or always_adapt)``; otherwise
+    ``trust = 1`` and the step is **exactly** ``torch.optim.SGD(lr, momentum, dampening=0,
+    weight_decay, nesterov)``, operation for operation. This is PyTorch's momentum convention
+    (the LR multiplies the buffer on the way out); the TF reference folds the LR into the buffer
+    (``v = m v + lr g'``, ``w -= v``), which differs only while the LR changes.
+
+    Args:
+        params: parameters or param groups (dicts); every hyperparameter below can be
+            overridden per group, e.g. ``{"params": biases, "weight_decay": 0.0, "adapt": False}``.
+        lr: learning rate.
+        momentum: momentum coefficient ``m`` (0 disables the buffer).
+        weight_decay: L2 coefficient ``lambda`` added to the gradient before scaling.
+        trust_coefficient: ``eta_tc`` (0.001 in the paper and the TF reference).
+        eps: added to the trust-ratio denominator (0 in the reference).
+        nesterov: Nesterov momentum, as in ``torch.optim.SGD``.
+        adapt: apply the trust ratio to this group (``False`` -> plain momentum SGD).
+        always_adapt: adapt even when ``weight_decay == 0`` (by default such groups do not,
+            which is what excludes biases and norm layers when they carry no decay).
+        max_trust: variant "ratio clamp": ``trust <- min(trust, max_trust)`` (None = off).
+        trust_clip: variant "LARC clipping" (NVIDIA apex ``LARC(clip=True)``):
+            ``trust <- min(trust / lr, 1)``, so the per-layer step size is ``min(trust, lr)``.
+        fused: use the compiled fast path (see :mod:`legw.optim._compiled`); needs a working
+            ``torch.compile``; the result matches the default path to rounding.
+
+    State (``state[p]["momentum_buffer"]``, as ``torch.optim.SGD``) has the parameter's dtype.
+    Norms are computed in float32 (float64 for float64 parameters).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust_coefficient: float = 0.001,
+        eps: float = 0.0,
+        nesterov: bool = False,
+        *,
+        adapt: bool = True,
+        always_adapt: bool = False,
+        max_trust: float | None = None,
+        trust_clip: bool = False,
+        fused: bool = False,
+    ) -> None:
+        if not isinstance(fused, bool):
+            raise ValueError(f"fused: expected True or False, got {fused!r}")
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay,
+            trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov, adapt=adapt,
+            always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip,
+        )
+        self.fused = fused
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        C.check_common(group)
+        C.check_number(group, "momentum", 0.0, 1.0, hi_open=False)
+        C.check_number(group, "trust_coefficient", 0.0, lo_open=True)
+        C.check_number(group, "eps", 0.0)
+        C.check_flag(group, "nesterov")
+        if group["nesterov"] and group["momentum"] == 0:
+            raise ValueError("nesterov: needs momentum > 0, got momentum=0")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:
+        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = C.params_with_grad(group, "LARS")
+            for idx in C.buckets(params).values():
+                ps = [params[i] for i in idx]
+                self._update(ps, [p.grad for p in ps], group)
+        return loss
+
+    def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
+        lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if self.fused and C.adapts(group):
+            from legw.optim._compiled import lars_fused
+            bufs = [self.state[p].get("momentum_buffer") for p in params]
+            if momentum != 0 and None not in bufs:
+                lars_fused(params, grads, bufs, group)
+                return
+
+        # Phase 1: the direction d = (g + wd * w) * trust.
+        if C.adapts(group):
+            w_norm, g_norm = C.norms(params), C.norms(grads)
+            trust = C.trust_ratio(
+                group["trust_coefficient"] * w_norm, g_norm + wd * w_norm + group["eps"],
+                w_norm, g_norm,
+            )
+            trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
+            trust = list(trust.unbind(0))
+            if wd != 0:
+                d = torch._foreach_add(grads, params, alpha=wd)
+                torch._foreach_mul_(d, trust)
+            else:
+                d = torch._foreach_mul(grads, trust)
+        elif wd != 0:
+            d = torch._foreach_add(grads, params, alpha=wd)
+        else:
+            d = grads  # read only below
+
+        # Phase 2: momentum, PyTorch convention (first step: v = d).
+        if momentum != 0:
+            bufs = []
+            for p, di in zip(params, d):
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.clone(di).detach()
+                    bufs.append(None)
+                else:
+                    bufs.append(state["momentum_buffer"])
+            old = [i for i, b in enumerate(bufs) if b is not None]
+            if old:
+                b = [bufs[i] for i in old]
+                torch._foreach_mul_(b, momentum)
+                torch._foreach_add_(b, [d[i] for i in old])
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            d = torch._foreach_add(d, bufs, alpha=momentum) if group["nesterov"] else bufs
+
+        # Phase 3: the step.
+        torch._foreach_add_(params, d, alpha=-lr)
