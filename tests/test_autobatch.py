@@ -25,7 +25,9 @@ def fake_timer(throughput, oom_from=None, error=MemoryError):
         if oom_from is not None and size >= oom_from:
             raise error("CUDA out of memory. Tried to allocate 2.00 GiB")
         base = size / throughput[size]
-        return [base * f for f in (1.3, 1.0, 0.99, 1.0, 5.0)[:repeats]]
+        jitter = (1.3, 1.0, 0.99, 1.0, 5.0)
+        done = calls.count(size) - 1
+        return [base * jitter[(done + i) % 5] for i in range(repeats)]
 
     time_steps.calls = calls
     return time_steps
@@ -44,6 +46,17 @@ def test_median_ignores_outlier_repeats():
     tput = {s: 100.0 * s for s in SIZES}
     points = measure_curve(fake_timer(tput), [8], repeats=5)
     assert points[0].samples_per_s == pytest.approx(100 * 8)
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+def test_interleaved_rounds_visit_every_size_per_round(interleave):
+    tput = {s: 100.0 * s for s in SIZES}
+    timer = fake_timer(tput)
+    points = measure_curve(timer, [4, 1, 2], repeats=3, interleave=interleave)
+    assert [p.micro_batch_size for p in points] == [1, 2, 4]
+    assert timer.calls == ([1, 2, 4] * 3 if interleave else [1, 2, 4])
+    assert all(len(p.step_seconds) == 3 for p in points)
+    assert [p.samples_per_s for p in points] == pytest.approx([100, 200, 400])
 
 
 def test_saturating_curve_picks_smallest_within_tolerance():
@@ -79,7 +92,8 @@ def test_out_of_memory_is_recorded_and_larger_sizes_skipped():
     status = {p.micro_batch_size: p.status for p in points}
     assert status[8] == "ok" and status[16] == OOM
     assert status[32].startswith(SKIPPED) and status[64].startswith(SKIPPED)
-    assert timer.calls == [1, 2, 4, 8, 16]
+    assert timer.calls.count(16) == 1 and timer.calls.count(8) == 5
+    assert 32 not in timer.calls and 64 not in timer.calls
     assert points[-1].to_dict()["samples_per_s"] is None
     sel = select_micro_batch(points)
     assert sel.peak_micro_batch_size == 8

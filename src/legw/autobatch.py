@@ -68,35 +68,44 @@ class ThroughputPoint:
 
 
 def measure_curve(time_steps: Callable[[int, int], Sequence[float]], sizes: Sequence[int], *,
-                  repeats: int = 5, stop_after_oom: bool = True) -> list[ThroughputPoint]:
+                  repeats: int = 5, stop_after_oom: bool = True,
+                  interleave: bool = True) -> list[ThroughputPoint]:
     """Time ``repeats`` training steps at each micro batch size.
 
-    ``time_steps(micro_batch_size, repeats)`` returns the seconds of each timed step. An
-    out-of-memory error (see :func:`is_out_of_memory`) marks the size and, with
-    ``stop_after_oom``, every larger size as skipped; other errors propagate.
+    ``time_steps(micro_batch_size, n)`` runs and returns the seconds of ``n`` timed steps.
+    With ``interleave`` (the default) the sizes are visited round-robin, one step each per
+    round, so a load spike from other processes hits all sizes alike instead of one size's
+    whole measurement. An out-of-memory error (see :func:`is_out_of_memory`) marks the size
+    and, with ``stop_after_oom``, every larger size as skipped; other errors propagate.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if not sizes:
         raise ValueError("sizes must not be empty")
-    points, oom_at = [], None
-    for size in sorted(sizes):
-        if oom_at is not None and stop_after_oom:
-            points.append(ThroughputPoint(size, f"{SKIPPED} (larger than {oom_at}, which ran "
-                                                "out of memory)"))
-            continue
-        try:
-            seconds = [float(s) for s in time_steps(size, repeats)]
-        except Exception as e:  # only memory errors are expected; the rest re-raise below
-            if not is_out_of_memory(e):
-                raise
-            oom_at = size
-            points.append(ThroughputPoint(size, OOM))
-            continue
-        if not seconds or not all(math.isfinite(s) and s > 0 for s in seconds):
-            raise ValueError(f"step times for micro batch {size} must be positive, got {seconds}")
-        points.append(ThroughputPoint(size, OK, seconds))
-    return points
+    points = {size: ThroughputPoint(size) for size in sorted(sizes)}
+    rounds = [(1, r) for r in range(repeats)] if interleave else [(repeats, 0)]
+    for n, _ in rounds:
+        for size, point in points.items():
+            if point.status != OK:
+                continue
+            try:
+                seconds = [float(s) for s in time_steps(size, n)]
+            except Exception as e:  # only memory errors are expected; the rest re-raise
+                if not is_out_of_memory(e):
+                    raise
+                point.status, point.step_seconds = OOM, []
+                if stop_after_oom:
+                    for bigger in points.values():
+                        if bigger.micro_batch_size > size and bigger.status == OK:
+                            bigger.status = (f"{SKIPPED} (larger than {size}, which ran out "
+                                             "of memory)")
+                            bigger.step_seconds = []
+                continue
+            if len(seconds) != n or not all(math.isfinite(t) and t > 0 for t in seconds):
+                raise ValueError(f"step times for micro batch {size} must be {n} positive "
+                                 f"numbers, got {seconds}")
+            point.step_seconds += seconds
+    return list(points.values())
 
 
 @dataclass(frozen=True)
@@ -164,8 +173,9 @@ def time_training_step(model: Any, loss_fn: Callable[[Any, Any], Any],
     """A ``time_steps(micro_batch_size, repeats)`` for :func:`measure_curve` on a torch model.
 
     Each timed step is forward + backward + ``torch.optim.SGD`` (momentum 0.9) step on one
-    micro batch from ``make_batch(n) -> (inputs, targets)``; ``warmup`` untimed steps first.
-    The batch is built before the clock starts, so data loading is not timed.
+    micro batch from ``make_batch(n) -> (inputs, targets)``; ``warmup`` untimed steps at the
+    first visit of a size. The batch is built (once per size) before the clock starts, so
+    data loading is not timed. The model is trained on random data: use a throwaway copy.
     """
     import torch
 
@@ -179,11 +189,15 @@ def time_training_step(model: Any, loss_fn: Callable[[Any, Any], Any],
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    batches: dict[int, tuple[Any, Any]] = {}
+
     def time_steps(micro_batch_size: int, repeats: int) -> list[float]:
         model.train()
-        inputs, targets = make_batch(micro_batch_size)
-        for _ in range(warmup):
-            step(inputs, targets)
+        if micro_batch_size not in batches:  # first visit: build the batch, warm up
+            batches[micro_batch_size] = make_batch(micro_batch_size)
+            for _ in range(warmup):
+                step(*batches[micro_batch_size])
+        inputs, targets = batches[micro_batch_size]
         seconds = []
         for _ in range(repeats):
             t0 = time.perf_counter()

@@ -51,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     workload = load_workload(args.task, data_dir=args.data_dir)
     timer = time_training_step(workload.model, workload.loss_fn, workload.random_batch)
+    load_before = _load_average()
     points = measure_curve(timer, sizes, repeats=args.repeats)
     selection = select_micro_batch(points, args.tolerance)
     record: dict[str, Any] = {
         "task": args.task, "device": "cpu", "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "repeats": args.repeats,
+        "torch": torch.__version__, "repeats": args.repeats, "interleaved": True,
+        "load_average_before_after": [load_before, _load_average()],
         "points": [p.to_dict() for p in points], "selection": selection.__dict__,
     }
     if args.global_batch_size is not None:
@@ -72,9 +74,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_average() -> float | None:
+    """The 1-minute load average (other processes competing for the cores), when known."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
 def format_report(record: dict[str, Any]) -> str:
     lines = [f"{record['task']}: training-step throughput on {record['device']} "
-             f"({record['threads']} threads), median of {record['repeats']} steps"]
+             f"({record['threads']} threads), median of {record['repeats']} interleaved steps"]
+    load = record.get("load_average_before_after")
+    if load and None not in load:
+        lines[0] += f"; load average {load[0]:.1f} -> {load[1]:.1f}"
     lines.append(f"{'micro batch':>11}  {'median ms/step':>14}  {'samples/s':>10}  status")
     for p in record["points"]:
         ms = "-" if p["median_s"] is None else f"{p['median_s'] * 1e3:.2f}"
