@@ -140,7 +140,7 @@ def plot_curve(record: dict[str, Any], path: str) -> None:
            title=f"{record['task']}: forward + backward + SGD step ({record['device']}, "
                  f"{record['threads']} threads)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
