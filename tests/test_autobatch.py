@@ -59,6 +59,15 @@ def test_interleaved_rounds_visit_every_size_per_round(interleave):
     assert [p.samples_per_s for p in points] == pytest.approx([100, 200, 400])
 
 
+def test_min_statistic_ignores_slow_repeats():
+    tput = {s: 100.0 * s for s in SIZES}
+    (point,) = measure_curve(fake_timer(tput), [8], repeats=5, statistic="min")
+    assert point.samples_per_s == pytest.approx(800 / 0.99)
+    assert point.to_dict()["median_s"] == pytest.approx(8 / 800)
+    with pytest.raises(ValueError, match="statistic"):
+        measure_curve(fake_timer(tput), [8], statistic="mean")
+
+
 def test_saturating_curve_picks_smallest_within_tolerance():
     tput = dict(zip(SIZES, [100, 190, 350, 600, 960, 990, 1000]))
     sel = select_micro_batch(measure_curve(fake_timer(tput), SIZES), tolerance=0.05)

@@ -28,6 +28,11 @@ from typing import Any
 
 OK, OOM, SKIPPED = "ok", "out of memory", "skipped"
 
+STATISTICS = {"median": statistics.median, "min": min}
+"""How the repeats of one size are summarised: the median (default), or the minimum, which is
+the better estimate of the intrinsic step time when other processes share the cores (noise
+from contention only ever adds time)."""
+
 
 def powers_of_two(smallest: int, largest: int) -> list[int]:
     """``[smallest, 2*smallest, ...]`` up to ``largest`` (both must be powers of two)."""
@@ -53,36 +58,47 @@ class ThroughputPoint:
     micro_batch_size: int
     status: str = OK
     step_seconds: list[float] = field(default_factory=list)
+    statistic: str = "median"
+    """Key of :data:`STATISTICS` that turns the repeats into one step time."""
 
     @property
     def median_s(self) -> float | None:
         return statistics.median(self.step_seconds) if self.step_seconds else None
 
     @property
+    def step_s(self) -> float | None:
+        return STATISTICS[self.statistic](self.step_seconds) if self.step_seconds else None
+
+    @property
     def samples_per_s(self) -> float | None:
-        m = self.median_s
-        return None if m is None or self.status != OK else self.micro_batch_size / m
+        t = self.step_s
+        return None if t is None or self.status != OK else self.micro_batch_size / t
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "median_s": self.median_s, "samples_per_s": self.samples_per_s}
+        return {**asdict(self), "median_s": self.median_s,
+                "min_s": min(self.step_seconds) if self.step_seconds else None,
+                "step_s": self.step_s, "samples_per_s": self.samples_per_s}
 
 
 def measure_curve(time_steps: Callable[[int, int], Sequence[float]], sizes: Sequence[int], *,
                   repeats: int = 5, stop_after_oom: bool = True,
-                  interleave: bool = True) -> list[ThroughputPoint]:
+                  interleave: bool = True, statistic: str = "median") -> list[ThroughputPoint]:
     """Time ``repeats`` training steps at each micro batch size.
 
     ``time_steps(micro_batch_size, n)`` runs and returns the seconds of ``n`` timed steps.
     With ``interleave`` (the default) the sizes are visited round-robin, one step each per
     round, so a load spike from other processes hits all sizes alike instead of one size's
-    whole measurement. An out-of-memory error (see :func:`is_out_of_memory`) marks the size
+    whole measurement. ``statistic`` (a key of :data:`STATISTICS`) summarises the repeats.
+    An out-of-memory error (see :func:`is_out_of_memory`) marks the size
     and, with ``stop_after_oom``, every larger size as skipped; other errors propagate.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if not sizes:
         raise ValueError("sizes must not be empty")
-    points = {size: ThroughputPoint(size) for size in sorted(sizes)}
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {sorted(STATISTICS)}, got {statistic!r}")
+    points = {size: ThroughputPoint(size, statistic=statistic) for size in sorted(sizes)}
     rounds = [(1, r) for r in range(repeats)] if interleave else [(repeats, 0)]
     for n, _ in rounds:
         for size, point in points.items():
