@@ -233,7 +233,9 @@ def plot_scaling(record: dict[str, Any], path: str) -> None:
         ws = [r["workers"] for r in rs]
         ax_e.plot(ws, [r["efficiency"] for r in rs], marker="o", label=f"B={b}")
         ax_t.plot(ws, [r["epoch_s"] for r in rs], marker="o", label=f"B={b}")
-    ax_e.set(xscale="log", xlabel="workers p", ylabel="scaling efficiency", ylim=(0, 1.05),
+    top = max(1.0, *(r["efficiency"] for r in record["scaling"]))  # >1: superlinear
+    ax_e.axhline(1.0, color="gray", lw=0.8)
+    ax_e.set(xscale="log", xlabel="workers p", ylabel="scaling efficiency", ylim=(0, 1.05 * top),
              title="efficiency = T(1) / (p T(p))")
     ax_t.set(xscale="log", yscale="log", xlabel="workers p", ylabel="seconds per epoch",
              title="predicted epoch time")
