@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
 def _load_average() -> float | None:
     """The 1-minute load average (other processes competing for the cores), when known."""
     import os
@@ -89,7 +93,7 @@ def _load_average() -> float | None:
 
 def format_report(record: dict[str, Any]) -> str:
     lines = [f"{record['task']}: training-step throughput on {record['device']} "
-             f"({record['threads']} threads), {record['statistic']} of {record['repeats']} "
+             f"({_threads(record['threads'])}), {record['statistic']} of {record['repeats']} "
              "interleaved steps"]
     load = record.get("load_average_before_after")
     if load and None not in load:
@@ -124,7 +128,7 @@ def plot_curve(record: dict[str, Any], path: str) -> None:
     from legw.io import atomic_path
 
     ok = [p for p in record["points"] if p["samples_per_s"] is not None]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     xs = [p["micro_batch_size"] for p in ok]
     ax.plot(xs, [p["samples_per_s"] for p in ok], marker="o", color="C0",
             label=f"{record['statistic']} of {record['repeats']} steps (bars: all)")
@@ -146,9 +150,9 @@ def plot_curve(record: dict[str, Any], path: str) -> None:
     ax.set_ylim(bottom=0)
     ax.set(xlabel="micro batch size", ylabel="training samples / s",
            title=f"{record['task']}: forward + backward + SGD step ({record['device']}, "
-                 f"{record['threads']} threads)")
+                 f"{_threads(record['threads'])})")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best", framealpha=0.9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
