@@ -1,9 +1,9 @@
 import pytest
 import torch
+from trainer_helpers import make_mnist_dir, make_ptb_dir
 
 from legw.cli import main
 from legw.tasks import PTB_TRAIN_TOKENS, TASKS, get_task
-from trainer_helpers import make_mnist_dir, make_ptb_dir
 
 
 def test_get_task_unknown_lists_valid_names():

@@ -4,11 +4,11 @@ import json
 
 import pytest
 import torch
+from trainer_helpers import final_params, make_mnist_dir, make_ptb_dir, read_jsonl
 
 from legw.cli import main
 from legw.config import TrainConfig
 from legw.trainer import train
-from trainer_helpers import final_params, make_mnist_dir, make_ptb_dir, read_jsonl
 
 
 @pytest.fixture(scope="module")
