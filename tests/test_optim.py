@@ -130,7 +130,9 @@ CASES = [(LARS, c) for c in LARS_CASES] + [(LAMB, c) for c in LAMB_CASES]
 
 
 def ids(case):
-    return case.__name__ if isinstance(case, type) else ",".join(f"{k}={v}" for k, v in case.items())
+    if isinstance(case, type):
+        return case.__name__
+    return ",".join(f"{k}={v}" for k, v in case.items())
 
 
 # ------------------------------------------------------------------------------------ parity
