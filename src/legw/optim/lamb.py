@@ -44,7 +44,6 @@ class LAMB(torch.optim.Optimizer):
         always_adapt: adapt even when ``weight_decay == 0``.
         max_trust: variant "ratio clamp": ``trust <- min(trust, max_trust)`` (None = off).
         trust_clip: variant "LARC clipping": ``trust <- min(trust / lr, 1)``.
-        fused: use the compiled fast path (see :mod:`legw.optim._compiled`).
 
     State per parameter: ``step`` (a Python int), ``exp_avg`` and ``exp_avg_sq`` in the
     parameter's dtype. Norms are computed in float32 (float64 for float64 parameters).
@@ -63,16 +62,12 @@ class LAMB(torch.optim.Optimizer):
         always_adapt: bool = False,
         max_trust: float | None = None,
         trust_clip: bool = False,
-        fused: bool = False,
     ) -> None:
-        if not isinstance(fused, bool):
-            raise ValueError(f"fused: expected True or False, got {fused!r}")
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
             bias_correction=bias_correction, adapt=adapt, always_adapt=always_adapt,
             max_trust=max_trust, trust_clip=trust_clip,
         )
-        self.fused = fused
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -120,10 +115,6 @@ class LAMB(torch.optim.Optimizer):
             bc2 = [1 - beta2**t for t in steps]
         else:
             bc1 = bc2 = [1.0] * len(steps)
-        if self.fused and C.adapts(group):
-            from legw.optim._compiled import lamb_fused
-            lamb_fused(params, grads, exp_avg, exp_avg_sq, bc1, bc2, group)
-            return
 
         # Phase 1: the moments.
         torch._foreach_lerp_(exp_avg, grads, 1 - beta1)

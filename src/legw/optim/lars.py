@@ -46,8 +46,6 @@ class LARS(torch.optim.Optimizer):
         max_trust: variant "ratio clamp": ``trust <- min(trust, max_trust)`` (None = off).
         trust_clip: variant "LARC clipping" (NVIDIA apex ``LARC(clip=True)``):
             ``trust <- min(trust / lr, 1)``, so the per-layer step size is ``min(trust, lr)``.
-        fused: use the compiled fast path (see :mod:`legw.optim._compiled`); needs a working
-            ``torch.compile``; the result matches the default path to rounding.
 
     State (``state[p]["momentum_buffer"]``, as ``torch.optim.SGD``) has the parameter's dtype.
     Norms are computed in float32 (float64 for float64 parameters).
@@ -67,16 +65,12 @@ class LARS(torch.optim.Optimizer):
         always_adapt: bool = False,
         max_trust: float | None = None,
         trust_clip: bool = False,
-        fused: bool = False,
     ) -> None:
-        if not isinstance(fused, bool):
-            raise ValueError(f"fused: expected True or False, got {fused!r}")
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay,
             trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov, adapt=adapt,
             always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip,
         )
-        self.fused = fused
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -106,12 +100,6 @@ class LARS(torch.optim.Optimizer):
 
     def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
-        if self.fused and C.adapts(group):
-            from legw.optim._compiled import lars_fused
-            bufs = [self.state[p].get("momentum_buffer") for p in params]
-            if momentum != 0 and None not in bufs:
-                lars_fused(params, grads, bufs, group)
-                return
 
         # Phase 1: the direction d = (g + wd * w) * trust.
         if C.adapts(group):
