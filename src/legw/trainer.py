@@ -224,11 +224,11 @@ class _Run:
                 (loss / self.accum).backward()
             loss_sum += loss.detach()
         loss_value = dist.all_reduce_mean(loss_sum / self.accum).item()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         clip = self.config.resolved_clip()
         if clip is not None:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
         else:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads).item()
         epoch_position = self.pos.epoch_position(self.recipe)
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
