@@ -101,9 +101,10 @@ def run_ref(cls, groups_spec, defaults, steps, zero_w=(), zero_g=()):
     return ws
 
 
-def run_opt(cls, groups_spec, defaults, steps, zero_w=(), zero_g=()):
+def run_opt(cls, groups_spec, defaults, steps, zero_w=(), zero_g=(), chunk_size=None):
     ps = make_params(zero=zero_w)
-    opt = cls([{"params": [ps[i] for i in idx], **over} for idx, over in groups_spec], **defaults)
+    opt = cls([{"params": [ps[i] for i in idx], **over} for idx, over in groups_spec],
+              chunk_size=chunk_size, **defaults)
     for t in range(steps):
         for p, g in zip(ps, grads_at(t, zero=zero_g)):
             p.grad = g
@@ -138,9 +139,11 @@ def ids(case):
 # ------------------------------------------------------------------------------------ parity
 
 
+@pytest.mark.parametrize("chunk_size", [None, 5, 32768])
 @pytest.mark.parametrize("cls,defaults", CASES, ids=ids)
-def test_matches_reference(cls, defaults):
-    got = run_opt(cls, GROUPS, defaults, steps=4)
+def test_matches_reference(cls, defaults, chunk_size):
+    # chunk_size=5 cuts every tensor into pieces that straddle runs
+    got = run_opt(cls, GROUPS, defaults, steps=4, chunk_size=chunk_size)
     want = run_ref(cls, GROUPS, defaults, steps=4)
     for p, w in zip(got, want):
         torch.testing.assert_close(p.detach(), w, rtol=1e-10, atol=1e-12)
@@ -150,10 +153,11 @@ def test_matches_reference(cls, defaults):
         assert not torch.allclose(got[0].detach(), plain[0])
 
 
+@pytest.mark.parametrize("chunk_size", [None, 5])
 @pytest.mark.parametrize("cls,defaults", [(LARS, LARS_CASES[0]), (LAMB, LAMB_CASES[0])], ids=ids)
-def test_zero_weights_and_zero_grads(cls, defaults):
+def test_zero_weights_and_zero_grads(cls, defaults, chunk_size):
     # param 0 starts at zero, param 2 always gets a zero gradient: trust = 1, no NaN
-    got = run_opt(cls, GROUPS, defaults, steps=3, zero_w=(0,), zero_g=(2,))
+    got = run_opt(cls, GROUPS, defaults, steps=3, zero_w=(0,), zero_g=(2,), chunk_size=chunk_size)
     want = run_ref(cls, GROUPS, defaults, steps=3, zero_w=(0,), zero_g=(2,))
     for p, w in zip(got, want):
         assert torch.isfinite(p).all()
@@ -161,12 +165,14 @@ def test_zero_weights_and_zero_grads(cls, defaults):
     assert got[0].abs().sum() > 0  # a zero layer leaves zero
 
 
+@pytest.mark.parametrize("chunk_size", [None, 5])
 @pytest.mark.parametrize("nesterov", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_lars_without_trust_ratio_is_torch_sgd(nesterov, dtype):
+def test_lars_without_trust_ratio_is_torch_sgd(nesterov, dtype, chunk_size):
     a, b = make_params(dtype), make_params(dtype)
     hyper = dict(lr=0.3, momentum=0.9, weight_decay=1e-2, nesterov=nesterov)
-    ours = LARS([{"params": a[:2]}, {"params": a[2:], "weight_decay": 0.0}], adapt=False, **hyper)
+    ours = LARS([{"params": a[:2]}, {"params": a[2:], "weight_decay": 0.0}], adapt=False,
+                chunk_size=chunk_size, **hyper)
     ref = torch.optim.SGD([{"params": b[:2]}, {"params": b[2:], "weight_decay": 0.0}],
                           foreach=True, **hyper)
     for t in range(5):
@@ -324,6 +330,29 @@ def test_invalid_hyperparameters(cls, field, value):
         cls([p], **{"lr": 0.1, field: value})
     with pytest.raises(ValueError, match=field.split("[")[0]):  # per-group override too
         cls([{"params": [p], field: value}], lr=0.1)
+
+
+@pytest.mark.parametrize("cls", [LARS, LAMB])
+@pytest.mark.parametrize("value", [0, -3, 2.5, True])
+def test_invalid_chunk_size(cls, value):
+    with pytest.raises(ValueError, match="chunk_size"):
+        cls([torch.nn.Parameter(torch.ones(2))], lr=0.1, chunk_size=value)
+
+
+def test_non_contiguous_params_are_not_cut():
+    base = torch.randn(6, 4, dtype=torch.float64)
+    ps = [torch.nn.Parameter(base.t()), torch.nn.Parameter(torch.randn(9, dtype=torch.float64))]
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    a = LAMB(ps, lr=0.01, weight_decay=1e-2, chunk_size=4)
+    b = LAMB(qs, lr=0.01, weight_decay=1e-2, chunk_size=None)
+    for t in range(3):
+        for p, q in zip(ps, qs):
+            p.grad = torch.ones_like(p) * (t + 1)
+            q.grad = p.grad.clone()
+        a.step()
+        b.step()
+    for p, q in zip(ps, qs):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
 
 
 def test_nesterov_needs_momentum():
