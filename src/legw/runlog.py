@@ -42,8 +42,7 @@ class RunLog:
         self._file = self._tb = self._bar = None
         if not enabled:
             return
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 -- closed in close()
+        self.path = run_dir / "metrics.jsonl"  # opened at the first record, after a resume
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -55,6 +54,12 @@ class RunLog:
 
             self._bar = tqdm(total=total_steps, initial=initial_step, unit="step",
                              dynamic_ncols=True, file=sys.stderr)
+
+    def start_at(self, step: int) -> None:
+        """Move the progress bar to ``step`` (after a resume)."""
+        if self._bar is not None:
+            self._bar.n = step
+            self._bar.refresh()
 
     def info(self, message: str) -> None:
         if not self.enabled:
@@ -68,6 +73,9 @@ class RunLog:
         """One line of ``metrics.jsonl`` (and the scalars to TensorBoard)."""
         if not self.enabled:
             return
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a")  # noqa: SIM115 -- closed in close()
         self._file.write(json.dumps(rec) + "\n")
         if self._tb is not None:
             prefix = rec.get("kind", "train")

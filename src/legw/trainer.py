@@ -172,8 +172,7 @@ class _Run:
         self.t0 = time.perf_counter()
         if self.config.resume:
             self._resume()
-        if self.log._bar is not None:
-            self.log._bar.n = self.pos.step
+        self.log.start_at(self.pos.step)
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.run_dir / "config.json", describe_run(self))
@@ -186,8 +185,8 @@ class _Run:
             while self.pos.step < self.stop_step and self.diverged is None:
                 self._step()
                 epoch_end = self.pos.step_in_epoch == 0
-                if epoch_end and self.diverged is None:
-                    self._evaluate(final=False)
+                if epoch_end and self.diverged is None and self.config.evaluate:
+                    self._evaluate(final=self.pos.step == self.stop_step)
                 every = self.config.checkpoint_every
                 if self.diverged is None and (epoch_end or self.pos.step == self.stop_step
                                               or (every and self.pos.step % every == 0)):
@@ -225,11 +224,11 @@ class _Run:
                 (loss / self.accum).backward()
             loss_sum += loss.detach()
         loss_value = dist.all_reduce_mean(loss_sum / self.accum).item()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         clip = self.config.resolved_clip()
         if clip is not None:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
         else:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads).item()
         epoch_position = self.pos.epoch_position(self.recipe)
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
@@ -252,9 +251,8 @@ class _Run:
             rec = image_metrics(self.model, self.data.test, task.eval_batch_size, self.device,
                                 self.env.rank, self.env.world_size)
         else:
-            fresh = final and self.pos.step_in_epoch == 0 and "valid_perplexity" in self.last_eval
-            rec["valid_perplexity"] = self.last_eval["valid_perplexity"] if fresh else perplexity(
-                self.model, self.data.valid, task.eval_batch_size, task.bptt, self.device)
+            rec["valid_perplexity"] = perplexity(self.model, self.data.valid,
+                                                 task.eval_batch_size, task.bptt, self.device)
             if final:
                 rec["test_perplexity"] = perplexity(self.model, self.data.test,
                                                     task.eval_batch_size, task.bptt, self.device)
@@ -265,7 +263,7 @@ class _Run:
                       + ", ".join(f"{k} {v:.4f}" for k, v in rec.items()))
 
     def _finish(self) -> dict[str, Any]:
-        if self.diverged is None:
+        if self.diverged is None and self.config.evaluate:
             need_test = self.task.kind == "text" and "test_perplexity" not in self.last_eval
             if self.pos.step_in_epoch != 0 or not self.last_eval or need_test:
                 self._evaluate(final=True)
@@ -279,9 +277,11 @@ class _Run:
                    "run_dir": str(self.run_dir)}
         if dist.is_main():
             atomic_write_json(self.run_dir / "summary.json", summary)
-            self.log.info(f"{summary['status']}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in self.last_eval.items())
-                + f"; wall time {summary['wall_time_s']:.1f} s")
+            where = (f" at step {self.diverged['step']} (exit status {DIVERGED_EXIT_STATUS})"
+                     if self.diverged else "")
+            metrics = "".join(f", {k} {v:.4f}" for k, v in self.last_eval.items())
+            self.log.info(f"{summary['status']}{where}{metrics}; wall time "
+                          f"{summary['wall_time_s']:.1f} s")
         return summary
 
 
