@@ -17,6 +17,10 @@ import sys
 
 COMMANDS = {
     "schedule": ("legw.commands.schedule", "print and plot the scaled recipe for batch sizes"),
+    "comm": ("legw.commands.comm", "communication per batch size and a p-worker prediction"),
+    "noise-scale": ("legw.commands.noise_scale", "gradient noise scale during training"),
+    "autobatch": ("legw.commands.autobatch", "time micro batch sizes, recommend one"),
+    "train": ("legw.commands.train", "train a task preset at a global batch size"),
 }
 
 

@@ -1,0 +1,177 @@
+"""Which samples each rank trains on at each step, independent of the world size.
+
+Vocabulary: a *step* is one optimizer update on a *global batch* of ``B`` samples; each of the
+``W`` ranks takes a contiguous slice of ``B / W`` samples and splits it into ``A`` micro-batches
+of ``b`` samples (``B = b * W * A``). Because the global batch is chosen without reference to
+``W`` or ``b``, two processes at micro batch ``b`` see the same samples per step as one process
+at ``2b`` -- the runs differ only in floating-point summation order.
+
+Images::
+
+    perm  = permutation(N, seed, epoch)            # a fresh order every epoch, from (seed, epoch)
+    batch t of the epoch = perm[t*B : (t+1)*B]     # drop_last: N // B steps per epoch
+    rank r                = batch[r*B/W : (r+1)*B/W] -> A micro-batches of b
+
+Token streams (language models, truncated BPTT)::
+
+    train tokens -> batchify -> (T, B)   column j = stream j, read top to bottom
+                   rank r owns columns [r*B/W, (r+1)*B/W), micro-batch i = b of those columns
+    step t reads rows [t*bptt, (t+1)*bptt] (inputs) shifted by one (targets);
+    (T - 1) // bptt steps per epoch; the hidden state of each micro-batch is carried over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class ImageSet(Protocol):
+    """Indexable labelled images: ``get(indices) -> (float inputs, int64 labels)``."""
+
+    def __len__(self) -> int: ...
+    def get(self, indices: torch.Tensor) -> Batch: ...
+
+
+class TensorImages:
+    """uint8 images in memory, normalised per batch: ``x = (pixels / 255 - mean) / std``.
+
+    ``channels_first`` adds a channel axis (``(B, 1, H, W)`` for CNNs); otherwise rows are
+    returned as a sequence ``(B, H, W)`` (28 time steps of 28 pixels for the LSTM).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: float, std: float,
+                 channels_first: bool = False) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 3:
+            raise ValueError(f"images: expected uint8 (N, H, W), got {images.dtype} "
+                             f"{tuple(images.shape)}")
+        if len(labels) != len(images):
+            raise ValueError(f"labels: {len(labels)} labels for {len(images)} images")
+        self.images, self.labels = images, labels.long()
+        self.mean, self.std, self.channels_first = mean, std, channels_first
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, indices: torch.Tensor) -> Batch:
+        x = (self.images[indices].float() / 255.0 - self.mean) / self.std
+        if self.channels_first:
+            x = x.unsqueeze(1)
+        return x, self.labels[indices]
+
+
+class DatasetImages:
+    """A map-style dataset of ``(image tensor, label)`` pairs (e.g. an image folder) as an
+    :class:`ImageSet`; samples are decoded in the training process, one at a time."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def get(self, indices: torch.Tensor) -> Batch:
+        pairs = [self.dataset[int(i)] for i in indices]
+        return (torch.stack([x for x, _ in pairs]),
+                torch.tensor([y for _, y in pairs], dtype=torch.long))
+
+
+@dataclass
+class ImageData:
+    train: ImageSet
+    test: ImageSet
+    num_classes: int
+
+
+@dataclass
+class TextData:
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+    vocab_size: int
+
+
+def permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The sample order of ``epoch``: a pure function of ``(seed, epoch)``."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def _shard(global_batch_size: int, micro_batch_size: int, rank: int, world_size: int
+           ) -> tuple[int, int]:
+    per_rank = global_batch_size // world_size
+    if per_rank * world_size != global_batch_size or per_rank % micro_batch_size:
+        raise ValueError(f"global_batch_size {global_batch_size} is not micro_batch_size "
+                         f"{micro_batch_size} x world size {world_size} x accumulation steps")
+    return rank * per_rank, per_rank // micro_batch_size
+
+
+class ImageBatches:
+    """Rank ``rank``'s micro-batches of every step (see the module docstring)."""
+
+    def __init__(self, data: ImageSet, global_batch_size: int, micro_batch_size: int,
+                 rank: int, world_size: int, seed: int) -> None:
+        self.data, self.seed = data, seed
+        self.global_batch_size, self.micro_batch_size = global_batch_size, micro_batch_size
+        self.start, self.accumulation_steps = _shard(global_batch_size, micro_batch_size,
+                                                     rank, world_size)
+        self.steps_per_epoch = len(data) // global_batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"--batch-size: {global_batch_size} exceeds the {len(data)} "
+                             "training samples")
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def micro_batches(self, epoch: int, step_in_epoch: int) -> list[Batch]:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, permutation(len(self.data), self.seed, epoch))
+        b = self.micro_batch_size
+        first = step_in_epoch * self.global_batch_size + self.start
+        idx = self._perm[1][first:first + b * self.accumulation_steps]
+        return [self.data.get(idx[i * b:(i + 1) * b]) for i in range(self.accumulation_steps)]
+
+
+def batchify(tokens: torch.Tensor, n_streams: int) -> torch.Tensor:
+    """``(T, n_streams)``: the token sequence cut into ``n_streams`` contiguous columns."""
+    from legw.data.ptb import batchify as _batchify
+
+    return _batchify(tokens, n_streams)
+
+
+def stream_steps_per_epoch(n_tokens: int, n_streams: int, bptt: int) -> int:
+    """Full truncated-BPTT windows per epoch: ``(n_tokens // n_streams - 1) // bptt``."""
+    return (n_tokens // n_streams - 1) // bptt
+
+
+class StreamBatches:
+    """Rank ``rank``'s token windows of every step (see the module docstring)."""
+
+    def __init__(self, tokens: torch.Tensor, global_batch_size: int, micro_batch_size: int,
+                 rank: int, world_size: int, bptt: int) -> None:
+        self.bptt, self.micro_batch_size = bptt, micro_batch_size
+        start, self.accumulation_steps = _shard(global_batch_size, micro_batch_size, rank,
+                                                world_size)
+        self.steps_per_epoch = stream_steps_per_epoch(len(tokens), global_batch_size, bptt)
+        if self.steps_per_epoch <= 0:
+            raise ValueError(f"--batch-size: {global_batch_size} streams of "
+                             f"{len(tokens)} tokens leave no window of {bptt} tokens")
+        cols = batchify(tokens, global_batch_size)
+        width = micro_batch_size * self.accumulation_steps
+        self.columns = cols[:, start:start + width].contiguous()
+
+    def micro_batches(self, epoch: int, step_in_epoch: int) -> list[Batch]:
+        del epoch  # every epoch reads the streams in the same order
+        t0, b = step_in_epoch * self.bptt, self.micro_batch_size
+        rows = self.columns[t0:t0 + self.bptt + 1]
+        return [(rows[:-1, i * b:(i + 1) * b], rows[1:, i * b:(i + 1) * b])
+                for i in range(self.accumulation_steps)]
+
+
+def detach_hidden(hidden: Any) -> Any:
+    """Cut the graph at a window boundary (truncated BPTT)."""
+    if isinstance(hidden, torch.Tensor):
+        return hidden.detach()
+    return tuple(detach_hidden(h) for h in hidden)

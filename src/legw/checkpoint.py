@@ -1,0 +1,111 @@
+"""Checkpoints that survive SIGKILL and resume bit-exactly.
+
+A checkpoint is one file ``RUN/checkpoints/step-NNNNNNNNN.pt`` written atomically (temporary
+file, fsync, rename; :func:`legw.io.atomic_path`), so a kill at any moment leaves either the
+previous set of checkpoints or the new one. It holds only tensors and plain Python values so it
+loads with ``torch.load(..., weights_only=True)``:
+
+* ``model``, ``optimizer``: state dicts;
+* ``position``: ``step`` (optimizer steps done), ``epoch``, ``step_in_epoch``,
+  ``samples_seen``, ``global_batch_size``, ``steps_per_epoch``;
+* ``ranks``: per rank, the RNG states (torch, CUDA, numpy, python) and the carried LSTM state;
+* ``recipe``, ``config``: the base recipe and the run configuration, as dicts;
+* ``extra``: run bookkeeping (last evaluation, wall time so far).
+
+Only the newest ``keep`` checkpoints are kept. :func:`load_latest` falls back to an older
+checkpoint when the newest cannot be read.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from legw.io import atomic_path
+
+_NAME = re.compile(r"^step-(\d{9})\.pt$")
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Checkpoint files of a run, oldest first."""
+    d = checkpoint_dir(run_dir)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save(run_dir: str | Path, state: dict[str, Any], step: int, keep: int) -> Path:
+    """Write ``state`` as the checkpoint of ``step`` and delete all but the newest ``keep``."""
+    path = checkpoint_dir(run_dir) / f"step-{step:09d}.pt"
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """One checkpoint, tensors on the CPU (``weights_only=True``: no code is unpickled)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "position" not in state or "model" not in state:
+        raise ValueError(f"{path}: not a legw checkpoint")
+    return state
+
+
+def load_latest(run_dir: str | Path, warn: Callable[[str], None] = print
+                ) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable checkpoint of a run, or ``None`` when the run has none.
+
+    An unreadable checkpoint is reported through ``warn`` and the previous one is tried; when
+    none can be read this raises ``ValueError`` naming each file and its error.
+    """
+    paths = list_checkpoints(run_dir)
+    errors = []
+    for path in reversed(paths):
+        try:
+            return load(path), path
+        except Exception as e:  # noqa: BLE001 -- any read failure means "try the previous one"
+            errors.append(f"{path.name}: {type(e).__name__}: {e}")
+            warn(f"checkpoint {path} is unreadable ({type(e).__name__}); trying the previous one")
+    if errors:
+        raise ValueError(f"--resume: no readable checkpoint in {checkpoint_dir(run_dir)} "
+                         f"({'; '.join(errors)})")
+    return None
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states as tensors and plain values."""
+    np_state = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,180 @@
+"""Communication cost of data-parallel training: the talk's Table 3 and an alpha-beta model.
+
+Pure arithmetic (no torch). Two models, both per training run of ``epochs`` passes over
+``dataset_size`` samples at global batch ``B``:
+
+**Message counting** (You et al., "Large-Batch Training for LSTM and Beyond", Table 3; the
+same argument as You et al. 2018, "ImageNet Training in Minutes"): every step all-reduces the
+gradient once, so
+
+* ``messages = steps = epochs * N / B``
+* ``bytes_moved = messages * model_bytes`` with ``model_bytes = params * bytes_per_param``
+* ``comp_comm_ratio = total_flops / bytes_moved``
+
+The ratio grows linearly with ``B``: larger batches do the same arithmetic with fewer messages.
+
+**Time per epoch on p workers** (Hockney's alpha-beta model of a ring all-reduce; Thakur,
+Rabenseifner & Gropp 2005, "Optimization of Collective Communication Operations in MPICH"):
+a ring all-reduce of ``M`` bytes over ``p`` ranks is a reduce-scatter plus an all-gather,
+``2 (p - 1)`` rounds, each moving ``M / p`` bytes per rank::
+
+    t_comm(p, M) = 2 (p - 1) * alpha + 2 (p - 1) / p * M / beta       (0 when p == 1)
+
+With local batch ``b = B / p`` and a per-worker compute time ``t_comp(b)`` per step (forward +
+backward + optimizer step), and no overlap of compute and communication (so this is an upper
+bound on the step time of a real DDP job, which overlaps buckets with backward)::
+
+    t_step = t_comp(B / p) + t_comm(p, M)
+    epoch_time = (N / B) * t_step
+    efficiency = t_comp_1 / (p * t_step)     with t_comp_1 = t_comp(B) the one-worker step time
+    speedup = p * efficiency
+
+Steps are counted as the real-valued ``N / B`` (the talk's convention), not rounded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+TEN_GBE_BANDWIDTH = 10e9 / 8
+"""Default link bandwidth ``beta`` in bytes/s: 10 Gigabit Ethernet (1.25 GB/s)."""
+
+DEFAULT_LATENCY = 25e-6
+"""Default per-message latency ``alpha`` in seconds: 25 us, typical of TCP over Ethernet."""
+
+RESNET50_TABLE3 = {
+    "params": 26_000_000, "bytes_per_param": 4, "dataset_size": 1_281_167, "epochs": 90.0,
+    "total_flops": 1e18,
+}
+"""The talk's Table 3 setting (ResNet-50 on ImageNet, 90 epochs, 10^18 flops, 104 MB model)."""
+
+RESNET50_TALK_VALUES = {
+    32: {"messages": 3.6e6, "bytes_moved": 374e12, "comp_comm_ratio": 2674},
+    32768: {"messages": 3686, "bytes_moved": 366e9, "comp_comm_ratio": 2.7e6},
+}
+"""The numbers the talk prints for two rows of Table 3, for comparison."""
+
+
+def _positive(value: float, field: str) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{field} must be a positive number, got {value!r}")
+
+
+def _count(value: int, field: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{field} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CommRow:
+    """One row of the message-counting table (talk Table 3)."""
+
+    global_batch_size: int
+    messages: float
+    bytes_moved: float
+    comp_comm_ratio: float | None
+
+
+def table3_row(global_batch_size: int, *, params: int, dataset_size: int, epochs: float,
+               bytes_per_param: int = 4, total_flops: float | None = None) -> CommRow:
+    """``messages = epochs * N / B``, ``bytes = messages * params * bytes_per_param``,
+    ``ratio = total_flops / bytes`` (``None`` when the flops are unknown)."""
+    _count(global_batch_size, "global_batch_size")
+    _count(params, "params")
+    _count(dataset_size, "dataset_size")
+    _count(bytes_per_param, "bytes_per_param")
+    _positive(epochs, "epochs")
+    if total_flops is not None:
+        _positive(total_flops, "total_flops")
+    messages = epochs * dataset_size / global_batch_size
+    bytes_moved = messages * params * bytes_per_param
+    ratio = None if total_flops is None else total_flops / bytes_moved
+    return CommRow(global_batch_size, messages, bytes_moved, ratio)
+
+
+def binary_prefix_slip(messages_at_small: float, batch_ratio: int) -> float:
+    """The talk's 3,686 for batch 32K: ``3.6M`` read as ``3.6 * 2**20``, divided by ``1024``.
+
+    Table 3 scales the batch-32 row (3.6M messages) by ``32768 / 32 = 1024 = 2**10``. Dividing
+    the decimal ``3.6e6`` by 1024 gives 3,516; treating the "M" as ``2**20`` gives
+    ``3.6 * 2**20 / 2**10 = 3.6 * 1024 = 3,686``, the printed value.
+    """
+    mantissa = messages_at_small / 1e6
+    return mantissa * 2**20 / batch_ratio
+
+
+def ring_allreduce_time(workers: int, message_bytes: float, *, latency: float = DEFAULT_LATENCY,
+                        bandwidth: float = TEN_GBE_BANDWIDTH) -> float:
+    """Seconds for a ring all-reduce: ``2 (p-1) alpha + 2 (p-1)/p * M / beta``; 0 for ``p = 1``."""
+    _count(workers, "workers")
+    if not (math.isfinite(message_bytes) and message_bytes >= 0):
+        raise ValueError(f"message_bytes must be >= 0, got {message_bytes!r}")
+    if not (math.isfinite(latency) and latency >= 0):
+        raise ValueError(f"latency must be >= 0 seconds, got {latency!r}")
+    _positive(bandwidth, "bandwidth")
+    p = workers
+    return 2 * (p - 1) * latency + 2 * (p - 1) / p * message_bytes / bandwidth
+
+
+@dataclass(frozen=True)
+class ScalingRow:
+    """Predicted cost of one epoch at global batch ``B`` on ``workers`` data-parallel ranks."""
+
+    global_batch_size: int
+    workers: int
+    micro_batch_size: float
+    steps_per_epoch: float
+    compute_s: float
+    comm_s: float
+    step_s: float
+    epoch_s: float
+    speedup: float
+    efficiency: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def constant_rate(samples_per_second: float) -> Callable[[float], float]:
+    """A compute-time model ``t_comp(b) = b / rate`` for a worker with a fixed throughput."""
+    _positive(samples_per_second, "samples_per_second")
+    return lambda local_batch: local_batch / samples_per_second
+
+
+def predict_scaling(global_batch_sizes: Sequence[int], workers: Sequence[int], *,
+                    model_bytes: float, dataset_size: int,
+                    compute_time: Callable[[float], float],
+                    latency: float = DEFAULT_LATENCY,
+                    bandwidth: float = TEN_GBE_BANDWIDTH
+                    ) -> tuple[list[ScalingRow], list[dict[str, Any]]]:
+    """Epoch time and scaling efficiency for every ``(B, p)`` pair (see the module docstring).
+
+    ``compute_time(b)`` is the seconds one worker spends on a step at local batch ``b``.
+    Pairs where ``p`` does not divide ``B`` are returned in the second list (with the reason),
+    not predicted: a data-parallel run needs an integer local batch.
+    """
+    _count(dataset_size, "dataset_size")
+    _positive(model_bytes, "model_bytes")
+    rows, skipped = [], []
+    for b in global_batch_sizes:
+        _count(b, "global_batch_size")
+        t1 = compute_time(b)
+        _positive(t1, f"compute_time({b})")
+        for p in workers:
+            _count(p, "workers")
+            if b % p:
+                skipped.append({"global_batch_size": b, "workers": p,
+                                "reason": f"{p} workers do not divide batch {b}"})
+                continue
+            compute = compute_time(b / p)
+            _positive(compute, f"compute_time({b / p:g})")
+            comm = ring_allreduce_time(p, model_bytes, latency=latency, bandwidth=bandwidth)
+            step = compute + comm
+            steps = dataset_size / b
+            efficiency = t1 / (p * step)
+            rows.append(ScalingRow(b, p, b / p, steps, compute, comm, step, steps * step,
+                                   p * efficiency, efficiency))
+    return rows, skipped

@@ -1,0 +1,93 @@
+"""Small named helpers for torch.distributed: one code path for 1 and N processes.
+
+Under ``torchrun`` the environment carries ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without
+it the run is a single process and every helper here is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def detect() -> DistEnv:
+    """Read the torchrun environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``)."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return DistEnv()
+    env = DistEnv(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                  local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    if not 0 <= env.rank < env.world_size:
+        raise ValueError(f"RANK: must lie in [0, WORLD_SIZE={env.world_size}), got {env.rank}")
+    return env
+
+
+def init(env: DistEnv, device: torch.device) -> None:
+    """Join the process group: ``nccl`` on CUDA, ``gloo`` on CPU (no-op for one process)."""
+    if env.is_distributed and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                rank=env.rank, world_size=env.world_size)
+
+
+def is_main() -> bool:
+    """True on rank 0 (and in a single process)."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over ranks, in place; returns ``t``."""
+    if dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """Average ``t`` over ranks, in place; returns ``t``."""
+    if dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= dist.get_world_size()
+    return t
+
+
+def gather_to_main(obj: object) -> list[object] | None:
+    """Every rank's ``obj`` as a list on rank 0 (``None`` elsewhere); ``[obj]`` for one process."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast_object(obj: object) -> object:
+    """Rank 0's ``obj`` on every rank."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def cleanup() -> None:
+    """Leave the process group (safe to call when none was joined)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

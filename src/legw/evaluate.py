@@ -1,0 +1,74 @@
+"""Evaluation: test accuracy for image tasks, perplexity for language models.
+
+Image evaluation is sharded over ranks (rank ``r`` scores a contiguous slice of the test set)
+and the sums are all-reduced. Perplexity needs the carried LSTM state along one sequence, so
+rank 0 computes it and the sum is all-reduced (the other ranks contribute zeros).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from legw import dist
+from legw.batches import ImageSet, batchify, detach_hidden
+
+
+@torch.no_grad()
+def image_metrics(model: torch.nn.Module, data: ImageSet, batch_size: int, device: torch.device,
+                  rank: int, world_size: int) -> dict[str, float]:
+    """``test_accuracy`` (fraction) and mean ``test_loss`` over the whole test set."""
+    was_training = model.training
+    model.eval()
+    n = len(data)
+    lo, hi = n * rank // world_size, n * (rank + 1) // world_size
+    sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, count
+    for start in range(lo, hi, batch_size):
+        x, y = data.get(torch.arange(start, min(start + batch_size, hi)))
+        x, y = x.to(device), y.to(device)
+        with _autocast(device):
+            logits = model(x)
+        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        sums[1] += (logits.argmax(dim=1) == y).sum().item()
+        sums[2] += len(y)
+    dist.all_reduce_sum(sums)
+    model.train(was_training)
+    return {"test_accuracy": sums[1].item() / sums[2].item(),
+            "test_loss": sums[0].item() / sums[2].item()}
+
+
+@torch.no_grad()
+def perplexity(model: torch.nn.Module, tokens: torch.Tensor, n_streams: int, bptt: int,
+               device: torch.device) -> float:
+    """``exp(mean token cross-entropy)`` over ``tokens`` read as ``n_streams`` streams."""
+    sums = torch.zeros(2, dtype=torch.float64)  # loss, tokens
+    if dist.is_main():
+        was_training = model.training
+        model.eval()
+        data = batchify(tokens, n_streams).to(device)
+        hidden = _to(model.init_hidden(n_streams), device)
+        for t in range(0, data.size(0) - 1, bptt):
+            x, y = data[t:t + bptt], data[t + 1:t + 1 + bptt]
+            x = x[:len(y)]
+            with _autocast(device):
+                logits, hidden = model(x, hidden)
+            hidden = detach_hidden(hidden)
+            sums[0] += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                                       y.reshape(-1), reduction="sum").item()
+            sums[1] += y.numel()
+        model.train(was_training)
+    dist.all_reduce_sum(sums)
+    return math.exp(sums[0].item() / sums[1].item())
+
+
+def _to(hidden, device: torch.device):
+    if isinstance(hidden, torch.Tensor):
+        return hidden.to(device)
+    return tuple(_to(h, device) for h in hidden)
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op on the CPU (fp32 keeps CPU runs bit-reproducible)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")

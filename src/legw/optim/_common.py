@@ -1,0 +1,173 @@
+"""Pieces LARS and LAMB share: the trust ratio, hyperparameter checks, tensor bucketing.
+
+Everything here works on whole lists of tensors at once and never reads a tensor value on
+the host: the zero-norm rule is a ``torch.where``, not a Python ``if``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def trust_ratio(numerator: Tensor, denominator: Tensor, w_norm: Tensor, d_norm: Tensor) -> Tensor:
+    """``numerator / denominator`` per layer, or ``1`` where ``w_norm == 0`` or ``d_norm == 0``.
+
+    The guard is the reference rule (TF LARS, TF-Addons LAMB): a layer whose weights or whose
+    update are all zero takes an unscaled step, so zero-initialised layers can leave zero.
+    Division by zero in the discarded branch is harmless: ``torch.where`` selects, it does not
+    propagate the NaN or inf of the branch it drops.
+    """
+    ok = (w_norm > 0) & (d_norm > 0)
+    return torch.where(ok, numerator / denominator, torch.ones_like(numerator))
+
+
+def limit_trust(trust: Tensor, lr: float, max_trust: float | None, trust_clip: bool) -> Tensor:
+    """Apply the named trust-ratio variants, in this order.
+
+    * ``max_trust`` (ratio clamp): ``trust <- min(trust, max_trust)``.
+    * ``trust_clip`` (LARC clipping, NVIDIA apex ``LARC(clip=True)``):
+      ``trust <- min(trust / lr, 1)``, so the per-layer step size ``lr * trust`` becomes
+      ``min(trust, lr)``: the trust ratio acts as a per-layer learning rate that is capped at
+      the global one. With ``lr == 0`` the ratio is 1 (the step is zero anyway).
+    """
+    if max_trust is not None:
+        trust = torch.clamp(trust, max=max_trust)
+    if trust_clip:
+        trust = torch.clamp(trust / lr, max=1.0) if lr > 0 else torch.ones_like(trust)
+    return trust
+
+
+def norm_dtype(tensors: Sequence[Tensor]) -> torch.dtype:
+    """Norms are accumulated in float32, or float64 for float64 tensors."""
+    return torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
+
+
+def norms(tensors: Sequence[Tensor]) -> Tensor:
+    """Per-tensor L2 norms as one float32 (or float64) vector, one multi-tensor kernel."""
+    return torch.stack(torch._foreach_norm(tensors, 2, dtype=norm_dtype(tensors)))
+
+
+def combine(piece_norms: list[Tensor], owner: list[int], n: int) -> Tensor:
+    """Norms of ``n`` tensors from the norms of their pieces (``owner[k]``: piece k's tensor)."""
+    pieces = torch.stack(piece_norms)
+    if len(owner) == n:  # no tensor was cut: pieces are the tensors, in order
+        return pieces
+    index = torch.tensor(owner, device=pieces.device)
+    return torch.zeros(n, dtype=pieces.dtype, device=pieces.device) \
+        .index_add_(0, index, pieces * pieces).sqrt()
+
+
+def buckets(params: Sequence[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
+    """Indices of ``params`` grouped by (device, dtype): each bucket is one multi-tensor call."""
+    out: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, p in enumerate(params):
+        out.setdefault((p.device, p.dtype), []).append(i)
+    return out
+
+
+def params_with_grad(group: dict[str, Any], name: str) -> list[Tensor]:
+    """Parameters of ``group`` that have a gradient; sparse gradients are refused."""
+    out = []
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise RuntimeError(
+                f"{name} does not support sparse gradients (parameter of shape "
+                f"{tuple(p.shape)}); use dense gradients, e.g. nn.Embedding(sparse=False)"
+            )
+        out.append(p)
+    return out
+
+
+def check_number(group: dict[str, Any], field: str, lo: float, hi: float = math.inf,
+                 *, lo_open: bool = False, hi_open: bool = False) -> None:
+    """Raise ``ValueError`` naming ``field`` unless ``group[field]`` is a real number in range."""
+    value = group[field]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{field}: expected a number, got {value!r}")
+    below = value <= lo if lo_open else value < lo
+    above = value >= hi if hi_open else value > hi
+    if not math.isfinite(value) or below or above:
+        lb = "(" if lo_open else "["
+        rb = ")" if hi_open else "]"
+        raise ValueError(f"{field}: must be in {lb}{lo}, {hi}{rb}, got {value!r}")
+
+
+def check_flag(group: dict[str, Any], field: str) -> None:
+    if not isinstance(group[field], bool):
+        raise ValueError(f"{field}: expected True or False, got {group[field]!r}")
+
+
+def check_common(group: dict[str, Any]) -> None:
+    """Checks of the keys LARS and LAMB share."""
+    check_number(group, "lr", 0.0)
+    check_number(group, "weight_decay", 0.0)
+    for flag in ("adapt", "always_adapt", "trust_clip"):
+        check_flag(group, flag)
+    if group["max_trust"] is not None:
+        check_number(group, "max_trust", 0.0, lo_open=True)
+
+
+def adapts(group: dict[str, Any]) -> bool:
+    """Whether a group gets the trust ratio: ``adapt and (weight_decay != 0 or always_adapt)``."""
+    return group["adapt"] and (group["weight_decay"] != 0 or group["always_adapt"])
+
+
+CHUNK_SIZE = 32768
+"""Default piece size (values) for CPU tensors: small enough that the handful of temporaries a
+step needs stay in cache, and at torch's intra-op grain size, so each kernel runs on one
+thread instead of waking the thread pool for every slice."""
+
+
+def plan(lists: Sequence[Sequence[Tensor]], chunk_size: int | None
+         ) -> list[list[tuple[int, int, int]]]:
+    """Cut the tensors of one bucket into pieces ``(tensor index, start, stop)`` of flat views,
+    packed into runs of about ``chunk_size`` values (one multi-tensor call per run).
+
+    ``lists`` are parallel lists (parameters, gradients, state) of same-shaped tensors; a
+    tensor is cut only when it is contiguous in every list.
+
+    CPU only: every elementwise pass of the step then runs over a run that stays in cache, and
+    main memory sees each value read and written about once per phase, as a fused kernel would.
+    CUDA tensors, non-contiguous tensors and ``chunk_size=None`` give whole tensors (one run).
+    """
+    tensors = lists[0]
+    if chunk_size is None or tensors[0].device.type != "cpu":
+        return [[(i, 0, -1) for i in range(len(tensors))]]
+    runs, run, filled = [], [], 0
+    for i, t in enumerate(tensors):
+        n = t.numel()
+        if not all(ts[i].is_contiguous() for ts in lists):
+            run.append((i, 0, -1))
+            filled += n
+        else:
+            for a in range(0, n, chunk_size):
+                b = min(a + chunk_size, n)
+                run.append((i, a, b))
+                filled += b - a
+                if filled >= chunk_size:
+                    runs.append(run)
+                    run, filled = [], 0
+        if filled >= chunk_size:
+            runs.append(run)
+            run, filled = [], 0
+    if run:
+        runs.append(run)
+    return runs
+
+
+def take(tensors: Sequence[Tensor], run: Sequence[tuple[int, int, int]]) -> list[Tensor]:
+    """The pieces of ``run`` as views of ``tensors`` (``stop == -1``: the whole tensor)."""
+    return [tensors[i] if b < 0 else tensors[i].view(-1)[a:b] for i, a, b in run]
+
+
+def check_chunk_size(chunk_size: int | None) -> None:
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                   or chunk_size < 1):
+        raise ValueError(f"chunk_size: expected a positive int or None, got {chunk_size!r}")

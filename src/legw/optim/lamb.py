@@ -1,0 +1,174 @@
+"""LAMB: layer-wise adaptive moments for batch training, multi-tensor.
+
+You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes",
+arXiv 1904.00962; semantics of the TF-Addons reference and NVIDIA's NVLAMB (bias correction on,
+no global gradient clipping inside the optimizer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from legw.optim import _common as C
+
+
+class LAMB(torch.optim.Optimizer):
+    r"""LAMB with the trust ratio computed for every layer (tensor) at once.
+
+    For each parameter tensor ``w`` with gradient ``g`` at step ``t`` (1-based)::
+
+        m = beta1 * m + (1 - beta1) * g            m_hat = m / (1 - beta1^t)
+        v = beta2 * v + (1 - beta2) * g^2          v_hat = v / (1 - beta2^t)
+        u = m_hat / (sqrt(v_hat) + eps) + weight_decay * w
+        trust = ||w|| / ||u||                      (1 if ||w|| or ||u|| is 0)
+        w = w - lr * trust * u
+
+    A group adapts when ``adapt and (weight_decay != 0 or always_adapt)``; otherwise
+    ``trust = 1``, which is Adam with decoupled weight decay (AdamW, with the decay scaled by
+    ``lr`` as in ``torch.optim.AdamW``), or plain Adam when ``weight_decay == 0``.
+
+    Args:
+        params: parameters or param groups (dicts); every hyperparameter below can be
+            overridden per group.
+        lr: learning rate.
+        betas: ``(beta1, beta2)`` moment coefficients.
+        eps: added to ``sqrt(v_hat)`` (1e-6 as in the LAMB paper's reference code).
+        weight_decay: decoupled weight decay ``lambda`` inside ``u``.
+        bias_correction: divide the moments by ``1 - beta^t`` (on, as in NVLAMB).
+        adapt: apply the trust ratio to this group (``False`` -> plain Adam(W) update).
+        always_adapt: adapt even when ``weight_decay == 0``.
+        max_trust: variant "ratio clamp": ``trust <- min(trust, max_trust)`` (None = off).
+        trust_clip: variant "LARC clipping": ``trust <- min(trust / lr, 1)``.
+        chunk_size: CPU tensors are updated in pieces of about this many values, so the
+            temporaries stay in cache (``None``: whole tensors; CUDA: always whole tensors).
+
+    State per parameter: ``step`` (a Python int), ``exp_avg`` and ``exp_avg_sq`` in the
+    parameter's dtype. Norms are computed in float32 (float64 for float64 parameters).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        bias_correction: bool = True,
+        *,
+        adapt: bool = True,
+        always_adapt: bool = False,
+        max_trust: float | None = None,
+        trust_clip: bool = False,
+        chunk_size: int | None = C.CHUNK_SIZE,
+    ) -> None:
+        C.check_chunk_size(chunk_size)
+        self.chunk_size = chunk_size
+        defaults = dict(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+            bias_correction=bias_correction, adapt=adapt, always_adapt=always_adapt,
+            max_trust=max_trust, trust_clip=trust_clip,
+        )
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        C.check_common(group)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
+        for i, name in enumerate(("betas[0]", "betas[1]")):
+            C.check_number({name: betas[i]}, name, 0.0, 1.0, hi_open=True)
+        C.check_number(group, "eps", 0.0)
+        C.check_flag(group, "bias_correction")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:
+        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = C.params_with_grad(group, "LAMB")
+            for idx in C.buckets(params).values():
+                ps = [params[i] for i in idx]
+                self._update(ps, [p.grad for p in ps], group)
+        return loss
+
+    def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        beta1, beta2 = group["betas"]
+        steps = []
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            steps.append(state["step"])
+        exp_avg = [self.state[p]["exp_avg"] for p in params]
+        exp_avg_sq = [self.state[p]["exp_avg_sq"] for p in params]
+        if group["bias_correction"]:
+            bc1 = [1 - beta1**t for t in steps]
+            bc2 = [1 - beta2**t for t in steps]
+        else:
+            bc1 = bc2 = [1.0] * len(steps)
+
+        # u = m_hat / (sqrt(v_hat) + eps) + wd * w is computed as
+        # c * m / (sqrt(v) + eps * sqrt(bc2)) + wd * w with c = sqrt(bc2) / bc1, the same number
+        # without the two passes that de-bias m and v separately.
+        eps_t = [eps * math.sqrt(b) for b in bc2]
+        c_t = [math.sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
+        adapt = C.adapts(group)
+        lists = [params, grads, exp_avg, exp_avg_sq]
+        runs = C.plan(lists, self.chunk_size)
+
+        def direction(run: list[tuple[int, int, int]], w: list[Tensor]) -> list[Tensor]:
+            denom = torch._foreach_sqrt(C.take(exp_avg_sq, run))
+            torch._foreach_add_(denom, [eps_t[i] for i, _, _ in run])
+            c = [c_t[i] for i, _, _ in run]
+            if wd != 0:
+                u = torch._foreach_mul(w, wd)
+                torch._foreach_addcdiv_(u, C.take(exp_avg, run), denom, c)
+            else:
+                u = torch._foreach_div(C.take(exp_avg, run), denom)
+                torch._foreach_mul_(u, c)
+            return u
+
+        # Phase 1, run by run (cache-sized pieces on CPU, whole tensors on CUDA): the moments,
+        # then u and the norms of the pieces of w and u. Without the trust ratio, the step too.
+        w_pieces, u_pieces = [], []
+        for run in runs:
+            w, g = C.take(params, run), C.take(grads, run)
+            torch._foreach_lerp_(C.take(exp_avg, run), g, 1 - beta1)
+            v = C.take(exp_avg_sq, run)
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, g, g, value=1 - beta2)
+            u = direction(run, w)
+            if adapt:
+                w_pieces += torch._foreach_norm(w, 2, dtype=C.norm_dtype(w))
+                u_pieces += torch._foreach_norm(u, 2, dtype=C.norm_dtype(w))
+            else:
+                torch._foreach_add_(w, u, alpha=-lr)
+        if not adapt:
+            return
+
+        # Phase 2: per-tensor norms from the pieces, the trust ratio, then the step with u
+        # recomputed run by run (cheaper than writing and re-reading a full-size u).
+        owner = [i for run in runs for i, _, _ in run]
+        w_norm = C.combine(w_pieces, owner, len(params))
+        u_norm = C.combine(u_pieces, owner, len(params))
+        trust = C.trust_ratio(w_norm, u_norm, w_norm, u_norm)
+        trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
+        scale = (trust * -lr).unbind(0)
+        for run in runs:
+            w = C.take(params, run)
+            u = direction(run, w)
+            torch._foreach_addcmul_(w, u, [scale[i] for i, _, _ in run])

@@ -1,0 +1,151 @@
+"""LARS: layer-wise adaptive rate scaling on top of SGD with momentum, multi-tensor.
+
+You, Gitman, Ginsburg, "Large Batch Training of Convolutional Networks", arXiv 1708.03888;
+semantics of the TF TPU reference (``lars_optimizer.py``), momentum in the PyTorch convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from legw.optim import _common as C
+
+
+class LARS(torch.optim.Optimizer):
+    r"""LARS with the trust ratio computed for every layer (tensor) at once.
+
+    For each parameter tensor ``w`` with gradient ``g`` in a group that adapts::
+
+        trust = eta_tc * ||w|| / (||g|| + weight_decay * ||w|| + eps)   (1 if ||w|| or ||g|| is 0)
+        g'    = (g + weight_decay * w) * trust
+        v     = momentum * v + g'              (first step: v = g')
+        w     = w - lr * v                     (nesterov: w = w - lr * (g' + momentum * v))
+
+    A group adapts when ``adapt and (weight_decay != 0 or always_adapt)``; otherwise
+    ``trust = 1`` and the step is **exactly** ``torch.optim.SGD(lr, momentum, dampening=0,
+    weight_decay, nesterov)``, operation for operation. This is PyTorch's momentum convention
+    (the LR multiplies the buffer on the way out); the TF reference folds the LR into the buffer
+    (``v = m v + lr g'``, ``w -= v``), which differs only while the LR changes.
+
+    Args:
+        params: parameters or param groups (dicts); every hyperparameter below can be
+            overridden per group, e.g. ``{"params": biases, "weight_decay": 0.0, "adapt": False}``.
+        lr: learning rate.
+        momentum: momentum coefficient ``m`` (0 disables the buffer).
+        weight_decay: L2 coefficient ``lambda`` added to the gradient before scaling.
+        trust_coefficient: ``eta_tc`` (0.001 in the paper and the TF reference).
+        eps: added to the trust-ratio denominator (0 in the reference).
+        nesterov: Nesterov momentum, as in ``torch.optim.SGD``.
+        adapt: apply the trust ratio to this group (``False`` -> plain momentum SGD).
+        always_adapt: adapt even when ``weight_decay == 0`` (by default such groups do not,
+            which is what excludes biases and norm layers when they carry no decay).
+        max_trust: variant "ratio clamp": ``trust <- min(trust, max_trust)`` (None = off).
+        trust_clip: variant "LARC clipping" (NVIDIA apex ``LARC(clip=True)``):
+            ``trust <- min(trust / lr, 1)``, so the per-layer step size is ``min(trust, lr)``.
+        chunk_size: CPU tensors are updated in pieces of about this many values, so the
+            temporaries stay in cache (``None``: whole tensors; CUDA: always whole tensors).
+            Changes speed only, not the result.
+
+    State (``state[p]["momentum_buffer"]``, as ``torch.optim.SGD``) has the parameter's dtype.
+    Norms are computed in float32 (float64 for float64 parameters).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust_coefficient: float = 0.001,
+        eps: float = 0.0,
+        nesterov: bool = False,
+        *,
+        adapt: bool = True,
+        always_adapt: bool = False,
+        max_trust: float | None = None,
+        trust_clip: bool = False,
+        chunk_size: int | None = C.CHUNK_SIZE,
+    ) -> None:
+        C.check_chunk_size(chunk_size)
+        self.chunk_size = chunk_size
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay,
+            trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov, adapt=adapt,
+            always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip,
+        )
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        C.check_common(group)
+        C.check_number(group, "momentum", 0.0, 1.0, hi_open=False)
+        C.check_number(group, "trust_coefficient", 0.0, lo_open=True)
+        C.check_number(group, "eps", 0.0)
+        C.check_flag(group, "nesterov")
+        if group["nesterov"] and group["momentum"] == 0:
+            raise ValueError("nesterov: needs momentum > 0, got momentum=0")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:
+        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = C.params_with_grad(group, "LARS")
+            for idx in C.buckets(params).values():
+                ps = [params[i] for i in idx]
+                self._update(ps, [p.grad for p in ps], group)
+        return loss
+
+    def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
+        lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+        adapt = C.adapts(group)
+
+        # Phase 1: one trust ratio per tensor, from whole-tensor norms.
+        if adapt:
+            w_norm, g_norm = C.norms(params), C.norms(grads)
+            trust = C.trust_ratio(
+                group["trust_coefficient"] * w_norm, g_norm + wd * w_norm + group["eps"],
+                w_norm, g_norm,
+            )
+            trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
+            trust = trust.unbind(0)
+
+        # A zero buffer makes the first step v = 0 * m + d = d exactly, as torch's SGD.
+        bufs = []
+        if momentum != 0:
+            for p in params:
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format)
+                bufs.append(state["momentum_buffer"])
+
+        # Phase 2: d = (g + wd * w) * trust; v = m * v + d; w -= lr * v, run by run
+        # (cache-sized pieces on CPU, whole tensors on CUDA).
+        for run in C.plan([params, grads, *([bufs] if bufs else [])], self.chunk_size):
+            w, g = C.take(params, run), C.take(grads, run)
+            if adapt:
+                t = [trust[i] for i, _, _ in run]
+                if wd != 0:
+                    d = torch._foreach_add(g, w, alpha=wd)
+                    torch._foreach_mul_(d, t)
+                else:
+                    d = torch._foreach_mul(g, t)
+            elif wd != 0:
+                d = torch._foreach_add(g, w, alpha=wd)
+            else:
+                d = g  # read only below
+            if momentum != 0:
+                v = C.take(bufs, run)
+                torch._foreach_mul_(v, momentum)
+                torch._foreach_add_(v, d)
+                d = torch._foreach_add(d, v, alpha=momentum) if group["nesterov"] else v
+            torch._foreach_add_(w, d, alpha=-lr)

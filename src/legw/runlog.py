@@ -1,0 +1,101 @@
+"""What a run writes while it trains: ``metrics.jsonl``, TensorBoard events, progress.
+
+Only rank 0 writes. ``metrics.jsonl`` has one JSON object per line: training records
+(``kind: "train"``: step, epoch, lr, loss, grad_norm, samples_per_s) and evaluation records
+(``kind: "eval"``). Lines are buffered and flushed to disk at every checkpoint; on resume the
+file is cut back to the checkpoint, so it never holds a step twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from legw.io import atomic_write_text
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep training records of steps ``< step`` and evaluation records at steps ``<= step``."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        limit = step if rec.get("kind") == "eval" else step - 1
+        if rec.get("step", 0) <= limit:
+            kept.append(line + "\n")
+    atomic_write_text(path, "".join(kept))
+
+
+class RunLog:
+    """Rank 0's writer; every method is a no-op on the other ranks."""
+
+    def __init__(self, run_dir: Path, enabled: bool, quiet: bool, total_steps: int,
+                 initial_step: int) -> None:
+        self.enabled, self.quiet = enabled, quiet
+        self._file = self._tb = self._bar = None
+        if not enabled:
+            return
+        self.path = run_dir / "metrics.jsonl"  # opened at the first record, after a resume
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=initial_step)
+        except ImportError:
+            pass
+        if not quiet:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=initial_step, unit="step",
+                             dynamic_ncols=True, file=sys.stderr)
+
+    def start_at(self, step: int) -> None:
+        """Move the progress bar to ``step`` (after a resume)."""
+        if self._bar is not None:
+            self._bar.n = step
+            self._bar.refresh()
+
+    def info(self, message: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def record(self, rec: dict[str, Any]) -> None:
+        """One line of ``metrics.jsonl`` (and the scalars to TensorBoard)."""
+        if not self.enabled:
+            return
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a")  # noqa: SIM115 -- closed in close()
+        self._file.write(json.dumps(rec) + "\n")
+        if self._tb is not None:
+            prefix = rec.get("kind", "train")
+            for key, value in rec.items():
+                if isinstance(value, (int, float)) and key not in ("step", "kind"):
+                    self._tb.add_scalar(f"{prefix}/{key}", value, rec["step"])
+        if self._bar is not None and rec.get("kind") == "train":
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.4g}", refresh=False)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        self.flush()
+        for obj in (self._file, self._tb, self._bar):
+            if obj is not None:
+                obj.close()
+        self._file = self._tb = self._bar = None

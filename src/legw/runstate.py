@@ -1,0 +1,111 @@
+"""Where a run is (optimizer step, epoch, step in the epoch) and how resuming maps it.
+
+Resuming at the batch size a checkpoint was written with continues at the same step.
+Resuming at another global batch size (*elastic resume*) keeps the **epoch position**
+``epoch + step_in_epoch / steps_per_epoch`` and re-derives the schedule for the new batch::
+
+    new step_in_epoch = round(old step_in_epoch / old steps_per_epoch * new steps_per_epoch)
+    new step          = epoch * new steps_per_epoch + new step_in_epoch
+
+so the LR continues from the recipe at the new batch size at the same point in training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from legw.schedule import Recipe
+
+
+@dataclass
+class Position:
+    step: int = 0
+    """Optimizer steps done."""
+    epoch: int = 0
+    """Current epoch (0-based)."""
+    step_in_epoch: int = 0
+    """Steps done in the current epoch."""
+    samples_seen: int = 0
+    """Training samples consumed (sum of global batch sizes)."""
+
+    def advance(self, global_batch_size: int, steps_per_epoch: int) -> None:
+        self.step += 1
+        self.samples_seen += global_batch_size
+        self.step_in_epoch += 1
+        if self.step_in_epoch == steps_per_epoch:
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+
+    def epoch_position(self, recipe: Recipe) -> float:
+        return self.epoch + self.step_in_epoch / recipe.steps_per_epoch
+
+    def to_dict(self, global_batch_size: int, steps_per_epoch: int) -> dict[str, int]:
+        return {"step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                "samples_seen": self.samples_seen, "global_batch_size": global_batch_size,
+                "steps_per_epoch": steps_per_epoch}
+
+
+def resume_position(saved: dict[str, int], global_batch_size: int, recipe: Recipe
+                    ) -> tuple[Position, bool]:
+    """The position to continue from, and whether the resume is elastic (batch changed)."""
+    pos = Position(step=int(saved["step"]), epoch=int(saved["epoch"]),
+                   step_in_epoch=int(saved["step_in_epoch"]),
+                   samples_seen=int(saved["samples_seen"]))
+    same = (saved["global_batch_size"] == global_batch_size
+            and saved["steps_per_epoch"] == recipe.steps_per_epoch)
+    if same:
+        return pos, False
+    spe = recipe.steps_per_epoch
+    sie = round(pos.step_in_epoch / saved["steps_per_epoch"] * spe)
+    epoch = pos.epoch
+    if sie >= spe:
+        epoch, sie = epoch + 1, 0
+    return Position(step=epoch * spe + sie, epoch=epoch, step_in_epoch=sie,
+                    samples_seen=pos.samples_seen), True
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    from legw import __version__
+
+    return {"legw": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def describe_run(run: Any) -> dict[str, Any]:
+    """What ``config.json`` holds: the resolved configuration, the recipe and the versions."""
+    c = run.config
+    return {
+        "config": c.to_dict(),
+        "resolved": {
+            "task": run.task.name, "metric": run.task.metric,
+            "global_batch_size": run.B, "micro_batch_size": run.micro,
+            "world_size": run.env.world_size, "accumulation_steps": run.accum,
+            "optimizer": c.optimizer_name(), "weight_decay": c.resolved_weight_decay(),
+            "momentum": c.resolved_momentum(), "clip_grad_norm": c.resolved_clip(),
+            "device": str(run.device), "dataset_size": run.recipe.dataset_size,
+            "stop_step": run.stop_step,
+        },
+        "base_recipe": run.base.to_dict(),
+        "recipe": run.recipe.summary(),
+        "param_groups": _plain(run.param_report),
+        "versions": versions(),
+    }
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-safe copy of a report (unknown objects become strings)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _plain(dataclasses.asdict(obj))
+    return str(obj)

@@ -1,0 +1,291 @@
+"""``train(config) -> summary``: one code path for one process and for N under torchrun.
+
+Per optimizer step (nanoGPT-style)::
+
+    lr = recipe.lr_at_step(step) * group.get("lr_scale", 1)       # once per step, not per micro
+    for each of the A micro-batches of this rank:
+        loss_i = mean loss of the micro-batch
+        (loss_i / A).backward()              # DDP all-reduces only on the last micro-step
+    clip the global gradient norm; optimizer.step()
+
+so the gradient is the mean over all ``B = b * W * A`` samples whatever ``W`` and ``A`` are.
+
+Exit status of ``legw train``: 0 completed, 2 usage error, 3 diverged (a non-finite loss or
+gradient norm stopped the run; ``summary.json`` records the step and epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from legw import checkpoint, dist
+from legw.batches import ImageBatches, StreamBatches, detach_hidden, stream_steps_per_epoch
+from legw.config import TrainConfig
+from legw.evaluate import _autocast, image_metrics, perplexity
+from legw.io import atomic_write_json
+from legw.runlog import RunLog, truncate_metrics
+from legw.runstate import Position, describe_run, resume_position
+
+DIVERGED_EXIT_STATUS = 3
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train one run and return its summary (also written to ``RUN/summary.json``)."""
+    env = dist.detect()
+    device = _device(config.device, env.local_rank)
+    dist.init(env, device)
+    try:
+        return _Run(config, env, device).fit()
+    finally:
+        dist.cleanup()
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device: cuda requested but no CUDA device is available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, env: dist.DistEnv, device: torch.device) -> None:
+        self.config, self.env, self.device = config, env, device
+        self.task = task = config.get_task()
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        self.run_dir = Path(config.run_dir())
+        self.B = config.batch_size()
+        self.micro = config.micro_batch(env.world_size)
+        self.accum = config.accumulation_steps(env.world_size)
+        self.base = config.base_recipe()
+
+        seed_everything(config.seed)
+        self.data = task.load(config.data_dir)
+        if task.kind == "image":
+            self.batches = ImageBatches(self.data.train, self.B, self.micro, env.rank,
+                                        env.world_size, config.seed)
+            dataset_size = len(self.data.train)
+        else:
+            self.batches = StreamBatches(self.data.train, self.B, self.micro, env.rank,
+                                         env.world_size, task.bptt)
+            dataset_size = stream_steps_per_epoch(len(self.data.train), self.B, task.bptt) * self.B
+        self.recipe = self.base.scale(self.B, dataset_size)
+        assert self.recipe.steps_per_epoch == self.batches.steps_per_epoch
+
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        self.model = task.build_model(self.data).to(device)
+        from legw.optim import build_optimizer, param_groups
+
+        groups, self.param_report = param_groups(self.model, config.resolved_weight_decay())
+        name = config.optimizer_name()
+        hyper = {"momentum": config.resolved_momentum()} if name in ("sgd", "lars") else {}
+        self.optimizer = build_optimizer(name, groups, lr=self.recipe.lr_at_step(0), **hyper)
+        self.ddp = self.model
+        if env.is_distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        torch.manual_seed(config.seed + 1 + env.rank)  # dropout streams differ per rank
+
+        self.pos = Position()
+        self.hidden: list[Any] | None = None
+        self.last_eval: dict[str, float] = {}
+        self.wall_before = 0.0
+        self.diverged: dict[str, Any] | None = None
+        self.stop_step = min(self.recipe.total_steps, config.max_steps or self.recipe.total_steps)
+        self.log = RunLog(self.run_dir, dist.is_main(), config.quiet, self.stop_step, 0)
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        warn = self.log.info
+        found = checkpoint.load_latest(self.run_dir, warn=warn)
+        if found is None:
+            warn(f"resume: no checkpoint in {checkpoint.checkpoint_dir(self.run_dir)}; "
+                 "starting fresh")
+            return
+        state, path = found
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.pos, elastic = resume_position(state["position"], self.B, self.recipe)
+        extra = state["extra"]
+        self.last_eval, self.wall_before = dict(extra["last_eval"]), extra["wall_time_s"]
+        ranks = state["ranks"]
+        if len(ranks) == self.env.world_size:
+            checkpoint.set_rng_state(ranks[self.env.rank]["rng"])
+            if not elastic and ranks[self.env.rank]["hidden"] is not None:
+                self.hidden = [_hidden_to(h, self.device) for h in ranks[self.env.rank]["hidden"]]
+        else:
+            warn(f"resume: checkpoint has {len(ranks)} ranks, this job {self.env.world_size}; "
+                 "RNG streams are re-seeded")
+        if elastic:
+            old = state["position"]
+            warn(f"elastic resume: global batch {old['global_batch_size']} -> {self.B}; epoch "
+                 f"position {old['epoch'] + old['step_in_epoch'] / old['steps_per_epoch']:.4f}"
+                 f" -> step {self.pos.step} (epoch {self.pos.epoch_position(self.recipe):.4f}),"
+                 f" recipe re-derived for the new batch")
+        if dist.is_main():
+            truncate_metrics(self.run_dir / "metrics.jsonl", int(state["position"]["step"]))
+        warn(f"resumed from {path} at step {self.pos.step}")
+
+    def _save(self) -> None:
+        per_rank = {"rng": checkpoint.rng_state(),
+                    "hidden": None if self.hidden is None
+                    else [_hidden_to(h, torch.device("cpu")) for h in self.hidden]}
+        ranks = dist.gather_to_main(per_rank)
+        if dist.is_main():
+            self.log.flush()
+            state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "position": self.pos.to_dict(self.B, self.recipe.steps_per_epoch),
+                     "ranks": ranks, "recipe": self.base.to_dict(),
+                     "config": self.config.to_dict(),
+                     "extra": {"last_eval": self.last_eval, "wall_time_s": self._wall()}}
+            checkpoint.save(self.run_dir, state, self.pos.step, self.config.keep_checkpoints)
+        dist.barrier()
+
+    def _wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.t0
+
+    # --- training -------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        self.t0 = time.perf_counter()
+        if self.config.resume:
+            self._resume()
+        self.log.start_at(self.pos.step)
+        if dist.is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.run_dir / "config.json", describe_run(self))
+        self.log.info(f"{self.task.name}: global batch {self.B} = micro batch {self.micro} x "
+                      f"world size {self.env.world_size} x {self.accum} accumulation steps; "
+                      f"{self.recipe.steps_per_epoch} steps/epoch, peak LR "
+                      f"{self.recipe.peak_lr:.6g}, warmup {self.recipe.warmup_steps} steps, "
+                      f"{self.stop_step} of {self.recipe.total_steps} steps")
+        try:
+            while self.pos.step < self.stop_step and self.diverged is None:
+                self._step()
+                epoch_end = self.pos.step_in_epoch == 0
+                if epoch_end and self.diverged is None and self.config.evaluate:
+                    self._evaluate(final=self.pos.step == self.stop_step)
+                every = self.config.checkpoint_every
+                if self.diverged is None and (epoch_end or self.pos.step == self.stop_step
+                                              or (every and self.pos.step % every == 0)):
+                    self._save()
+            return self._finish()
+        finally:
+            self.log.close()
+
+    def _step(self) -> None:
+        step, spe = self.pos.step, self.recipe.steps_per_epoch
+        lr = self.recipe.lr_at_step(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        text = self.task.kind == "text"
+        if text and (self.pos.step_in_epoch == 0 or self.hidden is None):
+            self.hidden = [_hidden_to(self.model.init_hidden(self.micro), self.device)
+                           for _ in range(self.accum)]
+        tick = time.perf_counter()
+        micro_batches = self.batches.micro_batches(self.pos.epoch, self.pos.step_in_epoch)
+        loss_sum = torch.zeros((), device=self.device)
+        for i, (x, y) in enumerate(micro_batches):
+            x, y = x.to(self.device), y.to(self.device)
+            last = i == self.accum - 1
+            sync = contextlib.nullcontext() if last or not self.env.is_distributed \
+                else self.ddp.no_sync()
+            with sync:
+                with _autocast(self.device):
+                    if text:
+                        logits, h = self.ddp(x, self.hidden[i])
+                        self.hidden[i] = detach_hidden(h)
+                        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                                               y.reshape(-1))
+                    else:
+                        loss = F.cross_entropy(self.ddp(x).float(), y)
+                (loss / self.accum).backward()
+            loss_sum += loss.detach()
+        loss_value = dist.all_reduce_mean(loss_sum / self.accum).item()
+        clip = self.config.resolved_clip()
+        if clip is not None:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
+        else:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads).item()
+        epoch_position = self.pos.epoch_position(self.recipe)
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+            self.diverged = {"step": step, "epoch": epoch_position, "loss": loss_value,
+                             "grad_norm": grad_norm}
+            self.log.info(f"diverged at step {step} (epoch {epoch_position:.3f}): loss "
+                          f"{loss_value}, grad norm {grad_norm}")
+            return
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.pos.advance(self.B, spe)
+        dt = time.perf_counter() - tick
+        self.log.record({"kind": "train", "step": step, "epoch": epoch_position, "lr": lr,
+                         "loss": loss_value, "grad_norm": grad_norm,
+                         "samples_per_s": self.B / dt if dt > 0 else float("nan")})
+
+    def _evaluate(self, final: bool) -> None:
+        task, rec = self.task, {}
+        if task.kind == "image":
+            rec = image_metrics(self.model, self.data.test, task.eval_batch_size, self.device,
+                                self.env.rank, self.env.world_size)
+        else:
+            rec["valid_perplexity"] = perplexity(self.model, self.data.valid,
+                                                 task.eval_batch_size, task.bptt, self.device)
+            if final:
+                rec["test_perplexity"] = perplexity(self.model, self.data.test,
+                                                    task.eval_batch_size, task.bptt, self.device)
+        self.last_eval = rec
+        epoch = self.pos.epoch_position(self.recipe)
+        self.log.record({"kind": "eval", "step": self.pos.step, "epoch": epoch, **rec})
+        self.log.info(f"epoch {epoch:.3f} step {self.pos.step}: "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in rec.items()))
+
+    def _finish(self) -> dict[str, Any]:
+        if self.diverged is None and self.config.evaluate:
+            need_test = self.task.kind == "text" and "test_perplexity" not in self.last_eval
+            if self.pos.step_in_epoch != 0 or not self.last_eval or need_test:
+                self._evaluate(final=True)
+        summary = {"status": "diverged" if self.diverged else "completed",
+                   "task": self.task.name, "metric": self.task.metric,
+                   "global_batch_size": self.B, "seed": self.config.seed,
+                   "steps": self.pos.step, "total_steps": self.recipe.total_steps,
+                   "epochs": self.pos.epoch_position(self.recipe),
+                   "samples_seen": self.pos.samples_seen, "final": self.last_eval,
+                   "diverged_at": self.diverged, "wall_time_s": self._wall(),
+                   "run_dir": str(self.run_dir)}
+        if dist.is_main():
+            atomic_write_json(self.run_dir / "summary.json", summary)
+            where = (f" at step {self.diverged['step']} (exit status {DIVERGED_EXIT_STATUS})"
+                     if self.diverged else "")
+            metrics = "".join(f", {k} {v:.4f}" for k, v in self.last_eval.items())
+            self.log.info(f"{summary['status']}{where}{metrics}; wall time "
+                          f"{summary['wall_time_s']:.1f} s")
+        return summary
+
+
+def _hidden_to(hidden: Any, device: torch.device) -> Any:
+    if isinstance(hidden, torch.Tensor):
+        return hidden.to(device)
+    return tuple(_hidden_to(h, device) for h in hidden)

@@ -1,0 +1,64 @@
+import pytest
+import torch
+from trainer_helpers import make_mnist_dir, make_ptb_dir
+
+from legw.cli import main
+from legw.tasks import PTB_TRAIN_TOKENS, TASKS, get_task
+
+
+def test_get_task_unknown_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown task 'nope'.*fashion-mnist-lstm.*ptb-small"):
+        get_task("nope")
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_preset_recipe_scales_at_its_base_batch(name):
+    task = get_task(name)
+    assert task.name == name
+    assert task.metric == {"image": "accuracy", "text": "perplexity"}[task.kind]
+    r = task.recipe.scale(task.recipe.base_batch_size, task.dataset_size)
+    assert r.peak_lr == task.recipe.peak_lr
+    assert r.total_steps > 0
+
+
+def test_ptb_dataset_size_gives_real_steps_per_epoch():
+    # 929,589 tokens / 20 streams = 46,479 rows; (46,479 - 1) // 20 = 2,323 full windows.
+    assert get_task("ptb-small").dataset_size // 20 == (PTB_TRAIN_TOKENS // 20 - 1) // 20 == 2323
+    assert get_task("ptb-large").dataset_size // 20 == (PTB_TRAIN_TOKENS // 20 - 1) // 35 == 1327
+
+
+def test_ptb_small_lr_halves_each_epoch_after_four():
+    r = get_task("ptb-small").recipe.scale(20, get_task("ptb-small").dataset_size)
+    lrs = [r.lr_at_epoch(e + 0.5) for e in range(13)]
+    assert lrs[:4] == [1.0] * 4
+    assert lrs[4:7] == [0.5, 0.25, 0.125]
+
+
+def test_imagenet_preset_is_table6_row_one():
+    r = get_task("imagenet-resnet50").recipe.scale(32768, 1_281_167)
+    assert r.peak_lr == pytest.approx(2**5)
+    assert r.warmup_epochs == pytest.approx(10)
+
+
+def test_schedule_command_reads_task(capsys):
+    assert main(["schedule", "--task", "fashion-mnist-lstm", "--batch-size", "128", "8192"]) == 0
+    out = capsys.readouterr().out
+    assert "8192" in out and "468" in out  # 60000 // 128 steps per epoch
+
+
+def test_image_task_loads_normalised_sequences(tmp_path):
+    data = get_task("fashion-mnist-lstm").load(str(make_mnist_dir(tmp_path, 40, 20)))
+    x, y = data.train.get(torch.arange(8))
+    assert x.shape == (8, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+    model = get_task("fashion-mnist-lstm").build_model(data)
+    assert model(x).shape == (8, 10)
+    xr, _ = get_task("fashion-mnist-resnet").load(str(tmp_path)).train.get(torch.arange(2))
+    assert xr.shape == (2, 1, 28, 28)
+
+
+def test_text_task_builds_lm_for_vocab(tmp_path):
+    task = get_task("ptb-small")
+    data = task.load(str(make_ptb_dir(tmp_path)))
+    model = task.build_model(data)
+    logits, _ = model(data.train[:40].view(20, 2), model.init_hidden(2))
+    assert logits.shape == (20, 2, data.vocab_size)
