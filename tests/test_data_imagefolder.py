@@ -71,3 +71,18 @@ def test_errors(tmp_path):
         ImageFolder(tmp_path, train=True)
     with pytest.raises(ValueError, match="image_size <= resize_size"):
         ImageFolder(tmp_path, train=False, image_size=300, resize_size=256)
+
+
+def test_imagenet_task_loads_an_image_folder(tmp_path):
+    from legw.tasks import get_task
+
+    rng = np.random.default_rng(1)
+    for split in ("train", "val"):
+        for cls in ("n01", "n02"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / split / cls / "0.png")
+    data = get_task("imagenet-resnet50").load(str(tmp_path))
+    assert data.num_classes == 2 and len(data.train) == 2 and len(data.test) == 2
+    x, y = data.train.get(torch.tensor([0, 1]))
+    assert x.shape == (2, 3, 224, 224) and y.tolist() == [0, 1]

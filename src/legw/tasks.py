@@ -109,10 +109,10 @@ def _load_imagenet(data_dir: str | None):
     from pathlib import Path
 
     from legw.batches import DatasetImages, ImageData
-    from legw.data.imagefolder import image_folder
+    from legw.data.imagefolder import ImageFolder
 
-    train = image_folder(Path(data_dir) / "train", train=True)
-    test = image_folder(Path(data_dir) / "val", train=False)
+    train = ImageFolder(Path(data_dir) / "train", train=True)
+    test = ImageFolder(Path(data_dir) / "val", train=False)
     return ImageData(train=DatasetImages(train), test=DatasetImages(test),
                      num_classes=len(train.classes))
 
