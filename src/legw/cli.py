@@ -18,6 +18,9 @@ import sys
 COMMANDS = {
     "schedule": ("legw.commands.schedule", "print and plot the scaled recipe for batch sizes"),
     "train": ("legw.commands.train", "train a task preset at a global batch size"),
+    "sweep": ("legw.commands.sweep", "batch sizes x methods x seeds, resumable; results.csv"),
+    "tune": ("legw.commands.tune", "tune peak LR x warmup at one batch size (the baseline)"),
+    "report": ("legw.commands.report", "plots and a markdown report from sweep/tune records"),
 }
 
 

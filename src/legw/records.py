@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +46,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def run_row(run_dir: Path, labels: dict[str, Any], status: str | None = None,
+def run_row(run_dir: Path, labels: dict[str, Any], root: Path, status: str | None = None,
             error: str | None = None) -> dict[str, Any]:
     """The record of the run in ``run_dir`` with ``labels`` (method, trial, ...) merged in.
 
-    ``status`` overrides the summary's (``failed`` / ``pending`` runs have no summary).
+    ``run_dir`` is recorded relative to ``root`` (the experiment directory), so a directory
+    of records stays readable when moved. ``status`` overrides the summary's (``failed`` /
+    ``pending`` runs have no summary).
     """
     row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
     row.update(labels)
-    row["run_dir"] = str(run_dir)
+    row["run_dir"] = os.path.relpath(run_dir, root)
     config = _read_json(run_dir / "config.json")
     if config is not None:
         resolved, recipe = config["resolved"], config["recipe"]

@@ -97,6 +97,16 @@ def run_state(run_dir: Path) -> str:
     return "fresh"
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so ``run_all`` stops its children before exiting."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def default_threads(jobs: int) -> int:
     """torch threads per run: the cores shared evenly by ``jobs`` parallel runs."""
     return max(1, (os.cpu_count() or 1) // jobs)

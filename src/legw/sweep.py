@@ -160,7 +160,7 @@ def sweep_rows(spec: SweepSpec, out: Path, outcomes: dict[str, dict[str, Any]]
     for run in spec.plan(out):
         o = outcomes.get(run.name)
         status = None if o and o["status"] != "failed" else ("failed" if o else "pending")
-        row = run_row(run.run_dir, {**run.labels, "task": spec.task}, status=status,
+        row = run_row(run.run_dir, {**run.labels, "task": spec.task}, out, status=status,
                       error=o.get("error") if o else None)
         rows.append(row)
     return rows

@@ -80,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from legw.sweep import load_spec, merge_spec, run_sweep
 
+    from legw.runner import stop_on_sigterm
+
+    stop_on_sigterm()
     out = Path(args.out)
     stored = load_spec(out)
     lrs = {o: getattr(args, f"{o}_lr") for o in ("adam", "lars", "lamb")
