@@ -106,7 +106,7 @@ def sweep_tables(meta: dict[str, Any], rows: list[dict[str, Any]], metric: str) 
             cells.append(cell + (f" div {div}" if div else ""))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "| method | batch | seeds | status | " + label + " | peak LR | warmup epochs "
-              "| warmup steps | steps | wall time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| warmup steps | steps | wall time (s) |", "|---" * 10 + "|"]
     for m in methods:
         for b in sizes:
             g = groups.get((m, b), [])

@@ -76,7 +76,7 @@ class TuneSpec:
             raise ValueError(f"--trials: must be at least 1, got {self.trials!r}")
         if not self.lr_factors or not all(f > 0 and math.isfinite(f) for f in self.lr_factors):
             raise ValueError(f"--lr-factors: need positive numbers, got {self.lr_factors!r}")
-        if self.warmup_epochs is not None and not all(0 <= w for w in self.warmup_epochs):
+        if self.warmup_epochs is not None and not all(w >= 0 for w in self.warmup_epochs):
             raise ValueError(f"--warmup-epochs: need numbers >= 0, got {self.warmup_epochs!r}")
         self.legw_config(Path("tune"))  # checks task, batch size and overrides
 

@@ -78,9 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from legw.sweep import load_spec, merge_spec, run_sweep
-
     from legw.runner import stop_on_sigterm
+    from legw.sweep import load_spec, merge_spec, run_sweep
 
     stop_on_sigterm()
     out = Path(args.out)

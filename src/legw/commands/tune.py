@@ -34,9 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from legw.tune import TuneSpec, load_tune_spec, run_tune
-
     from legw.runner import stop_on_sigterm
+    from legw.tune import TuneSpec, load_tune_spec, run_tune
 
     stop_on_sigterm()
     out = Path(args.out)
