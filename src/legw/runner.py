@@ -126,8 +126,9 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
     for r in runs:
         state = run_state(r.run_dir)
         if state == "finished":
-            yield r, {"status": read_summary(r.run_dir)["status"], "skipped": True,
-                      "returncode": None}
+            status = read_summary(r.run_dir)["status"]
+            log(f"{r.name}: {status} earlier, skipped")
+            yield r, {"status": status, "skipped": True, "returncode": None}
             continue
         if state == "fresh" and r.run_dir.exists():
             shutil.rmtree(r.run_dir)  # nothing to resume: drop partial logs of a killed run

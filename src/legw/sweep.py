@@ -185,8 +185,6 @@ def run_sweep(spec: SweepSpec, out: Path, command: str | None = None,
         f"{len(spec.batch_sizes)} batch sizes x {len(spec.seeds)} seeds) in {out}")
     for run, outcome in run_all(plan, spec.jobs, spec.threads, log=log):
         outcomes[run.name] = outcome
-        if outcome["skipped"]:
-            log(f"{run.name}: {outcome['status']} earlier, skipped")
         write_rows(out / "results", sweep_rows(spec, out, outcomes), meta)
     rows = read_rows(out / "results.json")[1]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "diverged", "failed")}
