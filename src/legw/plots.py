@@ -145,7 +145,7 @@ def plot_landscape(result: dict[str, Any], path: Path) -> None:
         im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis_r")
         for (i, j), v in np.ndenumerate(grid):
             if not np.isnan(v):
-                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8,
+                ax.text(j, i - 0.3, f"{v:.3g}", ha="center", va="center", fontsize=8,
                         color="k" if im.norm(v) < 0.5 else "w")  # dark text on bright cells
         ax.set_xticks(range(len(lrs)), [f"{x:.3g}" for x in lrs], rotation=45)
         ax.set_yticks(range(len(ws)), [f"{w:.3g}" for w in ws])
@@ -160,7 +160,7 @@ def plot_landscape(result: dict[str, Any], path: Path) -> None:
                    label="diverged")
         ax.set_xscale("log", base=2)
         x_star, y_star = lr_legw, w_legw
-    ax.scatter([x_star], [y_star], marker="*", s=320, color="red", edgecolor="k",
+    ax.scatter([x_star], [y_star], marker="*", s=220, color="red", edgecolor="k",
                label="LEGW (untuned)" + (f": {legw_val:.3g}" if legw_val is not None else ""))
     fig.colorbar(im, ax=ax, label=label)
     ax.set(xlabel="peak LR", ylabel="warmup epochs",
