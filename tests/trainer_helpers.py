@@ -61,8 +61,9 @@ def legw_cmd(*args: str) -> list[str]:
 
 
 def torchrun_cmd(nproc: int, *args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-            "--master_port", str(29500 + os.getpid() % 1000), "-m", "legw", *args]
+    # --standalone: a local rendezvous on a free port (no clash with other jobs on the machine)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+            str(nproc), "-m", "legw", *args]
 
 
 def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:

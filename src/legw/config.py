@@ -94,6 +94,8 @@ class TrainConfig:
     """Directory with the data set files (default: the loader's own location)."""
     num_threads: int | None = None
     """torch intra-op threads per process (default: torch's choice)."""
+    evaluate: bool = True
+    """Evaluate at each epoch end and at the end (off: training only, e.g. for benchmarks)."""
 
     def __post_init__(self) -> None:
         get_task(self.task)

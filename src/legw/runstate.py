@@ -12,6 +12,7 @@ so the LR continues from the recipe at the new batch size at the same point in t
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 from dataclasses import dataclass
@@ -105,4 +106,6 @@ def _plain(obj: Any) -> Any:
         return [_plain(v) for v in obj]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _plain(dataclasses.asdict(obj))
     return str(obj)

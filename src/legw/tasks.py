@@ -187,7 +187,7 @@ TASKS: dict[str, Task] = {
                           decay="multistep", milestones=tuple(range(4, 13)), gamma=0.5),
         dataset_size=_ptb_dataset_size(bptt=20), optimizer="sgd", clip_grad_norm=5.0,
         load=_load_ptb, build_model=_lstm_lm(200, 2, dropout=0.0, init_range=0.1),
-        bptt=20, eval_batch_size=10),
+        bptt=20, eval_batch_size=20),
     "ptb-large": Task(
         name="ptb-large", kind="text",
         description="PTB word LM, 2x1500 LSTM, 35 steps, dropout 0.65 (Zaremba et al., large)",
@@ -196,7 +196,7 @@ TASKS: dict[str, Task] = {
                           decay="multistep", milestones=tuple(range(14, 55)), gamma=1 / 1.15),
         dataset_size=_ptb_dataset_size(bptt=35), optimizer="sgd", clip_grad_norm=10.0,
         load=_load_ptb, build_model=_lstm_lm(1500, 2, dropout=0.65, init_range=0.04),
-        bptt=35, eval_batch_size=10),
+        bptt=35, eval_batch_size=20),
     "imagenet-resnet50": Task(
         name="imagenet-resnet50", kind="image",
         description="ImageNet ResNet-50, LARS, poly p=2, 90 epochs (talk Table 6)",

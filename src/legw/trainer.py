@@ -185,7 +185,7 @@ class _Run:
             while self.pos.step < self.stop_step and self.diverged is None:
                 self._step()
                 epoch_end = self.pos.step_in_epoch == 0
-                if epoch_end and self.diverged is None:
+                if epoch_end and self.diverged is None and self.config.evaluate:
                     self._evaluate(final=self.pos.step == self.stop_step)
                 every = self.config.checkpoint_every
                 if self.diverged is None and (epoch_end or self.pos.step == self.stop_step
@@ -224,11 +224,11 @@ class _Run:
                 (loss / self.accum).backward()
             loss_sum += loss.detach()
         loss_value = dist.all_reduce_mean(loss_sum / self.accum).item()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         clip = self.config.resolved_clip()
         if clip is not None:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
         else:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads).item()
         epoch_position = self.pos.epoch_position(self.recipe)
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
@@ -263,7 +263,7 @@ class _Run:
                       + ", ".join(f"{k} {v:.4f}" for k, v in rec.items()))
 
     def _finish(self) -> dict[str, Any]:
-        if self.diverged is None:
+        if self.diverged is None and self.config.evaluate:
             need_test = self.task.kind == "text" and "test_perplexity" not in self.last_eval
             if self.pos.step_in_epoch != 0 or not self.last_eval or need_test:
                 self._evaluate(final=True)

@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also checkpoint every STEPS steps (default: each epoch end only)")
     g.add_argument("--keep-checkpoints", type=int, default=2, metavar="K")
     g.add_argument("--threads", type=int, metavar="N", help="torch threads per process")
+    g.add_argument("--no-eval", action="store_true",
+                   help="skip evaluation (training only, e.g. for benchmarks)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -59,7 +61,8 @@ def config_from_args(args: argparse.Namespace):
         clip_grad_norm=args.clip_grad_norm, seed=args.seed, device=args.device,
         out_dir=args.out, resume=args.resume, quiet=args.quiet,
         keep_checkpoints=args.keep_checkpoints, checkpoint_every=args.checkpoint_every,
-        max_steps=args.max_steps, data_dir=args.data_dir, num_threads=args.threads)
+        max_steps=args.max_steps, data_dir=args.data_dir, num_threads=args.threads,
+        evaluate=not args.no_eval)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ bytes differ from the published ones while the decoded data is the same.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.request
 from collections.abc import Callable
@@ -97,7 +98,7 @@ def _download(name: str, filename: str, target: Path, fetch: Callable[[str], byt
         url = mirror + filename
         try:
             payload = fetch(url)
-        except OSError as e:  # URLError, timeouts, DNS failure: all OSError subclasses
+        except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, DNS, cut-offs
             problems.append(f"{url}: {e}")
             continue
         digest = hashlib.sha256(payload).hexdigest()

@@ -42,10 +42,24 @@ def limit_trust(trust: Tensor, lr: float, max_trust: float | None, trust_clip: b
     return trust
 
 
+def norm_dtype(tensors: Sequence[Tensor]) -> torch.dtype:
+    """Norms are accumulated in float32, or float64 for float64 tensors."""
+    return torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
+
+
 def norms(tensors: Sequence[Tensor]) -> Tensor:
     """Per-tensor L2 norms as one float32 (or float64) vector, one multi-tensor kernel."""
-    dtype = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
-    return torch.stack(torch._foreach_norm(tensors, 2, dtype=dtype))
+    return torch.stack(torch._foreach_norm(tensors, 2, dtype=norm_dtype(tensors)))
+
+
+def combine(piece_norms: list[Tensor], owner: list[int], n: int) -> Tensor:
+    """Norms of ``n`` tensors from the norms of their pieces (``owner[k]``: piece k's tensor)."""
+    pieces = torch.stack(piece_norms)
+    if len(owner) == n:  # no tensor was cut: pieces are the tensors, in order
+        return pieces
+    index = torch.tensor(owner, device=pieces.device)
+    return torch.zeros(n, dtype=pieces.dtype, device=pieces.device) \
+        .index_add_(0, index, pieces * pieces).sqrt()
 
 
 def buckets(params: Sequence[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
@@ -103,3 +117,57 @@ def check_common(group: dict[str, Any]) -> None:
 def adapts(group: dict[str, Any]) -> bool:
     """Whether a group gets the trust ratio: ``adapt and (weight_decay != 0 or always_adapt)``."""
     return group["adapt"] and (group["weight_decay"] != 0 or group["always_adapt"])
+
+
+CHUNK_SIZE = 32768
+"""Default piece size (values) for CPU tensors: small enough that the handful of temporaries a
+step needs stay in cache, and at torch's intra-op grain size, so each kernel runs on one
+thread instead of waking the thread pool for every slice."""
+
+
+def plan(lists: Sequence[Sequence[Tensor]], chunk_size: int | None
+         ) -> list[list[tuple[int, int, int]]]:
+    """Cut the tensors of one bucket into pieces ``(tensor index, start, stop)`` of flat views,
+    packed into runs of about ``chunk_size`` values (one multi-tensor call per run).
+
+    ``lists`` are parallel lists (parameters, gradients, state) of same-shaped tensors; a
+    tensor is cut only when it is contiguous in every list.
+
+    CPU only: every elementwise pass of the step then runs over a run that stays in cache, and
+    main memory sees each value read and written about once per phase, as a fused kernel would.
+    CUDA tensors, non-contiguous tensors and ``chunk_size=None`` give whole tensors (one run).
+    """
+    tensors = lists[0]
+    if chunk_size is None or tensors[0].device.type != "cpu":
+        return [[(i, 0, -1) for i in range(len(tensors))]]
+    runs, run, filled = [], [], 0
+    for i, t in enumerate(tensors):
+        n = t.numel()
+        if not all(ts[i].is_contiguous() for ts in lists):
+            run.append((i, 0, -1))
+            filled += n
+        else:
+            for a in range(0, n, chunk_size):
+                b = min(a + chunk_size, n)
+                run.append((i, a, b))
+                filled += b - a
+                if filled >= chunk_size:
+                    runs.append(run)
+                    run, filled = [], 0
+        if filled >= chunk_size:
+            runs.append(run)
+            run, filled = [], 0
+    if run:
+        runs.append(run)
+    return runs
+
+
+def take(tensors: Sequence[Tensor], run: Sequence[tuple[int, int, int]]) -> list[Tensor]:
+    """The pieces of ``run`` as views of ``tensors`` (``stop == -1``: the whole tensor)."""
+    return [tensors[i] if b < 0 else tensors[i].view(-1)[a:b] for i, a, b in run]
+
+
+def check_chunk_size(chunk_size: int | None) -> None:
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                   or chunk_size < 1):
+        raise ValueError(f"chunk_size: expected a positive int or None, got {chunk_size!r}")

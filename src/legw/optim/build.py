@@ -63,25 +63,22 @@ def adamw(params: Params, lr: float, *, momentum: float | None = None,
 
 def lars(params: Params, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0,
          trust_coefficient: float = 0.001, eps: float = 0.0, nesterov: bool = False,
-         always_adapt: bool = False, max_trust: float | None = None, trust_clip: bool = False,
-         fused: bool = False) -> torch.optim.Optimizer:
+         always_adapt: bool = False, max_trust: float | None = None,
+         trust_clip: bool = False) -> torch.optim.Optimizer:
     """:class:`legw.optim.LARS`."""
     return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                 trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov,
-                always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip,
-                fused=fused)
+                always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip)
 
 
 def lamb(params: Params, lr: float, *, momentum: float | None = None,
          betas: tuple[float, float] | None = None, eps: float = 1e-6,
          weight_decay: float = 0.0, bias_correction: bool = True, always_adapt: bool = False,
-         max_trust: float | None = None, trust_clip: bool = False,
-         fused: bool = False) -> torch.optim.Optimizer:
+         max_trust: float | None = None, trust_clip: bool = False) -> torch.optim.Optimizer:
     """:class:`legw.optim.LAMB`; ``momentum`` is beta1."""
     return LAMB(params, lr=lr, betas=_betas(momentum, betas), eps=eps,
                 weight_decay=weight_decay, bias_correction=bias_correction,
-                always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip,
-                fused=fused)
+                always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip)
 
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {

@@ -44,7 +44,8 @@ class LAMB(torch.optim.Optimizer):
         always_adapt: adapt even when ``weight_decay == 0``.
         max_trust: variant "ratio clamp": ``trust <- min(trust, max_trust)`` (None = off).
         trust_clip: variant "LARC clipping": ``trust <- min(trust / lr, 1)``.
-        fused: use the compiled fast path (see :mod:`legw.optim._compiled`).
+        chunk_size: CPU tensors are updated in pieces of about this many values, so the
+            temporaries stay in cache (``None``: whole tensors; CUDA: always whole tensors).
 
     State per parameter: ``step`` (a Python int), ``exp_avg`` and ``exp_avg_sq`` in the
     parameter's dtype. Norms are computed in float32 (float64 for float64 parameters).
@@ -63,16 +64,15 @@ class LAMB(torch.optim.Optimizer):
         always_adapt: bool = False,
         max_trust: float | None = None,
         trust_clip: bool = False,
-        fused: bool = False,
+        chunk_size: int | None = C.CHUNK_SIZE,
     ) -> None:
-        if not isinstance(fused, bool):
-            raise ValueError(f"fused: expected True or False, got {fused!r}")
+        C.check_chunk_size(chunk_size)
+        self.chunk_size = chunk_size
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
             bias_correction=bias_correction, adapt=adapt, always_adapt=always_adapt,
             max_trust=max_trust, trust_clip=trust_clip,
         )
-        self.fused = fused
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -120,35 +120,55 @@ class LAMB(torch.optim.Optimizer):
             bc2 = [1 - beta2**t for t in steps]
         else:
             bc1 = bc2 = [1.0] * len(steps)
-        if self.fused and C.adapts(group):
-            from legw.optim._compiled import lamb_fused
-            lamb_fused(params, grads, exp_avg, exp_avg_sq, bc1, bc2, group)
+
+        # u = m_hat / (sqrt(v_hat) + eps) + wd * w is computed as
+        # c * m / (sqrt(v) + eps * sqrt(bc2)) + wd * w with c = sqrt(bc2) / bc1, the same number
+        # without the two passes that de-bias m and v separately.
+        eps_t = [eps * math.sqrt(b) for b in bc2]
+        c_t = [math.sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
+        adapt = C.adapts(group)
+        lists = [params, grads, exp_avg, exp_avg_sq]
+        runs = C.plan(lists, self.chunk_size)
+
+        def direction(run: list[tuple[int, int, int]], w: list[Tensor]) -> list[Tensor]:
+            denom = torch._foreach_sqrt(C.take(exp_avg_sq, run))
+            torch._foreach_add_(denom, [eps_t[i] for i, _, _ in run])
+            c = [c_t[i] for i, _, _ in run]
+            if wd != 0:
+                u = torch._foreach_mul(w, wd)
+                torch._foreach_addcdiv_(u, C.take(exp_avg, run), denom, c)
+            else:
+                u = torch._foreach_div(C.take(exp_avg, run), denom)
+                torch._foreach_mul_(u, c)
+            return u
+
+        # Phase 1, run by run (cache-sized pieces on CPU, whole tensors on CUDA): the moments,
+        # then u and the norms of the pieces of w and u. Without the trust ratio, the step too.
+        w_pieces, u_pieces = [], []
+        for run in runs:
+            w, g = C.take(params, run), C.take(grads, run)
+            torch._foreach_lerp_(C.take(exp_avg, run), g, 1 - beta1)
+            v = C.take(exp_avg_sq, run)
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, g, g, value=1 - beta2)
+            u = direction(run, w)
+            if adapt:
+                w_pieces += torch._foreach_norm(w, 2, dtype=C.norm_dtype(w))
+                u_pieces += torch._foreach_norm(u, 2, dtype=C.norm_dtype(w))
+            else:
+                torch._foreach_add_(w, u, alpha=-lr)
+        if not adapt:
             return
 
-        # Phase 1: the moments.
-        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sq, beta2)
-        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
-
-        # Phase 2: u = m_hat / (sqrt(v_hat) + eps) + wd * w, written as
-        # c * m / (sqrt(v) + eps * sqrt(bc2)) + wd * w with c = sqrt(bc2) / bc1,
-        # which saves the two passes that de-bias m and v separately.
-        denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_add_(denom, [eps * math.sqrt(b) for b in bc2])
-        c = [math.sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
-        if wd != 0:
-            u = torch._foreach_mul(params, wd)
-            torch._foreach_addcdiv_(u, exp_avg, denom, c)
-        else:
-            u = torch._foreach_div(exp_avg, denom)
-            torch._foreach_mul_(u, c)
-        del denom
-
-        # Phase 3: trust ratio and step.
-        if C.adapts(group):
-            w_norm, u_norm = C.norms(params), C.norms(u)
-            trust = C.trust_ratio(w_norm, u_norm, w_norm, u_norm)
-            trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
-            torch._foreach_addcmul_(params, u, list((trust * -lr).unbind(0)))
-        else:
-            torch._foreach_add_(params, u, alpha=-lr)
+        # Phase 2: per-tensor norms from the pieces, the trust ratio, then the step with u
+        # recomputed run by run (cheaper than writing and re-reading a full-size u).
+        owner = [i for run in runs for i, _, _ in run]
+        w_norm = C.combine(w_pieces, owner, len(params))
+        u_norm = C.combine(u_pieces, owner, len(params))
+        trust = C.trust_ratio(w_norm, u_norm, w_norm, u_norm)
+        trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
+        scale = (trust * -lr).unbind(0)
+        for run in runs:
+            w = C.take(params, run)
+            u = direction(run, w)
+            torch._foreach_addcmul_(w, u, [scale[i] for i, _, _ in run])

@@ -46,8 +46,9 @@ class LARS(torch.optim.Optimizer):
         max_trust: variant "ratio clamp": ``trust <- min(trust, max_trust)`` (None = off).
         trust_clip: variant "LARC clipping" (NVIDIA apex ``LARC(clip=True)``):
             ``trust <- min(trust / lr, 1)``, so the per-layer step size is ``min(trust, lr)``.
-        fused: use the compiled fast path (see :mod:`legw.optim._compiled`); needs a working
-            ``torch.compile``; the result matches the default path to rounding.
+        chunk_size: CPU tensors are updated in pieces of about this many values, so the
+            temporaries stay in cache (``None``: whole tensors; CUDA: always whole tensors).
+            Changes speed only, not the result.
 
     State (``state[p]["momentum_buffer"]``, as ``torch.optim.SGD``) has the parameter's dtype.
     Norms are computed in float32 (float64 for float64 parameters).
@@ -67,16 +68,15 @@ class LARS(torch.optim.Optimizer):
         always_adapt: bool = False,
         max_trust: float | None = None,
         trust_clip: bool = False,
-        fused: bool = False,
+        chunk_size: int | None = C.CHUNK_SIZE,
     ) -> None:
-        if not isinstance(fused, bool):
-            raise ValueError(f"fused: expected True or False, got {fused!r}")
+        C.check_chunk_size(chunk_size)
+        self.chunk_size = chunk_size
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay,
             trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov, adapt=adapt,
             always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip,
         )
-        self.fused = fused
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -106,49 +106,46 @@ class LARS(torch.optim.Optimizer):
 
     def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
-        if self.fused and C.adapts(group):
-            from legw.optim._compiled import lars_fused
-            bufs = [self.state[p].get("momentum_buffer") for p in params]
-            if momentum != 0 and None not in bufs:
-                lars_fused(params, grads, bufs, group)
-                return
+        adapt = C.adapts(group)
 
-        # Phase 1: the direction d = (g + wd * w) * trust.
-        if C.adapts(group):
+        # Phase 1: one trust ratio per tensor, from whole-tensor norms.
+        if adapt:
             w_norm, g_norm = C.norms(params), C.norms(grads)
             trust = C.trust_ratio(
                 group["trust_coefficient"] * w_norm, g_norm + wd * w_norm + group["eps"],
                 w_norm, g_norm,
             )
             trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
-            trust = list(trust.unbind(0))
-            if wd != 0:
-                d = torch._foreach_add(grads, params, alpha=wd)
-                torch._foreach_mul_(d, trust)
-            else:
-                d = torch._foreach_mul(grads, trust)
-        elif wd != 0:
-            d = torch._foreach_add(grads, params, alpha=wd)
-        else:
-            d = grads  # read only below
+            trust = trust.unbind(0)
 
-        # Phase 2: momentum, PyTorch convention (first step: v = d).
+        # A zero buffer makes the first step v = 0 * m + d = d exactly, as torch's SGD.
+        bufs = []
         if momentum != 0:
-            bufs = []
-            for p, di in zip(params, d):
+            for p in params:
                 state = self.state[p]
                 if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.clone(di).detach()
-                    bufs.append(None)
-                else:
-                    bufs.append(state["momentum_buffer"])
-            old = [i for i, b in enumerate(bufs) if b is not None]
-            if old:
-                b = [bufs[i] for i in old]
-                torch._foreach_mul_(b, momentum)
-                torch._foreach_add_(b, [d[i] for i in old])
-            bufs = [self.state[p]["momentum_buffer"] for p in params]
-            d = torch._foreach_add(d, bufs, alpha=momentum) if group["nesterov"] else bufs
+                    state["momentum_buffer"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format)
+                bufs.append(state["momentum_buffer"])
 
-        # Phase 3: the step.
-        torch._foreach_add_(params, d, alpha=-lr)
+        # Phase 2: d = (g + wd * w) * trust; v = m * v + d; w -= lr * v, run by run
+        # (cache-sized pieces on CPU, whole tensors on CUDA).
+        for run in C.plan([params, grads, *([bufs] if bufs else [])], self.chunk_size):
+            w, g = C.take(params, run), C.take(grads, run)
+            if adapt:
+                t = [trust[i] for i, _, _ in run]
+                if wd != 0:
+                    d = torch._foreach_add(g, w, alpha=wd)
+                    torch._foreach_mul_(d, t)
+                else:
+                    d = torch._foreach_mul(g, t)
+            elif wd != 0:
+                d = torch._foreach_add(g, w, alpha=wd)
+            else:
+                d = g  # read only below
+            if momentum != 0:
+                v = C.take(bufs, run)
+                torch._foreach_mul_(v, momentum)
+                torch._foreach_add_(v, d)
+                d = torch._foreach_add(d, v, alpha=momentum) if group["nesterov"] else v
+            torch._foreach_add_(w, d, alpha=-lr)

@@ -1,0 +1,53 @@
+"""Throughput of 2 DDP processes x 1 thread against 1 process x 2 threads.
+
+Both runs train fashion-mnist-lstm at the same global batch for the same steps (no evaluation);
+throughput = samples / (wall time of the training loop, from ``summary.json``). The ratio
+``2 procs / 1 proc`` is the DDP efficiency on a 2-core machine (target >= 0.85).
+
+    python benchmarks/ddp_scaling.py --steps 30 --batch-size 512 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def one_run(nproc: int, threads: int, steps: int, batch: int) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        args = ["train", "fashion-mnist-lstm", "--batch-size", str(batch), "--max-steps",
+                str(steps), "--no-eval", "--quiet", "--threads", str(threads), "--out", out]
+        launcher = [sys.executable, "-m", "legw"] if nproc == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+            str(nproc), "-m", "legw"]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        subprocess.run(launcher + args, check=True, env=env, stderr=subprocess.DEVNULL)
+        summary = json.loads((Path(out) / "summary.json").read_text())
+    return summary["samples_seen"] / summary["wall_time_s"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args()
+    single, double = [], []
+    for _ in range(args.repeats):
+        single.append(one_run(1, 2, args.steps, args.batch_size))
+        double.append(one_run(2, 1, args.steps, args.batch_size))
+        print(f"1 proc x 2 threads {single[-1]:.0f} samples/s, "
+              f"2 procs x 1 thread {double[-1]:.0f} samples/s", flush=True)
+    s, d = statistics.median(single), statistics.median(double)
+    print(f"median: 1x2 {s:.0f} samples/s, 2x1 {d:.0f} samples/s, ratio {d / s:.2f} "
+          f"({args.steps} steps at batch {args.batch_size})")
+
+
+if __name__ == "__main__":
+    main()

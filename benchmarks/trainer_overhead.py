@@ -1,0 +1,79 @@
+"""Overhead of ``legw.trainer.train`` over a bare PyTorch loop doing the same work.
+
+Both train fashion-mnist-lstm (LSTM-128, SGD momentum 0.9, the scaled poly recipe, LR written
+each step) at global batch 512 for the same number of steps on the same data order; the trainer
+adds its logging, loss/grad-norm reduction, checkpoint at the last step and run records.
+Timed from the first to the last step, including data loading and model set-up in both.
+Runs alternate (bare, legw, bare, legw, ...) and the medians are compared.
+
+    python benchmarks/trainer_overhead.py --steps 40 --repeats 3 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from legw.batches import ImageBatches
+from legw.config import TrainConfig
+from legw.tasks import get_task
+from legw.trainer import seed_everything, train
+
+
+def bare_loop(steps: int, batch: int, seed: int = 0) -> float:
+    t0 = time.perf_counter()
+    task = get_task("fashion-mnist-lstm")
+    seed_everything(seed)
+    data = task.load(None)
+    recipe = task.recipe.scale(batch, len(data.train))
+    torch.manual_seed(seed)
+    model = task.build_model(data)
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr_at_step(0), momentum=0.9)
+    batches = ImageBatches(data.train, batch, batch, 0, 1, seed)
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = recipe.lr_at_step(step)
+        (x, y), = batches.micro_batches(step // recipe.steps_per_epoch,
+                                        step % recipe.steps_per_epoch)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+    return time.perf_counter() - t0
+
+
+def legw_loop(steps: int, batch: int, seed: int = 0) -> float:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        train(TrainConfig(task="fashion-mnist-lstm", global_batch_size=batch, max_steps=steps,
+                          seed=seed, quiet=True, evaluate=False, out_dir=out))
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    bare, legw = [], []
+    for _ in range(args.repeats):
+        bare.append(bare_loop(args.steps, args.batch_size))
+        legw.append(legw_loop(args.steps, args.batch_size))
+        print(f"bare {bare[-1]:.2f} s, legw {legw[-1]:.2f} s", flush=True)
+    b, lg = statistics.median(bare), statistics.median(legw)
+    print(f"median over {args.repeats}: bare {b:.2f} s, legw {lg:.2f} s, "
+          f"overhead {100 * (lg / b - 1):+.1f}% ({args.steps} steps at batch {args.batch_size}, "
+          f"{args.threads} threads)")
+
+
+if __name__ == "__main__":
+    main()
