@@ -124,7 +124,7 @@ def test_train_argv_round_trips_through_the_train_parser():
     config = TrainConfig(task="ptb-small", global_batch_size=40, micro_batch_size=20,
                          epochs=6.0, milestones=(2.0, 4.5), base_lr=0.7, scaling="linear",
                          warmup="legw", seed=3, clip_grad_norm=0.0, max_steps=9,
-                         out_dir="x/y", data_dir="data", checkpoint_every=5)
+                         out_dir="x/y", data_dir="data", checkpoint_every=5, evaluate=False)
     argv = train_argv(config, threads=2, resume=True)
     assert argv[1:4] == ["-m", "legw", "train"]
     back = config_from_args(build_parser().parse_args(argv[3:]))

@@ -65,7 +65,9 @@ def train_argv(config: TrainConfig, threads: int | None, resume: bool) -> list[s
         if field in _NOT_PASSED or value is None or value == defaults[field]:
             continue
         flag = "--" + _FLAG_NAMES.get(field, field).replace("_", "-")
-        if isinstance(value, bool):
+        if field == "evaluate":  # default on; the flag turns it off
+            argv.append("--no-eval")
+        elif isinstance(value, bool):
             argv.append(flag)
         elif isinstance(value, list):
             argv += [flag, *(repr(v) for v in value)]
