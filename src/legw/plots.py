@@ -156,8 +156,9 @@ def plot_landscape(result: dict[str, Any], path: Path) -> None:
         im = ax.scatter([p[0] for p in done], [p[1] for p in done], c=[p[2] for p in done],
                         cmap="viridis_r", s=80)
         bad = [p for p in pts if p[2] is None]
-        ax.scatter([p[0] for p in bad], [p[1] for p in bad], marker="x", color="red", s=60,
-                   label="diverged")
+        if bad:
+            ax.scatter([p[0] for p in bad], [p[1] for p in bad], marker="x", color="red", s=60,
+                       label="diverged")
         ax.set_xscale("log", base=2)
         x_star, y_star = lr_legw, w_legw
     ax.scatter([x_star], [y_star], marker="*", s=220, color="red", edgecolor="k",

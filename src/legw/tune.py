@@ -225,14 +225,15 @@ def _optuna_search(spec: TuneSpec, out: Path, state: _Study, log) -> None:
     lo, hi = math.log2(min(spec.lr_factors)), math.log2(max(spec.lr_factors))
     dists = {"log2_factor": optuna.distributions.FloatDistribution(lo, hi),
              "warmup_epochs": optuna.distributions.FloatDistribution(0, max(spec.warmups()))}
-    study = optuna.create_study(direction="minimize",
-                                sampler=optuna.samplers.TPESampler(seed=spec.seed))
     earlier = []  # trials of this study already on disk: finish them, then tell them
     for path in sorted((out / "trials").glob("lr*-s*"))[:spec.trials]:
         cfg = json.loads((path / "config.json").read_text())["config"] \
             if (path / "config.json").exists() else None
         if cfg is not None:
             earlier.append(spec.trial_config(out, cfg["base_lr"], cfg["base_warmup_epochs"]))
+    # A fresh seed per resume: the same seed would replay the first random start-up points.
+    sampler = optuna.samplers.TPESampler(seed=spec.seed + 1000 * len(earlier))
+    study = optuna.create_study(direction="minimize", sampler=sampler)
     for run, outcome in run_all(earlier, spec.jobs, spec.threads, log=log):
         value = objective(state.add(run, outcome), state.metric)
         lr, w = run.labels["peak_lr"], run.labels["warmup_epochs"]
