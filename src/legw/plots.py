@@ -78,14 +78,15 @@ def plot_metric_vs_batch(rows: list[dict[str, Any]], metric: str, path: Path,
 
 
 def plot_series(series: Series, ylabel: str, path: Path, title: str,
-                diverged: dict[str, dict[int, float]] | None = None, log_y: bool = False) -> None:
+                diverged: dict[str, dict[int, float]] | None = None, log_y: bool = False,
+                share_y: bool = True) -> None:
     """One panel per method, one line per batch size: ``value`` vs epoch."""
     plt = _pyplot()
     methods = list(series)
     cols = min(3, max(1, len(methods)))
     nrows = math.ceil(len(methods) / cols) if methods else 1
     fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.6 * nrows), squeeze=False,
-                             sharey=True)
+                             sharey=share_y)
     sizes = sorted({b for per in series.values() for b in per})
     colors = {b: f"C{i}" for i, b in enumerate(sizes)}
     for ax, method in zip(axes.flat, methods):
@@ -100,7 +101,7 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in axes[:, 0]:
+    for ax in (axes[:, 0] if share_y else axes.flat):
         ax.set_ylabel(ylabel)
     for ax in list(axes.flat)[len(methods):]:
         ax.set_visible(False)

@@ -186,7 +186,7 @@ def write_report(root: Path, out: Path | None = None,
                           f"{meta['task']}: {curve_label} vs epoch (first seed; x: diverged)",
                           diverged, log_y=metric == "perplexity")
         plots.plot_series(lrs, "learning rate", out / figs["lr"],
-                          f"{meta['task']}: LR used per step (from metrics.jsonl)", log_y=False)
+                          f"{meta['task']}: LR used per step (from metrics.jsonl)", share_y=False)
         spec = meta.get("spec", {})
         md += [f"## Sweep: {meta['task']} (`{_rel(sdir, out)}`)", "",
                f"Methods {', '.join(spec.get('methods', []))}; batch sizes "
