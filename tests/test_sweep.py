@@ -36,7 +36,8 @@ def test_sweep_resumes_interrupted_run_records_divergence_then_skips(mnist_dir, 
     train(partial)
     (out / "runs" / "legw-b32-s0" / "summary.json").unlink()
 
-    code = main(_sweep_args(mnist_dir, out, "--methods", "legw", "adam", "--adam-lr", "1e36"))
+    code = main(_sweep_args(mnist_dir, out, "--methods", "legw", "adam", "--adam-lr", "1e36",
+                            "--jobs", "2"))
     assert code == 0
     err = capsys.readouterr().err
     assert "legw b=32 s=0: resuming" in err and "at step 1" in err

@@ -52,6 +52,7 @@ def test_trial_trains_at_fixed_lr_and_warmup():
     ({"trials": 0}, "--trials: must be at least 1"),
     ({"lr_factors": [0.0]}, "--lr-factors"),
     ({"batch_size": 100, "micro_batch_size": 30}, "--micro-batch-size: 30 does not divide"),
+    ({"warmup_epochs": [30.0]}, "--warmup-epochs: none is shorter than the training"),
 ])
 def test_bad_specs_name_the_flag(kw, message):
     with pytest.raises(ValueError, match=message):

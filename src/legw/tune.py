@@ -79,6 +79,9 @@ class TuneSpec:
         if self.warmup_epochs is not None and not all(w >= 0 for w in self.warmup_epochs):
             raise ValueError(f"--warmup-epochs: need numbers >= 0, got {self.warmup_epochs!r}")
         self.legw_config(Path("tune"))  # checks task, batch size and overrides
+        if not self.warmups():
+            raise ValueError(f"--warmup-epochs: none is shorter than the training "
+                             f"({self.epochs():g} epochs), got {self.warmup_epochs!r}")
 
     def legw_config(self, out: Path) -> TrainConfig:
         """The untuned sqrt + LEGW recipe at ``batch_size`` (the ``legw`` trial)."""
