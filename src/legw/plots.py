@@ -191,6 +191,10 @@ def plot_lr_curve(result: dict[str, Any], path: Path) -> None:
         ax.axhline(legw_val, color="red", linestyle="--", label=f"LEGW untuned: {legw_val:.3g}")
     ax.axvline(result["legw_point"]["peak_lr"], color="red", alpha=0.3, linewidth=4)
     ax.set_xscale("log", base=2)
+    lrs = sorted({p[0] for p in pts})
+    if 0 < len(lrs) <= 10:  # label the LRs tried (log2 ticks alone can be too sparse)
+        ax.set_xticks(lrs, [f"{x:.3g}" for x in lrs])
+        ax.minorticks_off()
     ax.set(xlabel="peak LR (tuned)", ylabel=OBJECTIVES[metric][1] + " (lower is better)",
            title=f"{result['task']}, batch {result['batch_size']}: tuned LR vs LEGW "
                  "(x: diverged)")
