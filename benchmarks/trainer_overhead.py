@@ -4,7 +4,8 @@ Both train fashion-mnist-lstm (LSTM-128, SGD momentum 0.9, the scaled poly recip
 each step) at global batch 512 for the same number of steps on the same data order; the trainer
 adds its logging, loss/grad-norm reduction, checkpoint at the last step and run records.
 Timed from the first to the last step, including data loading and model set-up in both.
-Runs alternate (bare, legw, bare, legw, ...) and the medians are compared.
+Runs alternate (bare, legw, bare, legw, ...) and the medians are compared, in wall time and in
+CPU time of this process (steadier than wall time on a shared machine).
 
     python benchmarks/trainer_overhead.py --steps 40 --repeats 3 --threads 2
 """
@@ -25,8 +26,14 @@ from legw.tasks import get_task
 from legw.trainer import seed_everything, train
 
 
-def bare_loop(steps: int, batch: int, seed: int = 0) -> float:
-    t0 = time.perf_counter()
+def timed(fn, *args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of ``fn(*args)``."""
+    w, c = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def bare_loop(steps: int, batch: int, seed: int = 0) -> None:
     task = get_task("fashion-mnist-lstm")
     seed_everything(seed)
     data = task.load(None)
@@ -45,15 +52,12 @@ def bare_loop(steps: int, batch: int, seed: int = 0) -> float:
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss.item()
-    return time.perf_counter() - t0
 
 
-def legw_loop(steps: int, batch: int, seed: int = 0) -> float:
-    t0 = time.perf_counter()
+def legw_loop(steps: int, batch: int, seed: int = 0) -> None:
     with tempfile.TemporaryDirectory() as out:
         train(TrainConfig(task="fashion-mnist-lstm", global_batch_size=batch, max_steps=steps,
                           seed=seed, quiet=True, evaluate=False, out_dir=out))
-    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -66,13 +70,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     bare, legw = [], []
     for _ in range(args.repeats):
-        bare.append(bare_loop(args.steps, args.batch_size))
-        legw.append(legw_loop(args.steps, args.batch_size))
-        print(f"bare {bare[-1]:.2f} s, legw {legw[-1]:.2f} s", flush=True)
-    b, lg = statistics.median(bare), statistics.median(legw)
-    print(f"median over {args.repeats}: bare {b:.2f} s, legw {lg:.2f} s, "
-          f"overhead {100 * (lg / b - 1):+.1f}% ({args.steps} steps at batch {args.batch_size}, "
-          f"{args.threads} threads)")
+        bare.append(timed(bare_loop, args.steps, args.batch_size))
+        legw.append(timed(legw_loop, args.steps, args.batch_size))
+        print(f"bare {bare[-1][0]:.2f} s wall / {bare[-1][1]:.2f} s CPU, "
+              f"legw {legw[-1][0]:.2f} s wall / {legw[-1][1]:.2f} s CPU", flush=True)
+    for i, kind in enumerate(("wall", "CPU")):
+        b = statistics.median(t[i] for t in bare)
+        lg = statistics.median(t[i] for t in legw)
+        print(f"median {kind} time over {args.repeats}: bare {b:.2f} s, legw {lg:.2f} s, "
+              f"overhead {100 * (lg / b - 1):+.1f}% ({args.steps} steps at batch "
+              f"{args.batch_size}, {args.threads} threads)")
 
 
 if __name__ == "__main__":
