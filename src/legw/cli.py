@@ -21,6 +21,9 @@ COMMANDS = {
     "noise-scale": ("legw.commands.noise_scale", "gradient noise scale during training"),
     "autobatch": ("legw.commands.autobatch", "time micro batch sizes, recommend one"),
     "train": ("legw.commands.train", "train a task preset at a global batch size"),
+    "sweep": ("legw.commands.sweep", "batch sizes x methods x seeds, resumable; results.csv"),
+    "tune": ("legw.commands.tune", "tune peak LR x warmup at one batch size (the baseline)"),
+    "report": ("legw.commands.report", "plots and a markdown report from sweep/tune records"),
 }
 
 

@@ -1,0 +1,242 @@
+"""``report.md`` + figures from the records of sweeps and tuning studies (reads, never trains).
+
+Inputs, found in ``DIR`` and its immediate subdirectories: ``results.json`` (a sweep),
+``trials.json`` (a study), and each run's ``metrics.jsonl`` for the curves. Outputs in the
+report directory:
+
+* ``metric_vs_batch.png``: final metric vs batch size per method, mean +- std over seeds;
+* ``curves.png``: metric vs epoch, a panel per method, a line per batch size (first seed);
+* ``lr_schedules.png``: the LR each run actually used (from ``metrics.jsonl``), vs epoch;
+* ``landscape-NAME.png``, ``lr_curve-NAME.png`` per tuning study;
+* ``report.md``: the figures, tables and the commands that produced the records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from legw.io import atomic_write_text
+from legw.records import OBJECTIVES, objective, read_rows
+
+
+def find_records(root: Path) -> tuple[list[Path], list[Path]]:
+    """``(sweep dirs, tune dirs)`` in ``root`` and its immediate subdirectories."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"DIR: no directory {root}")
+    dirs = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+    return ([d for d in dirs if (d / "results.json").is_file()],
+            [d for d in dirs if (d / "trials.json").is_file()])
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's ``metrics.jsonl`` records (an absent file or a cut last line is skipped)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _curve_value(rec: dict[str, Any]) -> float | None:
+    if "test_accuracy" in rec:
+        return 100.0 * (1.0 - rec["test_accuracy"])
+    return rec.get("valid_perplexity")
+
+
+def _series(sweep_dir: Path, rows: list[dict[str, Any]]):
+    """(eval curves, lr curves, divergence epochs), first seed of each (method, batch)."""
+    evals: dict[str, dict[int, list]] = defaultdict(dict)
+    lrs: dict[str, dict[int, list]] = defaultdict(dict)
+    diverged: dict[str, dict[int, float]] = defaultdict(dict)
+    first_seed = {}
+    for r in rows:
+        key = (r["method"], r["batch_size"])
+        if r["status"] in ("pending",) or first_seed.setdefault(key, r["seed"]) != r["seed"]:
+            continue
+        recs = read_metrics(sweep_dir / r["run_dir"])
+        m, b = key
+        ev = [(x["epoch"], _curve_value(x)) for x in recs if x.get("kind") == "eval"]
+        evals[m][b] = [(e, v) for e, v in ev if v is not None and math.isfinite(v)]
+        lrs[m][b] = [(x["epoch"], x["lr"]) for x in recs if x.get("kind") == "train"]
+        if r["status"] == "diverged":
+            last = lrs[m][b][-1][0] if lrs[m][b] else 0.0
+            diverged[m][b] = last
+    return evals, lrs, diverged
+
+
+def _fmt(values: list[float]) -> str:
+    import numpy as np
+
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+
+
+def sweep_tables(meta: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> str:
+    """The pivot table (method x batch size) and the per-point table, in markdown."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    sizes = sorted({r["batch_size"] for r in rows})
+    groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["batch_size"])].append(r)
+    label = OBJECTIVES[metric][1]
+    lines = [f"Final {label}, lower is better; mean ± std over completed seeds "
+             "(`n/N`: completed / planned seeds; `div`: diverged).", "",
+             "| method | " + " | ".join(f"B={b}" for b in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for m in methods:
+        cells = []
+        for b in sizes:
+            g = groups.get((m, b), [])
+            vals = [v for r in g if (v := objective(r, metric)) is not None]
+            div = sum(r["status"] == "diverged" for r in g)
+            cell = f"{_fmt(vals)} ({len(vals)}/{len(g)})" if g else ""
+            cells.append(cell + (f" div {div}" if div else ""))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "| method | batch | seeds | status | " + label + " | peak LR | warmup epochs "
+              "| warmup steps | steps | wall time (s) |", "|---" * 10 + "|"]
+    for m in methods:
+        for b in sizes:
+            g = groups.get((m, b), [])
+            if not g:
+                continue
+            vals = [v for r in g if (v := objective(r, metric)) is not None]
+            status = ", ".join(f"{n} {s}" for s, n in _count(r["status"] for r in g).items())
+            steps = _fmt_num([r["steps"] for r in g], "{:.0f}")
+            wall = _fmt_num([r["wall_time_s"] for r in g], "{:.0f}")
+            lines.append(f"| {m} | {b} | {len(g)} | {status} | {_fmt(vals)} | "
+                         f"{_fmt_num([r['peak_lr'] for r in g], '{:.4g}')} | "
+                         f"{_fmt_num([r['warmup_epochs'] for r in g], '{:.4g}')} | "
+                         f"{_fmt_num([r['warmup_steps'] for r in g], '{:.0f}')} | "
+                         f"{steps} | {wall} |")
+    return "\n".join(lines)
+
+
+def _count(items) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in items:
+        out[s] = out.get(s, 0) + 1
+    return out
+
+
+def _fmt_num(values: list[Any], fmt: str) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "-"
+    mean = sum(vals) / len(vals)
+    return fmt.format(mean) if len(vals) == 1 or min(vals) == max(vals) else \
+        f"{fmt.format(min(vals))}–{fmt.format(max(vals))}"
+
+
+def _base_recipe_line(sweep_dir: Path, rows: list[dict[str, Any]]) -> str:
+    for r in rows:
+        path = sweep_dir / r["run_dir"] / "config.json"
+        if path.exists():
+            cfg = json.loads(path.read_text())
+            b = cfg["base_recipe"]
+            return (f"Base recipe (before each method's scaling/warmup rule): batch "
+                    f"{b['base_batch_size']}, peak LR {b['peak_lr']:g}, warmup "
+                    f"{b['warmup_epochs']:g} epochs, {b['epochs']:g} epochs, {b['decay']} decay; "
+                    f"optimizer {cfg['resolved']['optimizer']}; "
+                    f"torch {cfg['versions']['torch']}, {cfg['versions']['platform']}.")
+    return ""
+
+
+def write_report(root: Path, out: Path | None = None,
+                 extra_tune_dirs: tuple[Path, ...] = ()) -> Path:
+    """Read the records under ``root`` and write ``report.md`` + PNGs to ``out`` (or root)."""
+    from legw import plots
+
+    out = out or root
+    out.mkdir(parents=True, exist_ok=True)
+    sweeps, tunes = find_records(root)
+    tunes += [d for d in extra_tune_dirs if d not in tunes]
+    if not sweeps and not tunes:
+        raise FileNotFoundError(f"DIR: no results.json or trials.json in {root} or its "
+                                "subdirectories")
+    md = ["# legw experiment report", "", f"Records read from `{root}`; this report only reads "
+          "records (`legw report` trains nothing).", ""]
+    commands: list[str] = []
+    for i, sdir in enumerate(sweeps):
+        meta, rows = read_rows(sdir / "results.json")
+        suffix = "" if len(sweeps) == 1 else f"-{i + 1}"
+        from legw.tasks import get_task
+
+        metric = get_task(meta["task"]).metric
+        figs = {"metric_vs_batch": f"metric_vs_batch{suffix}.png",
+                "curves": f"curves{suffix}.png", "lr": f"lr_schedules{suffix}.png"}
+        plots.plot_metric_vs_batch(rows, metric, out / figs["metric_vs_batch"],
+                                   title=f"{meta['task']}: final metric vs batch size "
+                                         "(x: diverged)")
+        evals, lrs, diverged = _series(sdir, rows)
+        curve_label = "test error (%)" if metric == "accuracy" else "valid perplexity"
+        plots.plot_series(evals, curve_label, out / figs["curves"],
+                          f"{meta['task']}: {curve_label} vs epoch (first seed; x: diverged)",
+                          diverged, log_y=metric == "perplexity")
+        plots.plot_series(lrs, "learning rate", out / figs["lr"],
+                          f"{meta['task']}: LR used per step (from metrics.jsonl)", share_y=False)
+        spec = meta.get("spec", {})
+        md += [f"## Sweep: {meta['task']} (`{_rel(sdir, out)}`)", "",
+               f"Methods {', '.join(spec.get('methods', []))}; batch sizes "
+               f"{', '.join(map(str, spec.get('batch_sizes', [])))}; seeds "
+               f"{', '.join(map(str, spec.get('seeds', [])))}; overrides "
+               f"`{json.dumps(spec.get('overrides', {}))}`.", "",
+               _base_recipe_line(sdir, rows), "",
+               f"![final metric vs batch size]({figs['metric_vs_batch']})", "",
+               sweep_tables(meta, rows, metric), "",
+               f"![metric vs epoch]({figs['curves']})", "",
+               f"![LR schedules]({figs['lr']})", ""]
+        commands += spec.get("commands", [])
+    for tdir in tunes:
+        meta, rows = read_rows(tdir / "trials.json")
+        result = {**meta, "rows": rows}
+        name = tdir.name
+        plots.plot_landscape(result, out / f"landscape-{name}.png")
+        plots.plot_lr_curve(result, out / f"lr_curve-{name}.png")
+        md += [f"## Tuning study: {meta['task']} at batch {meta['batch_size']} "
+               f"(`{_rel(tdir, out)}`)", "", _tune_summary(result), "",
+               f"![tuning landscape](landscape-{name}.png)", "",
+               f"![metric vs peak LR](lr_curve-{name}.png)", ""]
+        commands += meta.get("spec", {}).get("commands", [])
+    md += ["## Commands that produced the records", "", "```"] + (commands or ["(not recorded)"]) \
+        + ["```", ""]
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(md))
+    return path
+
+
+def _rel(path: Path, start: Path) -> str:
+    return os.path.relpath(path, start)
+
+
+def _tune_summary(result: dict[str, Any]) -> str:
+    metric, label = result["metric"], OBJECTIVES[result["metric"]][1]
+    done = [r for r in result["rows"] if r["method"] == "tuned"]
+    ok = sorted((r for r in done if objective(r, metric) is not None),
+                key=lambda r: objective(r, metric))
+    legw, best = result.get("legw"), result.get("best")
+    lines = [f"{len(done)} tuned trials ({len(ok)} completed, "
+             f"{sum(r['status'] == 'diverged' for r in done)} diverged), "
+             f"search `{result['spec']['search']}`.", "",
+             f"| trial | peak LR | warmup epochs | {label} | status |", "|---|---|---|---|---|"]
+    shown = ([legw] if legw else []) + ok[:10]
+    for r in shown:
+        v = objective(r, metric)
+        lines.append(f"| {r['trial']} | {r['peak_lr']:.4g} | {r['warmup_epochs']:.4g} | "
+                     f"{'-' if v is None else f'{v:.2f}'} | {r['status']} |")
+    if best and legw and objective(legw, metric) is not None:
+        lines += ["", f"Best tuned: `{best['trial']}` {objective(best, metric):.2f}; "
+                      f"LEGW untuned: {objective(legw, metric):.2f}."]
+    return "\n".join(lines)

@@ -1,0 +1,194 @@
+"""Run many ``legw train`` runs as subprocesses, resumably, ``jobs`` at a time.
+
+Each run is ``python -m legw train ... --quiet`` in its own run directory, so a crash or a
+divergence ends that run only. What a run directory says decides what happens to it:
+
+==============================================  ==========================================
+run directory                                    action
+==============================================  ==========================================
+``summary.json`` status completed / diverged     skipped (its record is read back)
+checkpoints, no final summary                    resumed with ``--resume``
+anything else (absent, killed before a save)     started afresh (stale files removed)
+==============================================  ==========================================
+
+Exit status 0 is completed, 3 diverged (``legw train``); anything else is recorded as
+``failed`` with the return code and the last lines of the run's ``train.log``, and is retried
+the next time the sweep is invoked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from legw.config import TrainConfig
+
+FINISHED = ("completed", "diverged")
+
+# TrainConfig field -> ``legw train`` flag, where the flag is not the field's name.
+_FLAG_NAMES = {"global_batch_size": "batch-size", "out_dir": "out", "num_threads": "threads"}
+# Fields the runner sets itself (or that have no flag).
+_NOT_PASSED = ("task", "out_dir", "resume", "quiet", "num_threads")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run of a sweep or a tuning study."""
+
+    name: str
+    """Short label for progress lines, e.g. ``legw b=1024 s=0``."""
+    config: TrainConfig
+    """The run's configuration; ``config.out_dir`` is its run directory."""
+    labels: dict[str, Any]
+    """Experiment coordinates copied into the run's record (method, trial id, ...)."""
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.run_dir())
+
+
+def train_argv(config: TrainConfig, threads: int | None, resume: bool) -> list[str]:
+    """The ``python -m legw train`` command line that runs ``config``."""
+    argv = [sys.executable, "-m", "legw", "train", config.task, "--out", config.run_dir(),
+            "--quiet"]
+    defaults = TrainConfig(task=config.task).to_dict()
+    for field, value in config.to_dict().items():
+        if field in _NOT_PASSED or value is None or value == defaults[field]:
+            continue
+        flag = "--" + _FLAG_NAMES.get(field, field).replace("_", "-")
+        if field == "evaluate":  # default on; the flag turns it off
+            argv.append("--no-eval")
+        elif isinstance(value, bool):
+            argv.append(flag)
+        elif isinstance(value, list):
+            argv += [flag, *(repr(v) for v in value)]
+        else:
+            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
+    if threads:
+        argv += ["--threads", str(threads)]
+    if resume:
+        argv.append("--resume")
+    return argv
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """``RUN/summary.json``, or ``None`` when absent or unreadable."""
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def run_state(run_dir: Path) -> str:
+    """``finished`` (completed or diverged), ``resumable`` (has a checkpoint) or ``fresh``."""
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("status") in FINISHED:
+        return "finished"
+    ckpt = run_dir / "checkpoints"
+    if ckpt.is_dir() and any(p.name.endswith(".pt") for p in ckpt.iterdir()):
+        return "resumable"
+    return "fresh"
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so ``run_all`` stops its children before exiting."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def default_threads(jobs: int) -> int:
+    """torch threads per run: the cores shared evenly by ``jobs`` parallel runs."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
+            log=print) -> Iterator[tuple[PlannedRun, dict[str, Any]]]:
+    """Run what is not finished, ``jobs`` at a time; yield ``(run, outcome)`` as each ends.
+
+    ``outcome`` has ``status`` (``completed``, ``diverged``, ``failed``), ``skipped`` (true for
+    runs finished before this call), ``returncode`` and, for failures, ``error``.
+    """
+    if jobs < 1:
+        raise ValueError(f"--jobs: must be at least 1, got {jobs!r}")
+    threads = threads or default_threads(jobs)
+    todo: list[tuple[PlannedRun, bool]] = []
+    for r in runs:
+        state = run_state(r.run_dir)
+        if state == "finished":
+            status = read_summary(r.run_dir)["status"]
+            log(f"{r.name}: {status} earlier, skipped")
+            yield r, {"status": status, "skipped": True, "returncode": None}
+            continue
+        if state == "fresh" and r.run_dir.exists():
+            shutil.rmtree(r.run_dir)  # nothing to resume: drop partial logs of a killed run
+        todo.append((r, state == "resumable"))
+    active: list[_Child] = []
+    total, started = len(todo), 0
+    try:
+        while todo or active:
+            while todo and len(active) < jobs:
+                r, resume = todo.pop(0)
+                started += 1
+                log(f"[{started}/{total}] {r.name}: {'resuming' if resume else 'starting'} "
+                    f"in {r.run_dir}")
+                active.append(_Child(r, train_argv(r.config, threads, resume), threads, log))
+            time.sleep(0.2)
+            for child in [c for c in active if c.proc.poll() is not None]:
+                active.remove(child)
+                outcome = child.outcome()
+                log(f"{child.run.name}: {outcome['status']}"
+                    + (f" ({outcome['error']})" if outcome.get("error") else ""))
+                yield child.run, outcome
+    finally:
+        for child in active:  # interrupted: stop the children; their checkpoints remain
+            child.proc.terminate()
+            child.proc.wait()
+
+
+class _Child:
+    """One ``legw train`` subprocess; its output goes to ``RUN/train.log`` and, prefixed,
+    to the sweep's log."""
+
+    def __init__(self, run: PlannedRun, argv: list[str], threads: int, log) -> None:
+        self.run, self.argv = run, argv
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+        for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # one process per run
+            env.pop(var, None)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=env)
+        self.tail: list[str] = []
+        self._reader = threading.Thread(target=self._pump, args=(log,), daemon=True)
+        self._reader.start()
+
+    def _pump(self, log) -> None:
+        with open(self.run.run_dir / "train.log", "a") as f:
+            f.write("$ " + " ".join(self.argv) + "\n")
+            for line in self.proc.stdout:
+                f.write(line)
+                f.flush()
+                self.tail = (self.tail + [line.rstrip()])[-5:]
+                log(f"  {self.run.name} | {line.rstrip()}")
+
+    def outcome(self) -> dict[str, Any]:
+        self._reader.join(timeout=10)
+        code = self.proc.returncode
+        summary = read_summary(self.run.run_dir)
+        status = summary.get("status") if summary else None
+        if code in (0, 3) and status in FINISHED:
+            return {"status": status, "skipped": False, "returncode": code}
+        return {"status": "failed", "skipped": False, "returncode": code,
+                "error": f"exit status {code}: " + (self.tail[-1] if self.tail else "no output")}

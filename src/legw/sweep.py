@@ -1,0 +1,193 @@
+"""Batch-size sweeps: batch sizes x methods x seeds, one ``legw train`` run each.
+
+The question the paper asks (You et al. 2019, arXiv 1901.08256, Figs. 1-3): tuned once at
+``B0``, how does each scaling rule hold up as ``B = k * B0`` grows, with no re-tuning?
+A *method* is a set of :class:`~legw.config.TrainConfig` overrides on the task's base recipe
+(``METHODS``). Layout of a sweep directory::
+
+    DIR/sweep.json                     the spec; ``legw sweep --out DIR`` continues it
+    DIR/results.{json,csv}             one row per run (legw.records), rewritten after each run
+    DIR/runs/METHOD-bB-sSEED/          a normal ``legw train`` run directory
+
+Finished runs are skipped, interrupted ones resumed (``legw.runner``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from legw.config import TrainConfig
+from legw.io import atomic_write_json
+from legw.records import read_rows, run_row, write_rows
+from legw.runner import PlannedRun, run_all
+
+METHODS: dict[str, dict[str, Any]] = {
+    # sqrt LR scaling + linear-epoch gradual warmup (the paper's method)
+    "legw": {"scaling": "sqrt", "warmup": "legw"},
+    # linear LR scaling + warmup of constant epochs (Goyal et al. 2017)
+    "linear": {"scaling": "linear", "warmup": "constant"},
+    "sqrt-nowarmup": {"scaling": "sqrt", "warmup": "none"},
+    # the base recipe unchanged at every batch size
+    "unscaled": {"scaling": "none", "warmup": "constant"},
+    # other optimizers with sqrt + LEGW; base LR from --adam-lr / --lars-lr / --lamb-lr
+    "adam": {"optimizer": "adam", "scaling": "sqrt", "warmup": "legw"},
+    "lars": {"optimizer": "lars", "scaling": "sqrt", "warmup": "legw"},
+    "lamb": {"optimizer": "lamb", "scaling": "sqrt", "warmup": "legw"},
+}
+
+# Spec fields a continued sweep may change; changing any other would mix recipes in one table.
+_EXTENDABLE = ("batch_sizes", "methods", "seeds", "jobs", "threads", "data_dir")
+
+
+@dataclass
+class SweepSpec:
+    """What ``sweep.json`` holds."""
+
+    task: str
+    """Task preset."""
+    batch_sizes: list[int]
+    """Global batch sizes."""
+    methods: list[str]
+    """Keys of ``METHODS``."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Seeds per (method, batch size)."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields applied to every run (the base recipe, epochs, max_steps, ...)."""
+    optimizer_lrs: dict[str, float] = field(default_factory=dict)
+    """Base LR (at the base batch) per optimizer of the adam / lars / lamb methods."""
+    micro_batch_size: int | None = None
+    """Cap on the micro batch: ``micro = min(B, cap)``, the rest by accumulation."""
+    jobs: int = 1
+    """Runs in parallel."""
+    threads: int | None = None
+    """torch threads per run (default: cores / jobs)."""
+    data_dir: str | None = None
+    """Where the data set files are."""
+    commands: list[str] = field(default_factory=list)
+    """Every command line that worked on this sweep, oldest first."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_sizes", "methods", "seeds"):
+            if not getattr(self, name):
+                raise ValueError(f"--{name.replace('_', '-')}: give at least one value")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from "
+                             f"{', '.join(METHODS)}")
+        if self.jobs < 1:
+            raise ValueError(f"--jobs: must be at least 1, got {self.jobs!r}")
+        self.plan()  # every run's configuration is checked before any run starts
+
+    def base_lr(self, method: str) -> float | None:
+        """The base LR the method trains with (``None``: the recipe's)."""
+        opt = METHODS[method].get("optimizer")
+        if opt is None:
+            return None
+        if opt in self.optimizer_lrs:
+            return self.optimizer_lrs[opt]
+        task_opt = TrainConfig(task=self.task).optimizer_name()
+        if opt == task_opt or self.overrides.get("optimizer") == opt:
+            return None  # the task's own recipe is tuned for this optimizer
+        raise ValueError(f"--{opt}-lr: the {method} method needs a base LR tuned at the base "
+                         f"batch for {opt} (e.g. from legw tune --optimizer {opt})")
+
+    def config(self, out: Path, method: str, batch_size: int, seed: int) -> TrainConfig:
+        micro = None
+        if self.micro_batch_size is not None and batch_size > self.micro_batch_size:
+            micro = self.micro_batch_size
+        fields = {**self.overrides, **METHODS[method]}
+        lr = self.base_lr(method)
+        if lr is not None:
+            fields["base_lr"] = lr
+        run_dir = out / "runs" / f"{method}-b{batch_size}-s{seed}"
+        return TrainConfig(task=self.task, global_batch_size=batch_size, seed=seed,
+                           micro_batch_size=micro, out_dir=str(run_dir),
+                           data_dir=self.data_dir, **fields)
+
+    def plan(self, out: Path = Path("sweep")) -> list[PlannedRun]:
+        """Every run, method-major: (method, batch size, seed)."""
+        return [PlannedRun(f"{m} b={b} s={s}", self.config(out, m, b, s),
+                           {"method": m, "batch_size": b, "seed": s})
+                for m in self.methods for b in self.batch_sizes for s in self.seeds]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_spec(out: Path) -> SweepSpec | None:
+    path = out / "sweep.json"
+    if not path.exists():
+        return None
+    import json
+
+    return SweepSpec(**json.loads(path.read_text()))
+
+
+def merge_spec(stored: SweepSpec | None, given: dict[str, Any], out: Path) -> SweepSpec:
+    """The spec to run: ``given`` (values not ``None``) on top of the stored one.
+
+    A continued sweep may add batch sizes, methods and seeds, or change jobs and threads;
+    changing the task or the recipe is an error (it would mix recipes in one table).
+    """
+    given = {k: v for k, v in given.items() if v is not None and v != {}}
+    if stored is None:
+        if "task" not in given:
+            raise ValueError(f"TASK: no sweep in {out} to continue; give a task")
+        return SweepSpec(**given)
+    merged = stored.to_dict()
+    for key, value in given.items():
+        if key in _EXTENDABLE:
+            merged[key] = value
+        elif isinstance(value, dict):  # each given override must match the stored one
+            for k, v in value.items():
+                if merged[key].get(k) != v:
+                    raise ValueError(f"{key}.{k}: {v!r} differs from the sweep in {out} "
+                                     f"({merged[key].get(k)!r}); start a new sweep with "
+                                     "another --out")
+        elif value != merged[key]:
+            raise ValueError(f"{key}: {value!r} differs from the sweep in {out} "
+                             f"({merged[key]!r}); start a new sweep with another --out")
+    return SweepSpec(**merged)
+
+
+def sweep_rows(spec: SweepSpec, out: Path, outcomes: dict[str, dict[str, Any]]
+               ) -> list[dict[str, Any]]:
+    rows = []
+    for run in spec.plan(out):
+        o = outcomes.get(run.name)
+        status = None if o and o["status"] != "failed" else ("failed" if o else "pending")
+        row = run_row(run.run_dir, {**run.labels, "task": spec.task}, out, status=status,
+                      error=o.get("error") if o else None)
+        rows.append(row)
+    return rows
+
+
+def run_sweep(spec: SweepSpec, out: Path, command: str | None = None,
+              log=print) -> list[dict[str, Any]]:
+    """Run (or continue) the sweep in ``out``; returns the final rows of ``results.json``.
+
+    ``command`` (the command line, for the records) is appended to ``spec.commands``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    if command:
+        spec.commands.append(command)
+    atomic_write_json(out / "sweep.json", spec.to_dict())
+    plan = spec.plan(out)
+    outcomes: dict[str, dict[str, Any]] = {}
+    meta = {"kind": "sweep", "task": spec.task, "spec": spec.to_dict()}
+    t0 = time.perf_counter()
+    write_rows(out / "results", sweep_rows(spec, out, outcomes), meta)
+    log(f"sweep {spec.task}: {len(plan)} runs ({len(spec.methods)} methods x "
+        f"{len(spec.batch_sizes)} batch sizes x {len(spec.seeds)} seeds) in {out}")
+    for run, outcome in run_all(plan, spec.jobs, spec.threads, log=log):
+        outcomes[run.name] = outcome
+        write_rows(out / "results", sweep_rows(spec, out, outcomes), meta)
+    rows = read_rows(out / "results.json")[1]
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "diverged", "failed")}
+    log(f"sweep done in {time.perf_counter() - t0:.0f} s: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; {out / 'results.csv'}")
+    return rows

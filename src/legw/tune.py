@@ -1,0 +1,265 @@
+"""The tuned baseline: search peak LR x warmup epochs at one batch size ``B``.
+
+The paper's claim is that LEGW *without tuning* matches a baseline tuned at ``B``
+(You et al. 2019, arXiv 1901.08256, "most effective tuning region" figures). Each trial trains
+at ``B`` with a fixed peak LR ``eta`` and warmup ``w`` epochs, as a base recipe at ``B``
+(``base_batch_size = B``, no scaling, constant warmup), the decay shape of the task's recipe
+unchanged. The search space is centred on the LEGW point of the same recipe::
+
+    eta_legw = eta0 * sqrt(B / B0),   w_legw = w0 * B / B0
+    eta in eta_legw * {2^-3, ..., 2^3}   (``lr_factors``)
+    w   in {0, w_legw / 4, w_legw, 4 w_legw} below the training length  (``warmup_epochs``)
+
+Searches (``SEARCHES``): ``grid`` (the grid, a seeded random subset of ``trials`` points when it
+is larger), ``random`` (log-uniform ``eta``, uniform ``w`` over the grid's ranges) and ``optuna``
+(TPE, when optuna is installed). The LEGW point runs as one more trial, ``legw``. Layout::
+
+    DIR/tune.json              the spec; ``legw tune --out DIR`` continues it
+    DIR/trials.{json,csv}      one row per trial (legw.records), the best and the LEGW point
+    DIR/trials/NAME/           a normal ``legw train`` run directory
+    DIR/landscape.png          metric over (peak LR, warmup epochs), LEGW marked
+    DIR/lr_curve.png           metric vs peak LR, LEGW's untuned result as a line
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from legw.config import TrainConfig
+from legw.io import atomic_write_json
+from legw.records import objective, run_row, write_rows
+from legw.runner import PlannedRun, run_all
+from legw.schedule import scaling_power
+
+SEARCHES = ("grid", "random", "optuna")
+DEFAULT_LR_FACTORS = tuple(2.0 ** e for e in range(-3, 4))
+# Fields a trial sets itself; the rest of ``overrides`` passes through.
+_TRIAL_FIELDS = ("base_batch_size", "base_lr", "base_warmup_epochs", "scaling", "warmup")
+
+
+@dataclass
+class TuneSpec:
+    """What ``tune.json`` holds."""
+
+    task: str
+    batch_size: int
+    """The global batch size tuned at."""
+    trials: int = 12
+    """Trial budget (the LEGW point is one more)."""
+    search: str = "grid"
+    """grid, random or optuna."""
+    lr_factors: list[float] = field(default_factory=lambda: list(DEFAULT_LR_FACTORS))
+    """Peak LRs to try, as multiples of the LEGW peak LR."""
+    warmup_epochs: list[float] | None = None
+    """Warmup lengths to try (default: 0, w_legw / 4, w_legw, 4 w_legw below the epochs)."""
+    seed: int = 0
+    """Training seed of every trial (and the seed of the search)."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields for every trial (epochs, optimizer, base recipe of the LEGW point)."""
+    micro_batch_size: int | None = None
+    jobs: int = 1
+    threads: int | None = None
+    data_dir: str | None = None
+    commands: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.search not in SEARCHES:
+            raise ValueError(f"--search: must be one of {', '.join(SEARCHES)}, "
+                             f"got {self.search!r}")
+        if self.trials < 1:
+            raise ValueError(f"--trials: must be at least 1, got {self.trials!r}")
+        if not self.lr_factors or not all(f > 0 and math.isfinite(f) for f in self.lr_factors):
+            raise ValueError(f"--lr-factors: need positive numbers, got {self.lr_factors!r}")
+        if self.warmup_epochs is not None and not all(w >= 0 for w in self.warmup_epochs):
+            raise ValueError(f"--warmup-epochs: need numbers >= 0, got {self.warmup_epochs!r}")
+        self.legw_config(Path("tune"))  # checks task, batch size and overrides
+        if not self.warmups():
+            raise ValueError(f"--warmup-epochs: none is shorter than the training "
+                             f"({self.epochs():g} epochs), got {self.warmup_epochs!r}")
+
+    def legw_config(self, out: Path) -> TrainConfig:
+        """The untuned sqrt + LEGW recipe at ``batch_size`` (the ``legw`` trial)."""
+        return self._config(out / "trials" / f"legw-s{self.seed}",
+                            {**self.overrides, "scaling": "sqrt", "warmup": "legw"})
+
+    def legw_point(self) -> tuple[float, float]:
+        """``(peak LR, warmup epochs)`` of the LEGW recipe at ``batch_size``."""
+        base = self.legw_config(Path("tune")).base_recipe()
+        k = base.k(self.batch_size)
+        return base.peak_lr * k ** scaling_power("sqrt"), base.warmup_epochs * k
+
+    def epochs(self) -> float:
+        return self.legw_config(Path("tune")).base_recipe().epochs
+
+    def warmups(self) -> list[float]:
+        if self.warmup_epochs is not None:
+            ws = self.warmup_epochs
+        else:
+            w = self.legw_point()[1]
+            ws = [0.0, w / 4, w, 4 * w] if w > 0 else [0.0, 0.02 * self.epochs(),
+                                                      0.1 * self.epochs()]
+        return sorted({round(x, 6) for x in ws if x < self.epochs()})
+
+    def trial_config(self, out: Path, peak_lr: float, warmup_epochs: float) -> PlannedRun:
+        name = f"lr{peak_lr:.4g}-w{warmup_epochs:.4g}"
+        rest = {k: v for k, v in self.overrides.items() if k not in _TRIAL_FIELDS}
+        config = self._config(out / "trials" / f"{name}-s{self.seed}", {
+            **rest, "base_batch_size": self.batch_size, "base_lr": peak_lr,
+            "base_warmup_epochs": warmup_epochs, "scaling": "none", "warmup": "constant"})
+        return PlannedRun(name, config, {"trial": name, "method": "tuned",
+                                         "peak_lr": peak_lr, "warmup_epochs": warmup_epochs})
+
+    def _config(self, run_dir: Path, fields: dict[str, Any]) -> TrainConfig:
+        micro = self.micro_batch_size if self.micro_batch_size and \
+            self.batch_size > self.micro_batch_size else None
+        return TrainConfig(task=self.task, global_batch_size=self.batch_size, seed=self.seed,
+                           micro_batch_size=micro, out_dir=str(run_dir),
+                           data_dir=self.data_dir, **fields)
+
+    def legw_run(self, out: Path) -> PlannedRun:
+        lr, w = self.legw_point()
+        return PlannedRun("legw", self.legw_config(out), {"trial": "legw", "method": "legw",
+                                                          "peak_lr": lr, "warmup_epochs": w})
+
+    def points(self) -> list[tuple[float, float]]:
+        """The (peak LR, warmup epochs) of the grid or random search, in order."""
+        lr0 = self.legw_point()[0]
+        rng = random.Random(self.seed)
+        warmups = self.warmups()
+        if self.search == "grid":
+            grid = [(lr0 * f, w) for f in self.lr_factors for w in warmups]
+            return grid if len(grid) <= self.trials else sorted(rng.sample(grid, self.trials))
+        lo, hi = math.log2(min(self.lr_factors)), math.log2(max(self.lr_factors))
+        return [(lr0 * 2 ** rng.uniform(lo, hi), rng.uniform(0, max(warmups)))
+                for _ in range(self.trials)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_tune_spec(out: Path) -> TuneSpec | None:
+    path = out / "tune.json"
+    return TuneSpec(**json.loads(path.read_text())) if path.exists() else None
+
+
+def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
+             log=print) -> dict[str, Any]:
+    """Run (or continue) the study in ``out``; returns the content of ``trials.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    if command:
+        spec.commands.append(command)
+    atomic_write_json(out / "tune.json", spec.to_dict())
+    legw = spec.legw_run(out)
+    log(f"tune {spec.task} at batch {spec.batch_size}: {spec.search} search, {spec.trials} "
+        f"trials + the LEGW point (peak LR {legw.labels['peak_lr']:.4g}, warmup "
+        f"{legw.labels['warmup_epochs']:.4g} epochs)")
+    state = _Study(spec, out)
+    for run, outcome in run_all([legw], spec.jobs, spec.threads, log=log):
+        state.add(run, outcome)
+    if spec.search == "optuna":
+        _optuna_search(spec, out, state, log)
+    else:
+        for run, outcome in run_all([spec.trial_config(out, lr, w) for lr, w in spec.points()],
+                                    spec.jobs, spec.threads, log=log):
+            state.add(run, outcome)
+    result = state.write()
+    from legw.plots import plot_landscape, plot_lr_curve
+
+    plot_landscape(result, out / "landscape.png")
+    plot_lr_curve(result, out / "lr_curve.png")
+    best = result["best"]
+    log("best: " + (f"{best['trial']} ({_objective_text(result, best)})" if best else "none") +
+        f"; LEGW: {_objective_text(result, result['legw'])}; {out / 'trials.csv'}")
+    return result
+
+
+def _objective_text(result: dict[str, Any], row: dict[str, Any]) -> str:
+    value = objective(row, result["metric"])
+    return row["status"] if value is None else f"{result['objective']} {value:.4g}"
+
+
+class _Study:
+    """The trials run so far, written to ``trials.{json,csv}`` after each."""
+
+    def __init__(self, spec: TuneSpec, out: Path) -> None:
+        self.spec, self.out = spec, out
+        self.metric = spec.legw_config(out).get_task().metric
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def add(self, run: PlannedRun, outcome: dict[str, Any]) -> dict[str, Any]:
+        status = "failed" if outcome["status"] == "failed" else None
+        row = run_row(run.run_dir, {**run.labels, "batch_size": self.spec.batch_size,
+                                    "seed": self.spec.seed, "task": self.spec.task},
+                      self.out, status=status, error=outcome.get("error"))
+        self.rows[run.name] = row
+        self.write()
+        return row
+
+    def write(self) -> dict[str, Any]:
+        from legw.records import OBJECTIVES
+
+        rows = list(self.rows.values())
+        tuned = [r for r in rows if r["method"] == "tuned" and objective(r, self.metric)
+                 is not None]
+        best = min(tuned, key=lambda r: objective(r, self.metric)) if tuned else None
+        lr, w = self.spec.legw_point()
+        meta = {"kind": "tune", "task": self.spec.task, "batch_size": self.spec.batch_size,
+                "metric": self.metric, "objective": OBJECTIVES[self.metric][0],
+                "spec": self.spec.to_dict(), "legw_point": {"peak_lr": lr, "warmup_epochs": w},
+                "legw": self.rows.get("legw"), "best": best}
+        write_rows(self.out / "trials", rows, meta)
+        return {**meta, "rows": rows}
+
+
+def _optuna_search(spec: TuneSpec, out: Path, state: _Study, log) -> None:
+    """TPE over log2(eta / eta_legw) and w; finished trials on disk are told first."""
+    try:
+        import optuna
+    except ImportError:
+        raise ValueError("--search: optuna is not installed (pip install optuna)") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    lr0 = spec.legw_point()[0]
+    lo, hi = math.log2(min(spec.lr_factors)), math.log2(max(spec.lr_factors))
+    dists = {"log2_factor": optuna.distributions.FloatDistribution(lo, hi),
+             "warmup_epochs": optuna.distributions.FloatDistribution(0, max(spec.warmups()))}
+    earlier = []  # trials of this study already on disk: finish them, then tell them
+    for path in sorted((out / "trials").glob("lr*-s*"))[:spec.trials]:
+        cfg = json.loads((path / "config.json").read_text())["config"] \
+            if (path / "config.json").exists() else None
+        if cfg is not None:
+            earlier.append(spec.trial_config(out, cfg["base_lr"], cfg["base_warmup_epochs"]))
+    # A fresh seed per resume: the same seed would replay the first random start-up points.
+    sampler = optuna.samplers.TPESampler(seed=spec.seed + 1000 * len(earlier))
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    for run, outcome in run_all(earlier, spec.jobs, spec.threads, log=log):
+        value = objective(state.add(run, outcome), state.metric)
+        lr, w = run.labels["peak_lr"], run.labels["warmup_epochs"]
+        study.add_trial(optuna.trial.create_trial(
+            params={"log2_factor": min(hi, max(lo, math.log2(lr / lr0))),
+                    "warmup_epochs": min(dists["warmup_epochs"].high, w)},
+            distributions=dists, value=value,
+            state=optuna.trial.TrialState.COMPLETE if value is not None
+            else optuna.trial.TrialState.FAIL))
+    remaining = spec.trials - len(study.trials)
+    while remaining > 0:
+        asked = [study.ask(dists) for _ in range(min(spec.jobs, remaining))]
+        runs = {}
+        for t in asked:
+            run = spec.trial_config(out, lr0 * 2 ** t.params["log2_factor"],
+                                    t.params["warmup_epochs"])
+            runs[run.name] = (run, t)
+        for run, outcome in run_all([r for r, _ in runs.values()], spec.jobs, spec.threads,
+                                    log=log):
+            value = objective(state.add(run, outcome), state.metric)
+            t = runs[run.name][1]
+            if value is None:
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(t, value)
+        remaining -= len(asked)

@@ -1,0 +1,127 @@
+"""legw report renders every figure and table from a fixed record set (no training)."""
+
+import json
+
+import matplotlib.image
+import pytest
+
+from legw.cli import main
+from legw.records import read_rows, run_row, write_rows
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+# (method, batch, seed) -> test error (%) or "diverged"
+RESULTS = {
+    ("legw", 64, 0): 10.0, ("legw", 64, 1): 11.0,
+    ("legw", 256, 0): 12.0, ("legw", 256, 1): 14.0,
+    ("linear", 64, 0): 10.2, ("linear", 64, 1): 10.4,
+    ("linear", 256, 0): "diverged", ("linear", 256, 1): 30.0,
+}
+
+
+def _write_run(run_dir, method, batch, seed, result):
+    run_dir.mkdir(parents=True)
+    steps_per_epoch, peak = 2048 // batch, 0.1 * (batch / 64) ** (0.5 if method == "legw" else 1)
+    lines, evals = [], []
+    diverged = result == "diverged"
+    total = 2 * steps_per_epoch if not diverged else steps_per_epoch + 1
+    for step in range(total):
+        lines.append({"kind": "train", "step": step, "epoch": step / steps_per_epoch,
+                      "lr": peak * min(1.0, (step + 1) / 4), "loss": 1.0})
+        if (step + 1) % steps_per_epoch == 0:
+            err = result if not diverged else 50.0
+            acc = 1 - (err + 10 * (1 - (step + 1) / total)) / 100
+            evals.append({"kind": "eval", "step": step + 1, "epoch": (step + 1) / steps_per_epoch,
+                          "test_accuracy": acc, "test_loss": 0.5})
+            lines.append(evals[-1])
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run_dir / "config.json").write_text(json.dumps({
+        "config": {"seed": seed},
+        "resolved": {"task": "fashion-mnist-lstm", "optimizer": "sgd",
+                     "global_batch_size": batch},
+        "recipe": {"peak_lr": peak, "warmup_epochs": 4 / steps_per_epoch, "warmup_steps": 4,
+                   "total_steps": 2 * steps_per_epoch},
+        "base_recipe": {"base_batch_size": 64, "peak_lr": 0.1, "warmup_epochs": 0.125,
+                        "epochs": 2.0, "decay": "poly"},
+        "versions": {"torch": "2.13.0", "platform": "test"}}))
+    final = {} if diverged else {"test_accuracy": 1 - result / 100, "test_loss": 0.5}
+    (run_dir / "summary.json").write_text(json.dumps({
+        "status": "diverged" if diverged else "completed", "task": "fashion-mnist-lstm",
+        "metric": "accuracy", "global_batch_size": batch, "seed": seed, "steps": total,
+        "total_steps": 2 * steps_per_epoch, "epochs": total / steps_per_epoch,
+        "final": final, "diverged_at": {"step": total, "epoch": 1.0} if diverged else None,
+        "wall_time_s": 12.0}))
+
+
+@pytest.fixture
+def records(tmp_path):
+    sweep = tmp_path / "exp" / "sweep"
+    rows = []
+    for (method, batch, seed), result in RESULTS.items():
+        run_dir = sweep / "runs" / f"{method}-b{batch}-s{seed}"
+        _write_run(run_dir, method, batch, seed, result)
+        rows.append(run_row(run_dir, {"method": method}, sweep))
+    spec = {"methods": ["legw", "linear"], "batch_sizes": [64, 256], "seeds": [0, 1],
+            "overrides": {"epochs": 2.0},
+            "commands": ["legw sweep fashion-mnist-lstm --out exp/sweep --batch-sizes 64 256"]}
+    write_rows(sweep / "results", rows, {"kind": "sweep", "task": "fashion-mnist-lstm",
+                                         "spec": spec})
+    tune = tmp_path / "exp" / "tune"
+    trials = []
+    for lr in (0.05, 0.1, 0.2):
+        for w in (0.0, 0.5):
+            err = "diverged" if lr == 0.2 and w == 0.0 else 20 + 40 * abs(lr - 0.1) + w
+            run_dir = tune / "trials" / f"lr{lr:g}-w{w:g}-s0"
+            _write_run(run_dir, "legw", 256, 0, err)
+            trials.append(run_row(run_dir, {"method": "tuned", "trial": f"lr{lr:g}-w{w:g}",
+                                            "peak_lr": lr, "warmup_epochs": w}, tune))
+    _write_run(tune / "trials" / "legw-s0", "legw", 256, 0, 21.0)
+    legw = run_row(tune / "trials" / "legw-s0", {"method": "legw", "trial": "legw",
+                                                 "peak_lr": 0.1, "warmup_epochs": 0.5}, tune)
+    for r in trials:  # run_row reads the recipe _write_run wrote; pin the grid values
+        r["peak_lr"], r["warmup_epochs"] = map(float, r["trial"][2:].split("-w"))
+    legw["peak_lr"], legw["warmup_epochs"] = 0.1, 0.5
+    best = min((r for r in trials if r["status"] == "completed"), key=lambda r: r["test_error"])
+    write_rows(tune / "trials", [legw, *trials], {
+        "kind": "tune", "task": "fashion-mnist-lstm", "batch_size": 256, "metric": "accuracy",
+        "objective": "test_error", "legw_point": {"peak_lr": 0.1, "warmup_epochs": 0.5},
+        "legw": legw, "best": best,
+        "spec": {"search": "grid", "commands": ["legw tune fashion-mnist-lstm --batch-size 256"]}})
+    return tmp_path / "exp"
+
+
+def test_report_renders_figures_tables_and_commands(records, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(records), "--out", str(out)]) == 0
+    assert "report.md" in capsys.readouterr().out
+    pngs = ["metric_vs_batch.png", "curves.png", "lr_schedules.png", "landscape-tune.png",
+            "lr_curve-tune.png"]
+    md = (out / "report.md").read_text()
+    for name in pngs:
+        data = (out / name).read_bytes()
+        assert data[:8] == PNG
+        h, w = matplotlib.image.imread(out / name).shape[:2]
+        assert h > 200 and w > 300
+        assert f"({name})" in md
+    # pivot table: mean ± std (population std) over completed seeds, diverged counted
+    assert "| legw | 10.50 ± 0.50 (2/2) | 13.00 ± 1.00 (2/2) |" in md
+    assert "| linear | 10.30 ± 0.10 (2/2) | 30.00 (1/2) div 1 |" in md
+    assert "| linear | 256 | 2 | 1 diverged, 1 completed |" in md
+    assert "legw sweep fashion-mnist-lstm --out exp/sweep" in md
+    assert "legw tune fashion-mnist-lstm --batch-size 256" in md
+    assert "Best tuned: `lr0.1-w0` 20.00; LEGW untuned: 21.00." in md
+    assert "| legw | 0.1 | 0.5 | 21.00 | completed |" in md
+
+
+def test_rows_round_trip_and_diverged_runs_have_no_final_metric(records):
+    meta, rows = read_rows(records / "sweep" / "results.json")
+    div = [r for r in rows if r["status"] == "diverged"]
+    assert len(div) == 1 and div[0]["test_error"] is None and div[0]["diverged_step"] == 9
+    assert rows[0]["run_dir"] == "runs/legw-b64-s0" and rows[0]["test_error"] == pytest.approx(10)
+    csv = (records / "sweep" / "results.csv").read_text().splitlines()
+    assert len(csv) == 1 + len(RESULTS)
+
+
+def test_report_on_an_empty_directory_is_a_one_line_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no results.json or trials.json" in capsys.readouterr().err
