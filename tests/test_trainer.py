@@ -94,6 +94,7 @@ def test_divergence_stops_with_status_3(mnist_dir, tmp_path, capsys):
     (["--optimizer", "adagrad"], "--optimizer: unknown 'adagrad'"),
     (["--epochs", "2"], "recipe milestones"),
     (["--batch-size", "0"], "--batch-size: must be a positive integer"),
+    (["--base-lr", "5e58"], "--base-lr: the peak LR at batch 128 is 5e+58, beyond float32"),
 ])
 def test_config_errors_exit_2_with_one_line(ptb_dir, tmp_path, capsys, flags, message):
     task = "ptb-small" if "--epochs" in flags else "fashion-mnist-lstm"

@@ -16,14 +16,14 @@ import os
 import sys
 
 COMMANDS = {
-    "schedule": ("legw.commands.schedule", "print and plot the scaled recipe for batch sizes"),
-    "comm": ("legw.commands.comm", "communication per batch size and a p-worker prediction"),
-    "noise-scale": ("legw.commands.noise_scale", "gradient noise scale during training"),
-    "autobatch": ("legw.commands.autobatch", "time micro batch sizes, recommend one"),
     "train": ("legw.commands.train", "train a task preset at a global batch size"),
+    "schedule": ("legw.commands.schedule", "print and plot the scaled recipe for batch sizes"),
     "sweep": ("legw.commands.sweep", "batch sizes x methods x seeds, resumable; results.csv"),
     "tune": ("legw.commands.tune", "tune peak LR x warmup at one batch size (the baseline)"),
     "report": ("legw.commands.report", "plots and a markdown report from sweep/tune records"),
+    "comm": ("legw.commands.comm", "communication per batch size and a p-worker prediction"),
+    "autobatch": ("legw.commands.autobatch", "time micro batch sizes, recommend one"),
+    "noise-scale": ("legw.commands.noise_scale", "gradient noise scale during training"),
 }
 
 

@@ -89,6 +89,9 @@ class _Run:
                                          env.world_size, task.bptt)
             dataset_size = stream_steps_per_epoch(len(self.data.train), self.B, task.bptt) * self.B
         self.recipe = self.base.scale(self.B, dataset_size)
+        if self.recipe.peak_lr > torch.finfo(torch.float32).max:
+            raise ValueError(f"--base-lr: the peak LR at batch {self.B} is "
+                             f"{self.recipe.peak_lr:g}, beyond float32; use a smaller base LR")
         assert self.recipe.steps_per_epoch == self.batches.steps_per_epoch
 
         torch.manual_seed(config.seed)  # the same initial weights on every rank
