@@ -46,6 +46,10 @@ class LAMB(torch.optim.Optimizer):
         trust_clip: variant "LARC clipping": ``trust <- min(trust / lr, 1)``.
         chunk_size: CPU tensors are updated in pieces of about this many values, so the
             temporaries stay in cache (``None``: whole tensors; CUDA: always whole tensors).
+        fused: use torch's fused single-pass Adam kernels (those of
+            ``torch.optim.AdamW(fused=True)``). ``None`` (default): wherever the device and
+            dtype have them; ``True``: required (``ValueError`` otherwise); ``False``: never.
+            Same state, same result to rounding.
 
     State per parameter: ``step`` (a Python int), ``exp_avg`` and ``exp_avg_sq`` in the
     parameter's dtype. Norms are computed in float32 (float64 for float64 parameters).
@@ -65,9 +69,11 @@ class LAMB(torch.optim.Optimizer):
         max_trust: float | None = None,
         trust_clip: bool = False,
         chunk_size: int | None = C.CHUNK_SIZE,
+        fused: bool | None = None,
     ) -> None:
         C.check_chunk_size(chunk_size)
-        self.chunk_size = chunk_size
+        C.check_fused(fused)
+        self.chunk_size, self.fused = chunk_size, fused
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
             bias_correction=bias_correction, adapt=adapt, always_adapt=always_adapt,
@@ -86,6 +92,8 @@ class LAMB(torch.optim.Optimizer):
             C.check_number({name: betas[i]}, name, 0.0, 1.0, hi_open=True)
         C.check_number(group, "eps", 0.0)
         C.check_flag(group, "bias_correction")
+        if self.fused:
+            C.check_fused_params(group["params"])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:
@@ -115,6 +123,9 @@ class LAMB(torch.optim.Optimizer):
             steps.append(state["step"])
         exp_avg = [self.state[p]["exp_avg"] for p in params]
         exp_avg_sq = [self.state[p]["exp_avg_sq"] for p in params]
+        if C.use_fused(self.fused, [params, grads, exp_avg, exp_avg_sq]):
+            self._update_fused(params, grads, exp_avg, exp_avg_sq, steps, group)
+            return
         if group["bias_correction"]:
             bc1 = [1 - beta1**t for t in steps]
             bc2 = [1 - beta2**t for t in steps]
@@ -172,3 +183,57 @@ class LAMB(torch.optim.Optimizer):
             w = C.take(params, run)
             u = direction(run, w)
             torch._foreach_addcmul_(w, u, [scale[i] for i, _, _ in run])
+
+    def _update_fused(self, params: list[Tensor], grads: list[Tensor], exp_avg: list[Tensor],
+                      exp_avg_sq: list[Tensor], steps: list[int], group: dict[str, Any]) -> None:
+        """The same step through torch's fused Adam kernels.
+
+        ``torch._fused_adamw_`` computes ``w <- w (1 - lr wd) - lr m_hat / (sqrt(v_hat) + eps)
+        = w - lr u``: LAMB's step is that kernel with the per-tensor learning rate
+        ``lr * trust`` (a 0-dim tensor, so no host synchronisation). ``trust`` needs ``||u||``
+        with the new moments before anything is written: phase 1 gets it run by run from
+        ``torch._fused_adam_`` applied to cache-resident copies of the moments and to a scratch
+        "parameter" ``wd * w`` with ``lr = -1``, which leaves ``wd * w + m_hat / (sqrt(v_hat) +
+        eps) = u`` in the scratch.
+        """
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        beta1, beta2 = group["betas"]
+        # The kernels take the step count as a tensor; without bias correction a step of 2^62
+        # makes 1 - beta^t == 1.0 exactly in float64 for every beta < 1.
+        device = params[0].device
+        counts: dict[int, Tensor] = {}
+        if not group["bias_correction"]:
+            steps = [2**62] * len(steps)
+        step_t = [counts.setdefault(t, torch.tensor(float(t), device=device)) for t in steps]
+        hyper = dict(beta1=beta1, beta2=beta2, eps=eps, amsgrad=False, maximize=False)
+
+        if not C.adapts(group):  # AdamW (Adam when wd == 0), one kernel per tensor
+            torch._fused_adamw_(params, grads, exp_avg, exp_avg_sq, [], step_t, lr=lr,
+                                weight_decay=wd, **hyper)
+            return
+
+        # Phase 1 (read-only on parameters and state): per-piece norms of w and u.
+        runs = C.plan([params, grads, exp_avg, exp_avg_sq], self.chunk_size)
+        w_pieces, u_pieces = [], []
+        for run in runs:
+            w = C.take(params, run)
+            u = torch._foreach_mul(w, wd)
+            m = torch._foreach_mul(C.take(exp_avg, run), 1.0)  # copies
+            v = torch._foreach_mul(C.take(exp_avg_sq, run), 1.0)
+            torch._fused_adam_(u, C.take(grads, run), m, v, [], [step_t[i] for i, _, _ in run],
+                               lr=-1.0, weight_decay=0.0, **hyper)
+            w_pieces += torch._foreach_norm(w, 2, dtype=C.norm_dtype(w))
+            u_pieces += torch._foreach_norm(u, 2, dtype=C.norm_dtype(w))
+
+        # Phase 2: the trust ratio, then AdamW with lr * trust, one kernel call per tensor.
+        owner = [i for run in runs for i, _, _ in run]
+        w_norm = C.combine(w_pieces, owner, len(params))
+        u_norm = C.combine(u_pieces, owner, len(params))
+        trust = C.trust_ratio(w_norm, u_norm, w_norm, u_norm)
+        trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
+        rates = trust * lr
+        if device.type != "cpu":
+            rates = rates.float()  # the device kernels read a float32 learning rate
+        for i, rate in enumerate(rates.unbind(0)):
+            torch._fused_adamw_([params[i]], [grads[i]], [exp_avg[i]], [exp_avg_sq[i]], [],
+                                [step_t[i]], lr=rate, weight_decay=wd, **hyper)
