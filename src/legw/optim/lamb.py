@@ -74,6 +74,7 @@ class LAMB(torch.optim.Optimizer):
         C.check_chunk_size(chunk_size)
         C.check_fused(fused)
         self.chunk_size, self.fused = chunk_size, fused
+        self._buffers: dict[tuple[torch.device, torch.dtype], Tensor] = {}
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
             bias_correction=bias_correction, adapt=adapt, always_adapt=always_adapt,
@@ -212,28 +213,40 @@ class LAMB(torch.optim.Optimizer):
                                 weight_decay=wd, **hyper)
             return
 
-        # Phase 1 (read-only on parameters and state): per-piece norms of w and u.
+        # Phase 1, run by run (cache-sized pieces on CPU): the fused Adam kernel updates the
+        # moments and, applied with lr = -1 to a scratch "parameter" that holds wd * w, leaves
+        # u = wd * w + m_hat / (sqrt(v_hat) + eps) there; the norms of w and u are taken while
+        # the pieces are in cache.
         runs = C.plan([params, grads, exp_avg, exp_avg_sq], self.chunk_size)
+        u_all = self._scratch(params)
         w_pieces, u_pieces = [], []
         for run in runs:
-            w = C.take(params, run)
-            u = torch._foreach_mul(w, wd)
-            m = torch._foreach_mul(C.take(exp_avg, run), 1.0)  # copies
-            v = torch._foreach_mul(C.take(exp_avg_sq, run), 1.0)
-            torch._fused_adam_(u, C.take(grads, run), m, v, [], [step_t[i] for i, _, _ in run],
+            w, u = C.take(params, run), C.take(u_all, run)
+            torch._foreach_copy_(u, w)
+            torch._foreach_mul_(u, wd)
+            torch._fused_adam_(u, C.take(grads, run), C.take(exp_avg, run),
+                               C.take(exp_avg_sq, run), [], [step_t[i] for i, _, _ in run],
                                lr=-1.0, weight_decay=0.0, **hyper)
             w_pieces += torch._foreach_norm(w, 2, dtype=C.norm_dtype(w))
             u_pieces += torch._foreach_norm(u, 2, dtype=C.norm_dtype(w))
 
-        # Phase 2: the trust ratio, then AdamW with lr * trust, one kernel call per tensor.
+        # Phase 2: the trust ratio, then w -= lr * trust * u in one multi-tensor call.
         owner = [i for run in runs for i, _, _ in run]
         w_norm = C.combine(w_pieces, owner, len(params))
         u_norm = C.combine(u_pieces, owner, len(params))
         trust = C.trust_ratio(w_norm, u_norm, w_norm, u_norm)
         trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
-        rates = trust * lr
-        if device.type != "cpu":
-            rates = rates.float()  # the device kernels read a float32 learning rate
-        for i, rate in enumerate(rates.unbind(0)):
-            torch._fused_adamw_([params[i]], [grads[i]], [exp_avg[i]], [exp_avg_sq[i]], [],
-                                [step_t[i]], lr=rate, weight_decay=wd, **hyper)
+        torch._foreach_addcmul_(params, u_all, (trust * -lr).unbind(0))
+
+    def _scratch(self, params: list[Tensor]) -> list[Tensor]:
+        """Views shaped like ``params`` into one flat buffer kept between steps (not state)."""
+        numel = sum(p.numel() for p in params)
+        key = (params[0].device, params[0].dtype)
+        flat = self._buffers.get(key)
+        if flat is None or flat.numel() < numel:
+            flat = self._buffers[key] = torch.empty(numel, dtype=key[1], device=key[0])
+        out, at = [], 0
+        for p in params:
+            out.append(flat[at:at + p.numel()].view(p.shape))
+            at += p.numel()
+        return out
