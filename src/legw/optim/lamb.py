@@ -49,7 +49,8 @@ class LAMB(torch.optim.Optimizer):
         fused: use torch's fused single-pass Adam kernels (those of
             ``torch.optim.AdamW(fused=True)``). ``None`` (default): wherever the device and
             dtype have them; ``True``: required (``ValueError`` otherwise); ``False``: never.
-            Same state, same result to rounding.
+            Same state, same result to rounding. The fused path keeps one scratch buffer the
+            size of the adapted parameters between steps (not part of the state).
 
     State per parameter: ``step`` (a Python int), ``exp_avg`` and ``exp_avg_sq`` in the
     parameter's dtype. Norms are computed in float32 (float64 for float64 parameters).
