@@ -82,6 +82,9 @@ def configs(timm: types.ModuleType | None) -> dict[str, Callable[[list], torch.o
         "legw LARS whole-tensor": lambda p: LARS(p, lr=0.1, momentum=0.9, weight_decay=wd,
                                                  chunk_size=None),
         "legw LAMB whole-tensor": lambda p: LAMB(p, lr=1e-3, weight_decay=wd, chunk_size=None),
+        "legw LARS foreach": lambda p: LARS(p, lr=0.1, momentum=0.9, weight_decay=wd,
+                                            fused=False),
+        "legw LAMB foreach": lambda p: LAMB(p, lr=1e-3, weight_decay=wd, fused=False),
         "torch SGD foreach": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9,
                                                        weight_decay=wd, foreach=True),
         "torch Adam foreach": lambda p: torch.optim.Adam(p, lr=1e-3, foreach=True),
@@ -172,6 +175,7 @@ def main() -> None:
         ("legw LAMB", "torch Adam foreach"), ("legw LARS", "torch SGD foreach"),
         ("legw LARS", "torch SGD fused"), ("legw LAMB", "torch AdamW fused"),
         ("legw LARS", "legw LARS whole-tensor"), ("legw LAMB", "legw LAMB whole-tensor"),
+        ("legw LARS", "legw LARS foreach"), ("legw LAMB", "legw LAMB foreach"),
     ]
     print("\n| ratio | wall | CPU |\n|---|---|---|")
     for a, b in ratios:

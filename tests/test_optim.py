@@ -101,10 +101,11 @@ def run_ref(cls, groups_spec, defaults, steps, zero_w=(), zero_g=()):
     return ws
 
 
-def run_opt(cls, groups_spec, defaults, steps, zero_w=(), zero_g=(), chunk_size=None):
+def run_opt(cls, groups_spec, defaults, steps, zero_w=(), zero_g=(), chunk_size=None,
+            fused=None):
     ps = make_params(zero=zero_w)
     opt = cls([{"params": [ps[i] for i in idx], **over} for idx, over in groups_spec],
-              chunk_size=chunk_size, **defaults)
+              chunk_size=chunk_size, fused=fused, **defaults)
     for t in range(steps):
         for p, g in zip(ps, grads_at(t, zero=zero_g)):
             p.grad = g
@@ -139,11 +140,15 @@ def ids(case):
 # ------------------------------------------------------------------------------------ parity
 
 
+FUSED = [False, True]  # the multi-tensor chain and torch's fused kernels
+
+
+@pytest.mark.parametrize("fused", FUSED)
 @pytest.mark.parametrize("chunk_size", [None, 5, 32768])
 @pytest.mark.parametrize("cls,defaults", CASES, ids=ids)
-def test_matches_reference(cls, defaults, chunk_size):
+def test_matches_reference(cls, defaults, chunk_size, fused):
     # chunk_size=5 cuts every tensor into pieces that straddle runs
-    got = run_opt(cls, GROUPS, defaults, steps=4, chunk_size=chunk_size)
+    got = run_opt(cls, GROUPS, defaults, steps=4, chunk_size=chunk_size, fused=fused)
     want = run_ref(cls, GROUPS, defaults, steps=4)
     for p, w in zip(got, want):
         torch.testing.assert_close(p.detach(), w, rtol=1e-10, atol=1e-12)
@@ -153,11 +158,13 @@ def test_matches_reference(cls, defaults, chunk_size):
         assert not torch.allclose(got[0].detach(), plain[0])
 
 
+@pytest.mark.parametrize("fused", FUSED)
 @pytest.mark.parametrize("chunk_size", [None, 5])
 @pytest.mark.parametrize("cls,defaults", [(LARS, LARS_CASES[0]), (LAMB, LAMB_CASES[0])], ids=ids)
-def test_zero_weights_and_zero_grads(cls, defaults, chunk_size):
+def test_zero_weights_and_zero_grads(cls, defaults, chunk_size, fused):
     # param 0 starts at zero, param 2 always gets a zero gradient: trust = 1, no NaN
-    got = run_opt(cls, GROUPS, defaults, steps=3, zero_w=(0,), zero_g=(2,), chunk_size=chunk_size)
+    got = run_opt(cls, GROUPS, defaults, steps=3, zero_w=(0,), zero_g=(2,), chunk_size=chunk_size,
+                  fused=fused)
     want = run_ref(cls, GROUPS, defaults, steps=3, zero_w=(0,), zero_g=(2,))
     for p, w in zip(got, want):
         assert torch.isfinite(p).all()
@@ -165,16 +172,19 @@ def test_zero_weights_and_zero_grads(cls, defaults, chunk_size):
     assert got[0].abs().sum() > 0  # a zero layer leaves zero
 
 
+@pytest.mark.parametrize("fused", FUSED)
 @pytest.mark.parametrize("chunk_size", [None, 5])
 @pytest.mark.parametrize("nesterov", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_lars_without_trust_ratio_is_torch_sgd(nesterov, dtype, chunk_size):
+def test_lars_without_trust_ratio_is_torch_sgd(nesterov, dtype, chunk_size, fused):
+    # bit for bit: the fused path is SGD(fused=True), the multi-tensor one SGD(foreach=True)
     a, b = make_params(dtype), make_params(dtype)
     hyper = dict(lr=0.3, momentum=0.9, weight_decay=1e-2, nesterov=nesterov)
     ours = LARS([{"params": a[:2]}, {"params": a[2:], "weight_decay": 0.0}], adapt=False,
-                chunk_size=chunk_size, **hyper)
+                chunk_size=chunk_size, fused=fused, **hyper)
+    kind = {"fused": True} if fused else {"foreach": True}
     ref = torch.optim.SGD([{"params": b[:2]}, {"params": b[2:], "weight_decay": 0.0}],
-                          foreach=True, **hyper)
+                          **kind, **hyper)
     for t in range(5):
         for pa, pb, g in zip(a, b, grads_at(t, dtype)):
             pa.grad, pb.grad = g.clone(), g.clone()
@@ -281,10 +291,11 @@ def test_template_bf16_params(name):
         assert not torch.equal(p, p0)
 
 
-def test_bf16_close_to_float64():
+@pytest.mark.parametrize("fused", FUSED)
+def test_bf16_close_to_float64(fused):
     for cls, defaults in ((LARS, LARS_CASES[0]), (LAMB, LAMB_CASES[0])):
         ps = [torch.nn.Parameter(p.detach().to(torch.bfloat16)) for p in make_params()]
-        opt = cls(ps, **defaults)
+        opt = cls(ps, fused=fused, **defaults)
         for t in range(3):
             for p, g in zip(ps, grads_at(t, torch.bfloat16)):
                 p.grad = g
@@ -294,10 +305,11 @@ def test_bf16_close_to_float64():
             torch.testing.assert_close(p.double(), w, rtol=2e-2, atol=2e-2)
 
 
-def test_mixed_dtypes_in_one_group():
+@pytest.mark.parametrize("fused", FUSED)
+def test_mixed_dtypes_in_one_group(fused):
     ps = make_params()
     ps[1] = torch.nn.Parameter(ps[1].detach().float())
-    opt = LARS(ps, **LARS_CASES[0])
+    opt = LARS(ps, fused=fused, **LARS_CASES[0])
     for t in range(3):
         for p, g in zip(ps, grads_at(t)):
             p.grad = g.to(p.dtype)
@@ -358,3 +370,94 @@ def test_non_contiguous_params_are_not_cut():
 def test_nesterov_needs_momentum():
     with pytest.raises(ValueError, match="nesterov"):
         LARS([torch.nn.Parameter(torch.ones(2))], lr=0.1, momentum=0.0, nesterov=True)
+
+
+# ------------------------------------------------------------- fused kernels and the fallback
+
+
+def mlp():
+    # no bias in front of a normalization: its gradient would be rounding noise, which Adam's
+    # normalisation amplifies differently on each path
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(50, 8), torch.nn.LayerNorm(8),
+                               torch.nn.ReLU(), torch.nn.Linear(8, 3))
+
+
+def train_small(cls, fused, steps, start=0, model=None, opt_state=None, **hyper):
+    model = model or mlp()
+    from legw.optim import param_groups
+
+    opt = cls(param_groups(model, 1e-3)[0], fused=fused, **hyper)
+    if opt_state is not None:
+        opt.load_state_dict(copy.deepcopy(opt_state))
+    for s in range(start, start + steps):
+        opt.zero_grad()
+        loss_fn(model, s).backward()
+        opt.step()
+    return model, opt
+
+
+@pytest.mark.parametrize("cls,hyper", [(LARS, dict(lr=2.0)), (LAMB, dict(lr=2e-2))], ids=ids)
+@pytest.mark.parametrize("src,dst", [(True, False), (False, True)])
+def test_checkpoints_move_between_paths(cls, hyper, src, dst):
+    model, opt = train_small(cls, src, 3, **hyper)
+    state = opt.state_dict()
+    twin, twin_opt = train_small(cls, dst, 3, start=3, model=copy.deepcopy(model),
+                                 opt_state=state, **hyper)
+    same, _ = train_small(cls, src, 3, start=3, model=copy.deepcopy(model), opt_state=state,
+                          **hyper)
+    ref, ref_opt = train_small(cls, src, 3, start=3, model=model, opt_state=state, **hyper)
+    for p, q, r in zip(twin.parameters(), same.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, r, rtol=1e-4, atol=1e-6)  # other path: to rounding
+        assert torch.equal(q, r)  # same path: bit for bit
+    a, b = twin_opt.state_dict()["state"], ref_opt.state_dict()["state"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert {n: type(v) for n, v in a[k].items()} == {n: type(v) for n, v in b[k].items()}
+        for n, v in a[k].items():
+            if isinstance(v, torch.Tensor):
+                assert v.dtype == b[k][n].dtype and v.shape == b[k][n].shape
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("cls", [LARS, LAMB])
+def test_params_without_grad_and_empty_group_each_path(cls, fused):
+    a, b = torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))
+    b_before = b.detach().clone()
+    opt = cls([{"params": [a, b]}], lr=0.1, weight_decay=1e-2, fused=fused)
+    opt.add_param_group({"params": []})
+    a.grad = torch.randn(3, 2)
+    opt.step()
+    assert torch.equal(b, b_before) and len(opt.state[b]) == 0
+    opt.zero_grad()
+    opt.step()
+
+
+@pytest.mark.parametrize("chunk_size", [None, 5])
+def test_lamb_without_bias_correction_same_on_both_paths(chunk_size):
+    hyper = dict(lr=0.01, weight_decay=1e-2, bias_correction=False, betas=(0.8, 0.99))
+    a = run_opt(LAMB, GROUPS, hyper, steps=3, chunk_size=chunk_size, fused=True)
+    b = run_opt(LAMB, GROUPS, hyper, steps=3, chunk_size=chunk_size, fused=False)
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [LARS, LAMB])
+def test_fused_flag_is_checked(cls):
+    p = torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match="fused"):
+        cls([p], lr=0.1, fused="yes")
+    with pytest.raises(ValueError, match="fused"):  # no fused kernel on the meta device
+        cls([torch.nn.Parameter(torch.ones(2, device="meta"))], lr=0.1, fused=True)
+
+
+def test_auto_takes_fused_kernels_on_cpu(monkeypatch):
+    calls = []
+    for name in ("_fused_sgd_", "_fused_adam_", "_fused_adamw_"):
+        real = getattr(torch, name)
+        monkeypatch.setattr(torch, name, lambda *a, _r=real, _n=name, **k: (calls.append(_n),
+                                                                           _r(*a, **k)))
+    for cls, fused in ((LARS, None), (LAMB, None), (LARS, False), (LAMB, False)):
+        calls.clear()
+        run_opt(cls, GROUPS, dict(lr=0.1, weight_decay=1e-2), steps=1, fused=fused)
+        assert bool(calls) == (fused is None), (cls, fused, calls)

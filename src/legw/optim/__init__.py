@@ -1,7 +1,8 @@
 """Optimizers for large-batch training: LARS and LAMB (multi-tensor), layer exclusion, names.
 
-* :class:`LARS`, :class:`LAMB` -- ``torch.optim.Optimizer`` subclasses, whole-group
-  ``torch._foreach_*`` updates, no host synchronisation inside ``step()``.
+* :class:`LARS`, :class:`LAMB` -- ``torch.optim.Optimizer`` subclasses, whole-group updates
+  through torch's fused SGD/Adam kernels where available (else ``torch._foreach_*`` chains),
+  no host synchronisation inside ``step()``.
 * :func:`param_groups` -- biases and normalization parameters get no weight decay and no trust
   ratio.
 * :data:`OPTIMIZERS`, :func:`build_optimizer` -- ``sgd``, ``adam``, ``adamw``, ``lars``, ``lamb``

@@ -168,6 +168,45 @@ def take(tensors: Sequence[Tensor], run: Sequence[tuple[int, int, int]]) -> list
     return [tensors[i] if b < 0 else tensors[i].view(-1)[a:b] for i, a, b in run]
 
 
+FUSED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+"""Dtypes torch's fused SGD/Adam kernels are built for (CPU and CUDA)."""
+
+
+def fused_devices() -> list[str]:
+    """Device types with torch's fused optimizer kernels (``cpu``, ``cuda``, ... by version)."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    return _get_fused_kernels_supported_devices()
+
+
+def check_fused(fused: bool | None) -> None:
+    if fused is not None and not isinstance(fused, bool):
+        raise ValueError(f"fused: expected True, False or None, got {fused!r}")
+
+
+def check_fused_params(params: Sequence[Tensor]) -> None:
+    """For ``fused=True``: every parameter must be on a fused-kernel device, in a fused dtype."""
+    devices = fused_devices()
+    for p in params:
+        if p.device.type not in devices or p.dtype not in FUSED_DTYPES:
+            raise ValueError(
+                f"fused: no fused kernel for a {p.dtype} parameter on {p.device.type} "
+                f"(shape {tuple(p.shape)}); use fused=None (auto) or fused=False"
+            )
+
+
+def use_fused(fused: bool | None, lists: Sequence[Sequence[Tensor]]) -> bool:
+    """Whether a bucket (parallel lists: parameters, gradients, state) takes the fused kernels.
+
+    ``fused=None`` (auto): when the device and dtype have them. Non-contiguous tensors always
+    take the multi-tensor path (the fused CPU kernels walk raw memory).
+    """
+    t = lists[0][0]
+    if fused is False or t.device.type not in fused_devices() or t.dtype not in FUSED_DTYPES:
+        return False
+    return all(x.is_contiguous() and x.dtype == t.dtype for ts in lists for x in ts)
+
+
 def check_chunk_size(chunk_size: int | None) -> None:
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
                                    or chunk_size < 1):

@@ -46,6 +46,11 @@ class LAMB(torch.optim.Optimizer):
         trust_clip: variant "LARC clipping": ``trust <- min(trust / lr, 1)``.
         chunk_size: CPU tensors are updated in pieces of about this many values, so the
             temporaries stay in cache (``None``: whole tensors; CUDA: always whole tensors).
+        fused: use torch's fused single-pass Adam kernels (those of
+            ``torch.optim.AdamW(fused=True)``). ``None`` (default): wherever the device and
+            dtype have them; ``True``: required (``ValueError`` otherwise); ``False``: never.
+            Same state, same result to rounding. The fused path keeps one scratch buffer the
+            size of the adapted parameters between steps (not part of the state).
 
     State per parameter: ``step`` (a Python int), ``exp_avg`` and ``exp_avg_sq`` in the
     parameter's dtype. Norms are computed in float32 (float64 for float64 parameters).
@@ -65,9 +70,12 @@ class LAMB(torch.optim.Optimizer):
         max_trust: float | None = None,
         trust_clip: bool = False,
         chunk_size: int | None = C.CHUNK_SIZE,
+        fused: bool | None = None,
     ) -> None:
         C.check_chunk_size(chunk_size)
-        self.chunk_size = chunk_size
+        C.check_fused(fused)
+        self.chunk_size, self.fused = chunk_size, fused
+        self._buffers: dict[tuple[torch.device, torch.dtype], Tensor] = {}
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
             bias_correction=bias_correction, adapt=adapt, always_adapt=always_adapt,
@@ -86,6 +94,8 @@ class LAMB(torch.optim.Optimizer):
             C.check_number({name: betas[i]}, name, 0.0, 1.0, hi_open=True)
         C.check_number(group, "eps", 0.0)
         C.check_flag(group, "bias_correction")
+        if self.fused:
+            C.check_fused_params(group["params"])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:
@@ -115,6 +125,9 @@ class LAMB(torch.optim.Optimizer):
             steps.append(state["step"])
         exp_avg = [self.state[p]["exp_avg"] for p in params]
         exp_avg_sq = [self.state[p]["exp_avg_sq"] for p in params]
+        if C.use_fused(self.fused, [params, grads, exp_avg, exp_avg_sq]):
+            self._update_fused(params, grads, exp_avg, exp_avg_sq, steps, group)
+            return
         if group["bias_correction"]:
             bc1 = [1 - beta1**t for t in steps]
             bc2 = [1 - beta2**t for t in steps]
@@ -172,3 +185,69 @@ class LAMB(torch.optim.Optimizer):
             w = C.take(params, run)
             u = direction(run, w)
             torch._foreach_addcmul_(w, u, [scale[i] for i, _, _ in run])
+
+    def _update_fused(self, params: list[Tensor], grads: list[Tensor], exp_avg: list[Tensor],
+                      exp_avg_sq: list[Tensor], steps: list[int], group: dict[str, Any]) -> None:
+        """The same step through torch's fused Adam kernels.
+
+        ``torch._fused_adamw_`` computes ``w <- w (1 - lr wd) - lr m_hat / (sqrt(v_hat) + eps)
+        = w - lr u``: LAMB's step is that kernel with the per-tensor learning rate
+        ``lr * trust`` (a 0-dim tensor, so no host synchronisation). ``trust`` needs ``||u||``
+        with the new moments before anything is written: phase 1 gets it run by run from
+        ``torch._fused_adam_`` applied to cache-resident copies of the moments and to a scratch
+        "parameter" ``wd * w`` with ``lr = -1``, which leaves ``wd * w + m_hat / (sqrt(v_hat) +
+        eps) = u`` in the scratch.
+        """
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        beta1, beta2 = group["betas"]
+        # The kernels take the step count as a tensor; without bias correction a step of 2^62
+        # makes 1 - beta^t == 1.0 exactly in float64 for every beta < 1.
+        device = params[0].device
+        counts: dict[int, Tensor] = {}
+        if not group["bias_correction"]:
+            steps = [2**62] * len(steps)
+        step_t = [counts.setdefault(t, torch.tensor(float(t), device=device)) for t in steps]
+        hyper = dict(beta1=beta1, beta2=beta2, eps=eps, amsgrad=False, maximize=False)
+
+        if not C.adapts(group):  # AdamW (Adam when wd == 0), one kernel per tensor
+            torch._fused_adamw_(params, grads, exp_avg, exp_avg_sq, [], step_t, lr=lr,
+                                weight_decay=wd, **hyper)
+            return
+
+        # Phase 1, run by run (cache-sized pieces on CPU): the fused Adam kernel updates the
+        # moments and, applied with lr = -1 to a scratch "parameter" that holds wd * w, leaves
+        # u = wd * w + m_hat / (sqrt(v_hat) + eps) there; the norms of w and u are taken while
+        # the pieces are in cache.
+        runs = C.plan([params, grads, exp_avg, exp_avg_sq], self.chunk_size)
+        u_all = self._scratch(params)
+        w_pieces, u_pieces = [], []
+        for run in runs:
+            w, u = C.take(params, run), C.take(u_all, run)
+            torch._foreach_copy_(u, w)
+            torch._foreach_mul_(u, wd)
+            torch._fused_adam_(u, C.take(grads, run), C.take(exp_avg, run),
+                               C.take(exp_avg_sq, run), [], [step_t[i] for i, _, _ in run],
+                               lr=-1.0, weight_decay=0.0, **hyper)
+            w_pieces += torch._foreach_norm(w, 2, dtype=C.norm_dtype(w))
+            u_pieces += torch._foreach_norm(u, 2, dtype=C.norm_dtype(w))
+
+        # Phase 2: the trust ratio, then w -= lr * trust * u in one multi-tensor call.
+        owner = [i for run in runs for i, _, _ in run]
+        w_norm = C.combine(w_pieces, owner, len(params))
+        u_norm = C.combine(u_pieces, owner, len(params))
+        trust = C.trust_ratio(w_norm, u_norm, w_norm, u_norm)
+        trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
+        torch._foreach_addcmul_(params, u_all, (trust * -lr).unbind(0))
+
+    def _scratch(self, params: list[Tensor]) -> list[Tensor]:
+        """Views shaped like ``params`` into one flat buffer kept between steps (not state)."""
+        numel = sum(p.numel() for p in params)
+        key = (params[0].device, params[0].dtype)
+        flat = self._buffers.get(key)
+        if flat is None or flat.numel() < numel:
+            flat = self._buffers[key] = torch.empty(numel, dtype=key[1], device=key[0])
+        out, at = [], 0
+        for p in params:
+            out.append(flat[at:at + p.numel()].view(p.shape))
+            at += p.numel()
+        return out

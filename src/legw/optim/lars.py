@@ -49,6 +49,12 @@ class LARS(torch.optim.Optimizer):
         chunk_size: CPU tensors are updated in pieces of about this many values, so the
             temporaries stay in cache (``None``: whole tensors; CUDA: always whole tensors).
             Changes speed only, not the result.
+        fused: finish the step with torch's fused single-pass SGD kernel
+            (``torch._fused_sgd_``, the kernel of ``torch.optim.SGD(fused=True)``) instead of a
+            chain of multi-tensor ops. ``None`` (default): wherever the device and dtype have
+            it; ``True``: required (``ValueError`` otherwise); ``False``: never. Same state,
+            same result to rounding; without the trust ratio the fused path is exactly
+            ``torch.optim.SGD(fused=True)`` and the other exactly ``SGD(foreach=True)``.
 
     State (``state[p]["momentum_buffer"]``, as ``torch.optim.SGD``) has the parameter's dtype.
     Norms are computed in float32 (float64 for float64 parameters).
@@ -69,9 +75,11 @@ class LARS(torch.optim.Optimizer):
         max_trust: float | None = None,
         trust_clip: bool = False,
         chunk_size: int | None = C.CHUNK_SIZE,
+        fused: bool | None = None,
     ) -> None:
         C.check_chunk_size(chunk_size)
-        self.chunk_size = chunk_size
+        C.check_fused(fused)
+        self.chunk_size, self.fused = chunk_size, fused
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay,
             trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov, adapt=adapt,
@@ -89,6 +97,8 @@ class LARS(torch.optim.Optimizer):
         C.check_flag(group, "nesterov")
         if group["nesterov"] and group["momentum"] == 0:
             raise ValueError("nesterov: needs momentum > 0, got momentum=0")
+        if self.fused:
+            C.check_fused_params(group["params"])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:
@@ -108,6 +118,24 @@ class LARS(torch.optim.Optimizer):
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
         adapt = C.adapts(group)
 
+        # A zero buffer makes the first step v = 0 * m + d = d exactly, as torch's SGD.
+        bufs = []
+        if momentum != 0:
+            for p in params:
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format)
+                bufs.append(state["momentum_buffer"])
+        fused = C.use_fused(self.fused, [params, grads, bufs])
+        lists = [params, grads, *([bufs] if bufs else [])]
+
+        if not adapt and fused:  # exactly torch.optim.SGD(fused=True): one kernel per tensor
+            torch._fused_sgd_(params, grads, bufs, weight_decay=wd, momentum=momentum, lr=lr,
+                              dampening=0.0, nesterov=group["nesterov"], maximize=False,
+                              is_first_step=False)
+            return
+
         # Phase 1: one trust ratio per tensor, from whole-tensor norms.
         if adapt:
             w_norm, g_norm = C.norms(params), C.norms(grads)
@@ -118,19 +146,10 @@ class LARS(torch.optim.Optimizer):
             trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
             trust = trust.unbind(0)
 
-        # A zero buffer makes the first step v = 0 * m + d = d exactly, as torch's SGD.
-        bufs = []
-        if momentum != 0:
-            for p in params:
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format)
-                bufs.append(state["momentum_buffer"])
-
-        # Phase 2: d = (g + wd * w) * trust; v = m * v + d; w -= lr * v, run by run
-        # (cache-sized pieces on CPU, whole tensors on CUDA).
-        for run in C.plan([params, grads, *([bufs] if bufs else [])], self.chunk_size):
+        # Phase 2, run by run (cache-sized pieces on CPU, whole tensors on CUDA):
+        # d = (g + wd * w) * trust, then v = m * v + d; w -= lr * v (nesterov: lr * (d + m v)),
+        # the latter either by the fused SGD kernel (a single pass) or by multi-tensor ops.
+        for run in C.plan(lists, self.chunk_size):
             w, g = C.take(params, run), C.take(grads, run)
             if adapt:
                 t = [trust[i] for i, _, _ in run]
@@ -143,8 +162,13 @@ class LARS(torch.optim.Optimizer):
                 d = torch._foreach_add(g, w, alpha=wd)
             else:
                 d = g  # read only below
+            v = C.take(bufs, run) if bufs else []
+            if fused:
+                torch._fused_sgd_(w, d, v, weight_decay=0.0, momentum=momentum, lr=lr,
+                                  dampening=0.0, nesterov=group["nesterov"], maximize=False,
+                                  is_first_step=False)
+                continue
             if momentum != 0:
-                v = C.take(bufs, run)
                 torch._foreach_mul_(v, momentum)
                 torch._foreach_add_(v, d)
                 d = torch._foreach_add(d, v, alpha=momentum) if group["nesterov"] else v
