@@ -7,7 +7,7 @@ the host: the zero-norm rule is a ``torch.where``, not a Python ``if``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -211,3 +211,25 @@ def check_chunk_size(chunk_size: int | None) -> None:
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
                                    or chunk_size < 1):
         raise ValueError(f"chunk_size: expected a positive int or None, got {chunk_size!r}")
+
+
+class BucketedOptimizer(torch.optim.Optimizer):
+    """The ``step`` LARS and LAMB share: per group, the parameters with a gradient, bucketed by
+    (device, dtype), each bucket handed to the subclass's ``_update(params, grads, group)``."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:
+        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = params_with_grad(group, type(self).__name__)
+            for idx in buckets(params).values():
+                ps = [params[i] for i in idx]
+                self._update(ps, [p.grad for p in ps], group)
+        return loss
+
+    def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
+        raise NotImplementedError

@@ -8,7 +8,7 @@ no global gradient clipping inside the optimizer).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -17,7 +17,7 @@ from torch import Tensor
 from legw.optim import _common as C
 
 
-class LAMB(torch.optim.Optimizer):
+class LAMB(C.BucketedOptimizer):
     r"""LAMB with the trust ratio computed for every layer (tensor) at once.
 
     For each parameter tensor ``w`` with gradient ``g`` at step ``t`` (1-based)::
@@ -96,20 +96,6 @@ class LAMB(torch.optim.Optimizer):
         C.check_flag(group, "bias_correction")
         if self.fused:
             C.check_fused_params(group["params"])
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> Any:
-        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = C.params_with_grad(group, "LAMB")
-            for idx in C.buckets(params).values():
-                ps = [params[i] for i in idx]
-                self._update(ps, [p.grad for p in ps], group)
-        return loss
 
     def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]

@@ -6,7 +6,7 @@ semantics of the TF TPU reference (``lars_optimizer.py``), momentum in the PyTor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -15,7 +15,7 @@ from torch import Tensor
 from legw.optim import _common as C
 
 
-class LARS(torch.optim.Optimizer):
+class LARS(C.BucketedOptimizer):
     r"""LARS with the trust ratio computed for every layer (tensor) at once.
 
     For each parameter tensor ``w`` with gradient ``g`` in a group that adapts::
@@ -99,20 +99,6 @@ class LARS(torch.optim.Optimizer):
             raise ValueError("nesterov: needs momentum > 0, got momentum=0")
         if self.fused:
             C.check_fused_params(group["params"])
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> Any:
-        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = C.params_with_grad(group, "LARS")
-            for idx in C.buckets(params).values():
-                ps = [params[i] for i in idx]
-                self._update(ps, [p.grad for p in ps], group)
-        return loss
 
     def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
