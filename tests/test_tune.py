@@ -19,12 +19,12 @@ def mnist_dir(tmp_path_factory):
 
 
 def test_legw_point_and_default_grid_centre_on_sqrt_and_legw():
-    spec = TuneSpec(task="fashion-mnist-lstm", batch_size=1024)  # base: 128, LR 0.1, w0 0.05
+    spec = TuneSpec(task="fashion-mnist-lstm", batch_size=1024)  # base: 128, LR 0.4, w0 0.1
     lr, w = spec.legw_point()
-    assert lr == pytest.approx(0.1 * math.sqrt(8)) and w == pytest.approx(0.4)
-    assert spec.warmups() == [0.0, 0.1, 0.4, 1.6]
+    assert lr == pytest.approx(0.4 * math.sqrt(8)) and w == pytest.approx(0.8)
+    assert spec.warmups() == [0.0, 0.2, 0.8, 3.2]
     grid = TuneSpec(task="fashion-mnist-lstm", batch_size=1024, trials=100).points()
-    assert len(grid) == 7 * 4 and (pytest.approx(lr), pytest.approx(0.4)) in grid
+    assert len(grid) == 7 * 4 and (pytest.approx(lr), pytest.approx(0.8)) in grid
     assert sorted({round(p[0] / lr, 9) for p in grid}) == [2.0 ** e for e in range(-3, 4)]
 
 
@@ -36,7 +36,7 @@ def test_budget_subsamples_the_grid_and_random_search_is_seeded():
     r2 = TuneSpec(task="fashion-mnist-lstm", batch_size=1024, trials=6, search="random")
     assert r1.points() == r2.points() and len(set(r1.points())) == 6
     lr = r1.legw_point()[0]
-    assert all(lr / 8 <= p[0] <= lr * 8 and 0 <= p[1] <= 1.6 for p in r1.points())
+    assert all(lr / 8 <= p[0] <= lr * 8 and 0 <= p[1] <= 3.2 for p in r1.points())
 
 
 def test_trial_trains_at_fixed_lr_and_warmup():
@@ -61,7 +61,7 @@ def test_bad_specs_name_the_flag(kw, message):
 
 def test_tune_records_trials_best_and_legw_then_skips(mnist_dir, tmp_path, capsys):
     out = tmp_path / "tune"
-    # Adam at factor 1 (the LEGW LR) trains; at factor 1e37 (LR 5e35) it must diverge.
+    # Adam at factor 1 (the LEGW LR) trains; at factor 1e37 (LR 2e36) it must diverge.
     args = ["tune", "fashion-mnist-lstm", "--batch-size", "32", "--out", str(out),
             "--optimizer", "adam", "--lr-factors", "1", "1e37", "--warmup-epochs", "0",
             "--trials", "4", "--epochs", "1", "--max-steps", "3", "--data-dir", str(mnist_dir),
@@ -73,9 +73,9 @@ def test_tune_records_trials_best_and_legw_then_skips(mnist_dir, tmp_path, capsy
     assert by_status == {"completed", "diverged"}
     diverged = [r for r in rows if r["status"] == "diverged"]
     assert len(diverged) == 1 and diverged[0]["peak_lr"] > 1e30
-    assert meta["best"]["trial"] == "lr0.05-w0" and meta["best"]["status"] == "completed"
+    assert meta["best"]["trial"] == "lr0.2-w0" and meta["best"]["status"] == "completed"
     assert meta["legw"]["trial"] == "legw" and meta["legw"]["test_error"] is not None
-    assert meta["legw_point"]["peak_lr"] == pytest.approx(0.1 * math.sqrt(32 / 128))
+    assert meta["legw_point"]["peak_lr"] == pytest.approx(0.4 * math.sqrt(32 / 128))
     for name in ("landscape.png", "lr_curve.png"):
         assert (out / name).read_bytes()[:8] == PNG
     assert (out / "trials.csv").read_text().count("\n") == 4

@@ -151,9 +151,12 @@ def _ptb_dataset_size(bptt: int, base_batch_size: int = 20) -> int:
     return steps * base_batch_size
 
 
-# Provisional LSTM base recipe (Fashion-MNIST probe: 89.9% at batch 128); tune before quoting.
-_LSTM_MNIST_RECIPE = BaseRecipe(base_batch_size=128, peak_lr=0.1, warmup_epochs=0.05,
-                                epochs=25, decay="poly", power=2.0)
+# LSTM base recipe, tuned once at batch 128 on Fashion-MNIST (SGD momentum 0.9, poly p=2,
+# 10 epochs): `legw tune fashion-mnist-lstm --batch-size 128 --epochs 10 --lr-factors 0.5 1 2 4
+# --warmup-epochs 0.02 0.1` picked peak LR 0.4, warmup 0.1 epochs (89.96% test accuracy);
+# see docs/results.md. MNIST (not downloadable where this was tuned) shares it.
+_LSTM_MNIST_RECIPE = BaseRecipe(base_batch_size=128, peak_lr=0.4, warmup_epochs=0.1,
+                                epochs=10, decay="poly", power=2.0)
 
 TASKS: dict[str, Task] = {
     "mnist-lstm": Task(
