@@ -125,3 +125,27 @@ def test_rows_round_trip_and_diverged_runs_have_no_final_metric(records):
 def test_report_on_an_empty_directory_is_a_one_line_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no results.json or trials.json" in capsys.readouterr().err
+
+
+def test_sweeps_of_one_task_are_pooled_into_one_table(tmp_path):
+    exp = tmp_path / "exp"
+    for name, method in (("legw-sweep", "legw"), ("compare", "linear")):
+        sweep, rows = exp / name, []
+        for (m, batch, seed), result in RESULTS.items():
+            if m != method:
+                continue
+            run_dir = sweep / "runs" / f"{m}-b{batch}-s{seed}"
+            _write_run(run_dir, m, batch, seed, result)
+            rows.append(run_row(run_dir, {"method": m}, sweep))
+        spec = {"methods": [method], "batch_sizes": [64, 256], "seeds": [0, 1],
+                "commands": [f"legw sweep fashion-mnist-lstm --out {name}"]}
+        write_rows(sweep / "results", rows, {"kind": "sweep", "task": "fashion-mnist-lstm",
+                                             "spec": spec})
+    out = tmp_path / "report"
+    assert main(["report", str(exp), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert md.count("## Sweep: fashion-mnist-lstm") == 1 and (out / "metric_vs_batch.png").exists()
+    assert "| legw | 10.50 ± 0.50 (2/2) | 13.00 ± 1.00 (2/2) |" in md
+    assert "| linear | 10.30 ± 0.10 (2/2) | 30.00 (1/2) div 1 |" in md
+    assert "legw sweep fashion-mnist-lstm --out legw-sweep" in md
+    assert "legw sweep fashion-mnist-lstm --out compare" in md

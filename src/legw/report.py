@@ -1,6 +1,7 @@
 """``report.md`` + figures from the records of sweeps and tuning studies (reads, never trains).
 
-Inputs, found in ``DIR`` and its immediate subdirectories: ``results.json`` (a sweep),
+Inputs, found in ``DIR`` and its immediate subdirectories: ``results.json`` (a sweep; sweeps
+of one task are pooled into one set of figures and tables),
 ``trials.json`` (a study), and each run's ``metrics.jsonl`` for the curves. Outputs in the
 report directory:
 
@@ -84,7 +85,7 @@ def _fmt(values: list[float]) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
 
 
-def sweep_tables(meta: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> str:
+def sweep_tables(rows: list[dict[str, Any]], metric: str) -> str:
     """The pivot table (method x batch size) and the per-point table, in markdown."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     sizes = sorted({r["batch_size"] for r in rows})
@@ -169,36 +170,47 @@ def write_report(root: Path, out: Path | None = None,
     md = ["# legw experiment report", "", f"Records read from `{root}`; this report only reads "
           "records (`legw report` trains nothing).", ""]
     commands: list[str] = []
-    for i, sdir in enumerate(sweeps):
+    # Sweeps of one task are pooled into one set of figures and tables (e.g. a LEGW sweep over
+    # all batch sizes plus a comparison sweep at the largest): run dirs become absolute.
+    by_task: dict[str, list[tuple[Path, dict[str, Any]]]] = defaultdict(list)
+    pooled: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for sdir in sweeps:
         meta, rows = read_rows(sdir / "results.json")
-        suffix = "" if len(sweeps) == 1 else f"-{i + 1}"
-        from legw.tasks import get_task
+        for r in rows:
+            r["run_dir"] = str((sdir / r["run_dir"]).resolve())
+        by_task[meta["task"]].append((sdir, meta))
+        pooled[meta["task"]] += rows
+    from legw.tasks import get_task
 
-        metric = get_task(meta["task"]).metric
+    for i, (task, parts) in enumerate(by_task.items()):
+        rows = pooled[task]
+        suffix = "" if len(by_task) == 1 else f"-{i + 1}"
+        metric = get_task(task).metric
         figs = {"metric_vs_batch": f"metric_vs_batch{suffix}.png",
                 "curves": f"curves{suffix}.png", "lr": f"lr_schedules{suffix}.png"}
         plots.plot_metric_vs_batch(rows, metric, out / figs["metric_vs_batch"],
-                                   title=f"{meta['task']}: final metric vs batch size "
-                                         "(x: diverged)")
-        evals, lrs, diverged = _series(sdir, rows)
+                                   title=f"{task}: final metric vs batch size (x: diverged)")
+        evals, lrs, diverged = _series(Path("."), rows)
         curve_label = "test error (%)" if metric == "accuracy" else "valid perplexity"
         plots.plot_series(evals, curve_label, out / figs["curves"],
-                          f"{meta['task']}: {curve_label} vs epoch (first seed; x: diverged)",
+                          f"{task}: {curve_label} vs epoch (first seed; x: diverged)",
                           diverged, log_y=metric == "perplexity")
         plots.plot_series(lrs, "learning rate", out / figs["lr"],
-                          f"{meta['task']}: LR used per step (from metrics.jsonl)", share_y=False)
-        spec = meta.get("spec", {})
-        md += [f"## Sweep: {meta['task']} (`{_rel(sdir, out)}`)", "",
-               f"Methods {', '.join(spec.get('methods', []))}; batch sizes "
-               f"{', '.join(map(str, spec.get('batch_sizes', [])))}; seeds "
-               f"{', '.join(map(str, spec.get('seeds', [])))}; overrides "
-               f"`{json.dumps(spec.get('overrides', {}))}`.", "",
-               _base_recipe_line(sdir, rows), "",
+                          f"{task}: LR used per step (from metrics.jsonl)", share_y=False)
+        dirs = ", ".join(f"`{_rel(sdir, out)}`" for sdir, _ in parts)
+        md += [f"## Sweep: {task} ({dirs})", ""]
+        for sdir, meta in parts:
+            spec = meta.get("spec", {})
+            md += [f"- `{_rel(sdir, out)}`: methods {', '.join(spec.get('methods', []))}; "
+                   f"batch sizes {', '.join(map(str, spec.get('batch_sizes', [])))}; seeds "
+                   f"{', '.join(map(str, spec.get('seeds', [])))}; overrides "
+                   f"`{json.dumps(spec.get('overrides', {}))}`."]
+            commands += spec.get("commands", [])
+        md += ["", _base_recipe_line(Path("."), rows), "",
                f"![final metric vs batch size]({figs['metric_vs_batch']})", "",
-               sweep_tables(meta, rows, metric), "",
+               sweep_tables(rows, metric), "",
                f"![metric vs epoch]({figs['curves']})", "",
                f"![LR schedules]({figs['lr']})", ""]
-        commands += spec.get("commands", [])
     for tdir in tunes:
         meta, rows = read_rows(tdir / "trials.json")
         result = {**meta, "rows": rows}
