@@ -180,10 +180,12 @@ def write_report(root: Path, out: Path | None = None,
             r["run_dir"] = str((sdir / r["run_dir"]).resolve())
         by_task[meta["task"]].append((sdir, meta))
         pooled[meta["task"]] += rows
+    from legw.sweep import METHODS
     from legw.tasks import get_task
 
+    order = {m: i for i, m in enumerate(METHODS)}
     for i, (task, parts) in enumerate(by_task.items()):
-        rows = pooled[task]
+        rows = sorted(pooled[task], key=lambda r: order.get(r["method"], len(order)))
         suffix = "" if len(by_task) == 1 else f"-{i + 1}"
         metric = get_task(task).metric
         figs = {"metric_vs_batch": f"metric_vs_batch{suffix}.png",
