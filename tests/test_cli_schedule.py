@@ -131,3 +131,14 @@ def test_schedule_does_not_import_torch(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().endswith("torch-free")
+
+
+def test_task_recipe_with_flag_overrides(capsys):
+    # ptb-small at 640 streams: the recipe's steps per epoch equal the loader's,
+    # (929589 // 640 - 1) // 20 = 72; a flag overrides the task's base warmup.
+    assert main(["schedule", "--task", "ptb-small", "--base-warmup-epochs", "0.01",
+                 "--batch-size", "20", "640", "--json"]) == 0
+    small, large = json.loads(capsys.readouterr().out)
+    assert (small["steps_per_epoch"], large["steps_per_epoch"]) == (2323, 72)
+    assert large["peak_lr"] == pytest.approx(math.sqrt(32))
+    assert large["warmup_epochs"] == pytest.approx(0.32) and large["total_steps"] == 13 * 72
