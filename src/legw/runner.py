@@ -56,6 +56,16 @@ class PlannedRun:
         return Path(self.config.run_dir())
 
 
+def run_config(task: str, batch_size: int, seed: int, run_dir: Path, fields: dict[str, Any],
+               micro_cap: int | None = None, data_dir: str | None = None) -> TrainConfig:
+    """The ``TrainConfig`` of one sweep or tuning run: micro batch ``min(B, micro_cap)``, the
+    rest by gradient accumulation."""
+    micro = micro_cap if micro_cap is not None and batch_size > micro_cap else None
+    return TrainConfig(task=task, global_batch_size=batch_size, seed=seed,
+                       micro_batch_size=micro, out_dir=str(run_dir), data_dir=data_dir,
+                       **fields)
+
+
 def train_argv(config: TrainConfig, threads: int | None, resume: bool) -> list[str]:
     """The ``python -m legw train`` command line that runs ``config``."""
     argv = [sys.executable, "-m", "legw", "train", config.task, "--out", config.run_dir(),

@@ -23,7 +23,7 @@ from typing import Any
 from legw.config import TrainConfig
 from legw.io import atomic_write_json
 from legw.records import read_rows, run_row, write_rows
-from legw.runner import PlannedRun, run_all
+from legw.runner import PlannedRun, run_all, run_config
 
 METHODS: dict[str, dict[str, Any]] = {
     # sqrt LR scaling + linear-epoch gradual warmup (the paper's method)
@@ -96,17 +96,13 @@ class SweepSpec:
                          f"batch for {opt} (e.g. from legw tune --optimizer {opt})")
 
     def config(self, out: Path, method: str, batch_size: int, seed: int) -> TrainConfig:
-        micro = None
-        if self.micro_batch_size is not None and batch_size > self.micro_batch_size:
-            micro = self.micro_batch_size
         fields = {**self.overrides, **METHODS[method]}
         lr = self.base_lr(method)
         if lr is not None:
             fields["base_lr"] = lr
-        run_dir = out / "runs" / f"{method}-b{batch_size}-s{seed}"
-        return TrainConfig(task=self.task, global_batch_size=batch_size, seed=seed,
-                           micro_batch_size=micro, out_dir=str(run_dir),
-                           data_dir=self.data_dir, **fields)
+        return run_config(self.task, batch_size, seed,
+                          out / "runs" / f"{method}-b{batch_size}-s{seed}", fields,
+                          self.micro_batch_size, self.data_dir)
 
     def plan(self, out: Path = Path("sweep")) -> list[PlannedRun]:
         """Every run, method-major: (method, batch size, seed)."""

@@ -34,7 +34,7 @@ from typing import Any
 from legw.config import TrainConfig
 from legw.io import atomic_write_json
 from legw.records import objective, run_row, write_rows
-from legw.runner import PlannedRun, run_all
+from legw.runner import PlannedRun, run_all, run_config
 from legw.schedule import scaling_power
 
 SEARCHES = ("grid", "random", "optuna")
@@ -116,11 +116,8 @@ class TuneSpec:
                                          "peak_lr": peak_lr, "warmup_epochs": warmup_epochs})
 
     def _config(self, run_dir: Path, fields: dict[str, Any]) -> TrainConfig:
-        micro = self.micro_batch_size if self.micro_batch_size and \
-            self.batch_size > self.micro_batch_size else None
-        return TrainConfig(task=self.task, global_batch_size=self.batch_size, seed=self.seed,
-                           micro_batch_size=micro, out_dir=str(run_dir),
-                           data_dir=self.data_dir, **fields)
+        return run_config(self.task, self.batch_size, self.seed, run_dir, fields,
+                          self.micro_batch_size, self.data_dir)
 
     def legw_run(self, out: Path) -> PlannedRun:
         lr, w = self.legw_point()
