@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import torch
 
+from legw.data.ptb import batchify
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -134,13 +136,6 @@ class ImageBatches:
         return [self.data.get(idx[i * b:(i + 1) * b]) for i in range(self.accumulation_steps)]
 
 
-def batchify(tokens: torch.Tensor, n_streams: int) -> torch.Tensor:
-    """``(T, n_streams)``: the token sequence cut into ``n_streams`` contiguous columns."""
-    from legw.data.ptb import batchify as _batchify
-
-    return _batchify(tokens, n_streams)
-
-
 def stream_steps_per_epoch(n_tokens: int, n_streams: int, bptt: int) -> int:
     """Full truncated-BPTT windows per epoch: ``(n_tokens // n_streams - 1) // bptt``."""
     return (n_tokens // n_streams - 1) // bptt
@@ -168,10 +163,3 @@ class StreamBatches:
         rows = self.columns[t0:t0 + self.bptt + 1]
         return [(rows[:-1, i * b:(i + 1) * b], rows[1:, i * b:(i + 1) * b])
                 for i in range(self.accumulation_steps)]
-
-
-def detach_hidden(hidden: Any) -> Any:
-    """Cut the graph at a window boundary (truncated BPTT)."""
-    if isinstance(hidden, torch.Tensor):
-        return hidden.detach()
-    return tuple(detach_hidden(h) for h in hidden)

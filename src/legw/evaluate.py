@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from legw import dist
-from legw.batches import ImageSet, batchify, detach_hidden
+from legw.batches import ImageSet
+from legw.data.ptb import batchify
+from legw.models.lstm import detach_hidden
 
 
 @torch.no_grad()
