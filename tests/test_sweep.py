@@ -85,6 +85,7 @@ def test_crashing_run_is_recorded_as_failed(tmp_path, capsys):
     (["--methods", "lamb"], "--lamb-lr: the lamb method needs a base LR"),
     (["--batch-sizes", "32", "--micro-batch-size", "12"], "--micro-batch-size: 12 does not"),
     (["--jobs", "0"], "--jobs: must be at least 1"),
+    (["--threads", "0"], "--threads: must be at least 1"),
 ])
 def test_bad_sweeps_exit_2_before_any_run(tmp_path, capsys, flags, message):
     args = ["sweep", "fashion-mnist-lstm", "--out", str(tmp_path / "s")]

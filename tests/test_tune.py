@@ -53,6 +53,10 @@ def test_trial_trains_at_fixed_lr_and_warmup():
     ({"lr_factors": [0.0]}, "--lr-factors"),
     ({"batch_size": 100, "micro_batch_size": 30}, "--micro-batch-size: 30 does not divide"),
     ({"warmup_epochs": [30.0]}, "--warmup-epochs: none is shorter than the training"),
+    # runner options, shared with SweepSpec (legw.runner.RunnerOptions)
+    ({"jobs": 0}, "--jobs: must be at least 1"),
+    ({"threads": 0}, "--threads: must be at least 1"),
+    ({"micro_batch_size": 0}, "--micro-batch-size: must be at least 1"),
 ])
 def test_bad_specs_name_the_flag(kw, message):
     with pytest.raises(ValueError, match=message):

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,31 @@ FINISHED = ("completed", "diverged")
 _FLAG_NAMES = {"global_batch_size": "batch-size", "out_dir": "out", "num_threads": "threads"}
 # Fields the runner sets itself (or that have no flag).
 _NOT_PASSED = ("task", "out_dir", "resume", "quiet", "num_threads")
+
+
+@dataclass(kw_only=True)
+class RunnerOptions:
+    """How a sweep or a tuning study runs its ``legw train`` runs (stored in its spec file)."""
+
+    micro_batch_size: int | None = None
+    """Cap on the micro batch: ``micro = min(B, cap)``, the rest by gradient accumulation."""
+    jobs: int = 1
+    """Runs in parallel."""
+    threads: int | None = None
+    """torch threads per run (default: cores / jobs)."""
+    data_dir: str | None = None
+    """Where the data set files are."""
+    commands: list[str] = field(default_factory=list)
+    """Every command line that worked on this study, oldest first."""
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ValueError(f"--jobs: must be at least 1, got {self.jobs!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads: must be at least 1, got {self.threads!r}")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"--micro-batch-size: must be at least 1, "
+                             f"got {self.micro_batch_size!r}")
 
 
 @dataclass(frozen=True)
@@ -71,11 +96,11 @@ def train_argv(config: TrainConfig, threads: int | None, resume: bool) -> list[s
     argv = [sys.executable, "-m", "legw", "train", config.task, "--out", config.run_dir(),
             "--quiet"]
     defaults = TrainConfig(task=config.task).to_dict()
-    for field, value in config.to_dict().items():
-        if field in _NOT_PASSED or value is None or value == defaults[field]:
+    for name, value in config.to_dict().items():
+        if name in _NOT_PASSED or value is None or value == defaults[name]:
             continue
-        flag = "--" + _FLAG_NAMES.get(field, field).replace("_", "-")
-        if field == "evaluate":  # default on; the flag turns it off
+        flag = "--" + _FLAG_NAMES.get(name, name).replace("_", "-")
+        if name == "evaluate":  # default on; the flag turns it off
             argv.append("--no-eval")
         elif isinstance(value, bool):
             argv.append(flag)

@@ -23,7 +23,7 @@ from typing import Any
 from legw.config import TrainConfig
 from legw.io import atomic_write_json
 from legw.records import read_rows, run_row, write_rows
-from legw.runner import PlannedRun, run_all, run_config
+from legw.runner import PlannedRun, RunnerOptions, run_all, run_config
 
 METHODS: dict[str, dict[str, Any]] = {
     # sqrt LR scaling + linear-epoch gradual warmup (the paper's method)
@@ -44,7 +44,7 @@ _EXTENDABLE = ("batch_sizes", "methods", "seeds", "jobs", "threads", "data_dir")
 
 
 @dataclass
-class SweepSpec:
+class SweepSpec(RunnerOptions):
     """What ``sweep.json`` holds."""
 
     task: str
@@ -59,18 +59,9 @@ class SweepSpec:
     """TrainConfig fields applied to every run (the base recipe, epochs, max_steps, ...)."""
     optimizer_lrs: dict[str, float] = field(default_factory=dict)
     """Base LR (at the base batch) per optimizer of the adam / lars / lamb methods."""
-    micro_batch_size: int | None = None
-    """Cap on the micro batch: ``micro = min(B, cap)``, the rest by accumulation."""
-    jobs: int = 1
-    """Runs in parallel."""
-    threads: int | None = None
-    """torch threads per run (default: cores / jobs)."""
-    data_dir: str | None = None
-    """Where the data set files are."""
-    commands: list[str] = field(default_factory=list)
-    """Every command line that worked on this sweep, oldest first."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("batch_sizes", "methods", "seeds"):
             if not getattr(self, name):
                 raise ValueError(f"--{name.replace('_', '-')}: give at least one value")
@@ -78,8 +69,6 @@ class SweepSpec:
         if unknown:
             raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from "
                              f"{', '.join(METHODS)}")
-        if self.jobs < 1:
-            raise ValueError(f"--jobs: must be at least 1, got {self.jobs!r}")
         self.plan()  # every run's configuration is checked before any run starts
 
     def base_lr(self, method: str) -> float | None:

@@ -34,7 +34,7 @@ from typing import Any
 from legw.config import TrainConfig
 from legw.io import atomic_write_json
 from legw.records import objective, run_row, write_rows
-from legw.runner import PlannedRun, run_all, run_config
+from legw.runner import PlannedRun, RunnerOptions, run_all, run_config
 from legw.schedule import scaling_power
 
 SEARCHES = ("grid", "random", "optuna")
@@ -44,7 +44,7 @@ _TRIAL_FIELDS = ("base_batch_size", "base_lr", "base_warmup_epochs", "scaling", 
 
 
 @dataclass
-class TuneSpec:
+class TuneSpec(RunnerOptions):
     """What ``tune.json`` holds."""
 
     task: str
@@ -62,13 +62,9 @@ class TuneSpec:
     """Training seed of every trial (and the seed of the search)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields for every trial (epochs, optimizer, base recipe of the LEGW point)."""
-    micro_batch_size: int | None = None
-    jobs: int = 1
-    threads: int | None = None
-    data_dir: str | None = None
-    commands: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.search not in SEARCHES:
             raise ValueError(f"--search: must be one of {', '.join(SEARCHES)}, "
                              f"got {self.search!r}")
