@@ -30,8 +30,43 @@ def test_ptb_dataset_size_gives_real_steps_per_epoch():
 def test_ptb_small_lr_halves_each_epoch_after_four():
     r = get_task("ptb-small").recipe.scale(20, get_task("ptb-small").dataset_size)
     lrs = [r.lr_at_epoch(e + 0.5) for e in range(13)]
-    assert lrs[:4] == [1.0] * 4
-    assert lrs[4:7] == [0.5, 0.25, 0.125]
+    assert lrs[:4] == [20.0] * 4
+    assert lrs[4:7] == [10.0, 5.0, 2.5]
+
+
+@pytest.mark.parametrize("name, zaremba_lr, zaremba_clip", [("ptb-small", 1.0, 5.0),
+                                                            ("ptb-large", 1.0, 10.0)])
+@pytest.mark.parametrize("clip_scale", [1.0, 1e-3])  # 1e-3: clipping certainly engages
+def test_ptb_presets_make_zarembas_updates(tmp_path, name, zaremba_lr, zaremba_clip, clip_scale):
+    # Zaremba et al.'s code sums the loss over the unrolled steps (mean over the batch); legw's
+    # loss is the mean per token. One SGD step of each must move the weights identically.
+    task = get_task(name)
+    data = task.load(str(make_ptb_dir(tmp_path)))
+    torch.manual_seed(0)
+    ref = task.build_model(data).double().eval()  # eval: no dropout, so both see one function
+    ours = task.build_model(data).double().eval()
+    ours.load_state_dict(ref.state_dict())
+    batch = 3
+    tokens = data.train[:(task.bptt + 1) * batch].view(batch, task.bptt + 1).t()
+    x, y = tokens[:-1], tokens[1:]
+
+    def step(model, loss_of, lr, clip):
+        logits, _ = model(x, model.init_hidden(batch))
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)),
+                                               y.reshape(-1), reduction="none")
+        loss_of(ce.view(task.bptt, batch)).backward()
+        grads = [p.grad for p in model.parameters()]
+        norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+        torch._foreach_mul_(grads, min(1.0, clip / norm.item()))  # global-norm clip, no eps
+        torch.optim.SGD(model.parameters(), lr=lr).step()
+        return norm
+
+    norm = step(ref, lambda ce: ce.sum(0).mean(), zaremba_lr, zaremba_clip * clip_scale)
+    step(ours, torch.mean, task.recipe.peak_lr, task.clip_grad_norm * clip_scale)
+    if clip_scale < 1:
+        assert norm > zaremba_clip * clip_scale
+    for a, b in zip(ref.parameters(), ours.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
 def test_imagenet_preset_is_table6_row_one():

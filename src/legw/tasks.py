@@ -185,19 +185,22 @@ TASKS: dict[str, Task] = {
     "ptb-small": Task(
         name="ptb-small", kind="text",
         description="PTB word LM, 2x200 LSTM, 20 steps (Zaremba et al. 2014, small)",
-        # lr 1.0 for 4 epochs, then x0.5 per epoch: milestones at epochs 4..12.
-        recipe=BaseRecipe(base_batch_size=20, peak_lr=1.0, warmup_epochs=0.0, epochs=13,
+        # Zaremba's lr 1.0 and clip 5 act on a loss summed over the 20 unrolled steps; legw's
+        # loss is the mean per token, so the same updates take lr 20 and clip 5 / 20 = 0.25.
+        # lr for 4 epochs, then x0.5 per epoch: milestones at epochs 4..12.
+        recipe=BaseRecipe(base_batch_size=20, peak_lr=20.0, warmup_epochs=0.0, epochs=13,
                           decay="multistep", milestones=tuple(range(4, 13)), gamma=0.5),
-        dataset_size=_ptb_dataset_size(bptt=20), optimizer="sgd", clip_grad_norm=5.0,
+        dataset_size=_ptb_dataset_size(bptt=20), optimizer="sgd", clip_grad_norm=0.25,
         load=_load_ptb, build_model=_lstm_lm(200, 2, dropout=0.0, init_range=0.1),
         bptt=20, eval_batch_size=20),
     "ptb-large": Task(
         name="ptb-large", kind="text",
         description="PTB word LM, 2x1500 LSTM, 35 steps, dropout 0.65 (Zaremba et al., large)",
-        # lr 1.0 for 14 epochs, then /1.15 per epoch: milestones at epochs 14..54.
-        recipe=BaseRecipe(base_batch_size=20, peak_lr=1.0, warmup_epochs=0.0, epochs=55,
+        # Zaremba's lr 1.0 / clip 10 on a loss summed over 35 steps = lr 35 / clip 10 / 35 on
+        # the per-token mean. lr for 14 epochs, then /1.15 per epoch: milestones at 14..54.
+        recipe=BaseRecipe(base_batch_size=20, peak_lr=35.0, warmup_epochs=0.0, epochs=55,
                           decay="multistep", milestones=tuple(range(14, 55)), gamma=1 / 1.15),
-        dataset_size=_ptb_dataset_size(bptt=35), optimizer="sgd", clip_grad_norm=10.0,
+        dataset_size=_ptb_dataset_size(bptt=35), optimizer="sgd", clip_grad_norm=10.0 / 35,
         load=_load_ptb, build_model=_lstm_lm(1500, 2, dropout=0.65, init_range=0.04),
         bptt=35, eval_batch_size=20),
     "imagenet-resnet50": Task(
