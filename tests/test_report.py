@@ -149,3 +149,22 @@ def test_sweeps_of_one_task_are_pooled_into_one_table(tmp_path):
     assert "| linear | 10.30 ± 0.10 (2/2) | 30.00 (1/2) div 1 |" in md
     assert "legw sweep fashion-mnist-lstm --out legw-sweep" in md
     assert "legw sweep fashion-mnist-lstm --out compare" in md
+
+
+def test_perplexity_axes_stop_where_a_blown_up_run_would_flatten_the_rest(monkeypatch, tmp_path):
+    from legw import plots
+
+    assert plots._ceiling([150.0, 400.0]) is None  # within 10x of the best: nothing off scale
+    assert plots._ceiling([150.0, 200.0, 3e82]) == pytest.approx(200.0 * 1.15)
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    rows = [{"method": m, "batch_size": b, "status": "completed", "test_perplexity": v}
+            for m, b, v in (("legw", 20, 150.0), ("legw", 640, 200.0), ("linear", 640, 3e82))]
+    plots.plot_metric_vs_batch(rows, "perplexity", tmp_path / "p.png")
+    assert figs[0].axes[0].get_ylim()[1] == pytest.approx(230.0)
+    rows[2]["test_perplexity"] = 1000.0  # 6.7x the best: drawn to scale
+    plots.plot_metric_vs_batch(rows, "perplexity", tmp_path / "p.png")
+    assert figs[1].axes[0].get_ylim()[1] > 1000.0
+    rows = [{**r, "test_error": 90.0 if r["method"] == "linear" else 5.0} for r in rows]
+    plots.plot_metric_vs_batch(rows, "accuracy", tmp_path / "e.png")  # error % is bounded
+    assert figs[2].axes[0].get_ylim()[1] > 90.0

@@ -2,6 +2,9 @@
 
 Every figure plots a lower-is-better number (test error in percent, or perplexity) and marks
 runs that diverged with an ``x`` at the top of the axes, so a missing point is never silent.
+Perplexity has no upper bound: a run that blew up without going non-finite (perplexity 1e80,
+say) would flatten every other line, so a perplexity axis stops at ``OFF_SCALE`` times the
+best value in the figure and such points are drawn as a ``^`` on the top edge.
 PNG files are written atomically.
 """
 
@@ -35,11 +38,24 @@ def _save(fig, path: Path) -> None:
     _pyplot().close(fig)
 
 
-def _mark_diverged(ax, xs: list[float], color: str, label: str | None = None) -> None:
+OFF_SCALE = 10.0
+
+
+def _mark_diverged(ax, xs: list[float], color: str, label: str | None = None,
+                   marker: str = "x") -> None:
     """``x`` markers at the top edge of ``ax`` (x in data units, y in axes units)."""
     if xs:
-        ax.scatter(xs, [0.97] * len(xs), marker="x", s=60, color=color, label=label,
+        ax.scatter(xs, [0.97] * len(xs), marker=marker, s=60, color=color, label=label,
                    transform=ax.get_xaxis_transform(), clip_on=False, zorder=5)
+
+
+def _ceiling(values: list[float]) -> float | None:
+    """Top of the y axis if some values are off scale (> OFF_SCALE x the best), else None."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite or min(finite) <= 0 or max(finite) <= OFF_SCALE * min(finite):
+        return None
+    top = OFF_SCALE * min(finite)
+    return max([v for v in finite if v <= top], default=top) * 1.15
 
 
 def plot_metric_vs_batch(rows: list[dict[str, Any]], metric: str, path: Path,
@@ -50,6 +66,8 @@ def plot_metric_vs_batch(rows: list[dict[str, Any]], metric: str, path: Path,
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    ceiling = _ceiling([v for r in rows if (v := objective(r, metric)) is not None]) \
+        if metric == "perplexity" else None
     for i, method in enumerate(methods):
         color = f"C{i}"
         by_batch: dict[int, list[float]] = defaultdict(list)
@@ -67,11 +85,16 @@ def plot_metric_vs_batch(rows: list[dict[str, Any]], metric: str, path: Path,
         stds = [float(np.std(by_batch[b])) for b in bs]
         ax.errorbar(bs, means, yerr=stds, marker="o", capsize=3, color=color, label=method)
         _mark_diverged(ax, sorted(set(diverged)), color)
+        if ceiling is not None:
+            _mark_diverged(ax, [b for b, m in zip(bs, means) if m > ceiling], color, marker="^")
+    if ceiling is not None:
+        ax.set_ylim(top=ceiling)
     ax.set_xscale("log", base=2)
     sizes = sorted({r["batch_size"] for r in rows if r["batch_size"]})
     ax.set_xticks(sizes, [str(b) for b in sizes])
     ax.set(xlabel="global batch size", ylabel=OBJECTIVES[metric][1] + " (lower is better)",
-           title=title or "final metric vs batch size (x: diverged)")
+           title=title or "final metric vs batch size (x: diverged"
+           + (f", ^: > {OFF_SCALE:g}x the best)" if ceiling is not None else ")"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     _save(fig, path)
@@ -89,6 +112,8 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
                              sharey=share_y)
     sizes = sorted({b for per in series.values() for b in per})
     colors = {b: f"C{i}" for i, b in enumerate(sizes)}
+    ceiling = _ceiling([v for per in series.values() for pts in per.values() for _, v in pts]) \
+        if log_y else None  # log_y: perplexity
     for ax, method in zip(axes.flat, methods):
         for b in sorted(series[method]):
             pts = series[method][b]
@@ -99,6 +124,8 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
         ax.set(title=method, xlabel="epoch")
         if log_y:
             ax.set_yscale("log")
+        if ceiling is not None:  # lines that blew up leave through the top edge
+            ax.set_ylim(top=ceiling)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in (axes[:, 0] if share_y else axes.flat):
