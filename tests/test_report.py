@@ -168,3 +168,6 @@ def test_perplexity_axes_stop_where_a_blown_up_run_would_flatten_the_rest(monkey
     rows = [{**r, "test_error": 90.0 if r["method"] == "linear" else 5.0} for r in rows]
     plots.plot_metric_vs_batch(rows, "accuracy", tmp_path / "e.png")  # error % is bounded
     assert figs[2].axes[0].get_ylim()[1] > 90.0
+    from legw.report import _fmt
+
+    assert _fmt([3.09e82]) == "3.09e+82" and _fmt([150.0, 152.0]) == "151.00 ± 1.00"

@@ -75,14 +75,19 @@ def _series(sweep_dir: Path, rows: list[dict[str, Any]]):
     return evals, lrs, diverged
 
 
+def _num(value: float) -> str:
+    """Two decimals; a run that blew up (perplexity 1e80) in scientific notation."""
+    return f"{value:.2f}" if abs(value) < 1e6 else f"{value:.3g}"
+
+
 def _fmt(values: list[float]) -> str:
     import numpy as np
 
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+        return _num(values[0])
+    return f"{_num(float(np.mean(values)))} ± {_num(float(np.std(values)))}"
 
 
 def sweep_tables(rows: list[dict[str, Any]], metric: str) -> str:
@@ -249,8 +254,8 @@ def _tune_summary(result: dict[str, Any]) -> str:
     for r in shown:
         v = objective(r, metric)
         lines.append(f"| {r['trial']} | {r['peak_lr']:.4g} | {r['warmup_epochs']:.4g} | "
-                     f"{'-' if v is None else f'{v:.2f}'} | {r['status']} |")
+                     f"{'-' if v is None else _num(v)} | {r['status']} |")
     if best and legw and objective(legw, metric) is not None:
-        lines += ["", f"Best tuned: `{best['trial']}` {objective(best, metric):.2f}; "
-                      f"LEGW untuned: {objective(legw, metric):.2f}."]
+        lines += ["", f"Best tuned: `{best['trial']}` {_num(objective(best, metric))}; "
+                      f"LEGW untuned: {_num(objective(legw, metric))}."]
     return "\n".join(lines)
