@@ -119,11 +119,18 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
             pts = series[method][b]
             ax.plot([e for e, _ in pts], [v for _, v in pts], marker="." if len(pts) < 30
                     else None, color=colors[b], label=f"B={b}")
+            if ceiling is not None:
+                _mark_diverged(ax, [e for e, v in pts if v > ceiling], colors[b], marker="^")
         for b, epoch in (diverged or {}).get(method, {}).items():
             _mark_diverged(ax, [epoch], colors.get(b, "k"))
         ax.set(title=method, xlabel="epoch")
         if log_y:
+            from matplotlib.ticker import LogFormatter
+
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+            ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False,
+                                                      minor_thresholds=(2, 0.5)))
         if ceiling is not None:  # lines that blew up leave through the top edge
             ax.set_ylim(top=ceiling)
         ax.grid(alpha=0.3)
@@ -132,7 +139,7 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
         ax.set_ylabel(ylabel)
     for ax in list(axes.flat)[len(methods):]:
         ax.set_visible(False)
-    fig.suptitle(title)
+    fig.suptitle(title + (f" (^: > {OFF_SCALE:g}x the best, off scale)" if ceiling else ""))
     _save(fig, path)
 
 
