@@ -2,7 +2,8 @@
 # Study 1 of docs/results.md, reduced protocol: Fashion-MNIST LSTM-128 on this 2-core CPU.
 # 1. tune the base recipe once, at batch 128 only; 2. scale 128 -> 8192 with sqrt + LEGW, no
 # further tuning; 3. compare at 8192; 4. a second seed at 128 and 8192; 5. a tuned baseline at
-# 8192; 6. batch 128 and 8192 at 25 epochs. Every step is resumable: rerun the script to continue where it stopped.
+# 8192; 6. batch 128 and 8192 at 25 epochs. Every step is resumable: rerun the script to
+# continue where it stopped.
 # Usage: bash scripts/reproduce_fmnist_lstm.sh [OUT_DIR]   (default runs/reproduce)
 set -euo pipefail
 cd "$(dirname "$0")/.."
