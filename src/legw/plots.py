@@ -42,10 +42,10 @@ OFF_SCALE = 10.0
 
 
 def _mark_diverged(ax, xs: list[float], color: str, label: str | None = None,
-                   marker: str = "x") -> None:
+                   marker: str = "x", y: float = 0.97) -> None:
     """``x`` markers at the top edge of ``ax`` (x in data units, y in axes units)."""
     if xs:
-        ax.scatter(xs, [0.97] * len(xs), marker=marker, s=60, color=color, label=label,
+        ax.scatter(xs, [y] * len(xs), marker=marker, s=60, color=color, label=label,
                    transform=ax.get_xaxis_transform(), clip_on=False, zorder=5)
 
 
@@ -86,15 +86,17 @@ def plot_metric_vs_batch(rows: list[dict[str, Any]], metric: str, path: Path,
         ax.errorbar(bs, means, yerr=stds, marker="o", capsize=3, color=color, label=method)
         _mark_diverged(ax, sorted(set(diverged)), color)
         if ceiling is not None:
-            _mark_diverged(ax, [b for b, m in zip(bs, means) if m > ceiling], color, marker="^")
+            _mark_diverged(ax, [b for b, m in zip(bs, means) if m > ceiling], color, marker="^",
+                           y=0.97 - 0.05 * i)  # one row per method, so none hides another
     if ceiling is not None:
-        ax.set_ylim(top=ceiling)
+        low = min(v for r in rows if (v := objective(r, metric)) is not None)
+        ax.set_ylim(low - 0.05 * (ceiling - low), ceiling)
     ax.set_xscale("log", base=2)
     sizes = sorted({r["batch_size"] for r in rows if r["batch_size"]})
     ax.set_xticks(sizes, [str(b) for b in sizes])
     ax.set(xlabel="global batch size", ylabel=OBJECTIVES[metric][1] + " (lower is better)",
-           title=title or "final metric vs batch size (x: diverged"
-           + (f", ^: > {OFF_SCALE:g}x the best)" if ceiling is not None else ")"))
+           title=(title or "final metric vs batch size (x: diverged)")
+           + (f" (^: > {OFF_SCALE:g}x the best, off scale)" if ceiling is not None else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     _save(fig, path)
@@ -132,7 +134,8 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
             ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False,
                                                       minor_thresholds=(2, 0.5)))
         if ceiling is not None:  # lines that blew up leave through the top edge
-            ax.set_ylim(top=ceiling)
+            low = min(v for per in series.values() for pts in per.values() for _, v in pts)
+            ax.set_ylim(low / 1.15 if log_y else low - 0.05 * (ceiling - low), ceiling)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in (axes[:, 0] if share_y else axes.flat):
