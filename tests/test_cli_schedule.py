@@ -140,5 +140,5 @@ def test_task_recipe_with_flag_overrides(capsys):
                  "--batch-size", "20", "640", "--json"]) == 0
     small, large = json.loads(capsys.readouterr().out)
     assert (small["steps_per_epoch"], large["steps_per_epoch"]) == (2323, 72)
-    assert large["peak_lr"] == pytest.approx(math.sqrt(32))
+    assert large["peak_lr"] == pytest.approx(20 * math.sqrt(32))
     assert large["warmup_epochs"] == pytest.approx(0.32) and large["total_steps"] == 13 * 72
