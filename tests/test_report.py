@@ -154,8 +154,8 @@ def test_sweeps_of_one_task_are_pooled_into_one_table(tmp_path):
 def test_perplexity_axes_stop_where_a_blown_up_run_would_flatten_the_rest(monkeypatch, tmp_path):
     from legw import plots
 
-    assert plots._ceiling([150.0, 400.0]) is None  # within 10x of the best: nothing off scale
-    assert plots._ceiling([150.0, 200.0, 3e82]) == pytest.approx(200.0 * 1.15)
+    assert plots._off_scale_limits([150.0, 400.0]) is None  # within 10x of the best
+    assert plots._off_scale_limits([150.0, 200.0, 3e82])[1] == pytest.approx(200.0 * 1.15)
     figs = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
     rows = [{"method": m, "batch_size": b, "status": "completed", "test_perplexity": v}

@@ -49,13 +49,15 @@ def _mark_diverged(ax, xs: list[float], color: str, label: str | None = None,
                    transform=ax.get_xaxis_transform(), clip_on=False, zorder=5)
 
 
-def _ceiling(values: list[float]) -> float | None:
-    """Top of the y axis if some values are off scale (> OFF_SCALE x the best), else None."""
+def _off_scale_limits(values: list[float], log_y: bool = False) -> tuple[float, float] | None:
+    """(bottom, top) of a y axis that stops below the values more than OFF_SCALE x the best;
+    None if there are none."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite or min(finite) <= 0 or max(finite) <= OFF_SCALE * min(finite):
         return None
-    top = OFF_SCALE * min(finite)
-    return max([v for v in finite if v <= top], default=top) * 1.15
+    low = min(finite)
+    top = max(v for v in finite if v <= OFF_SCALE * low) * 1.15
+    return (low / 1.15 if log_y else low - 0.05 * (top - low)), top
 
 
 def plot_metric_vs_batch(rows: list[dict[str, Any]], metric: str, path: Path,
@@ -66,7 +68,7 @@ def plot_metric_vs_batch(rows: list[dict[str, Any]], metric: str, path: Path,
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    ceiling = _ceiling([v for r in rows if (v := objective(r, metric)) is not None]) \
+    limits = _off_scale_limits([v for r in rows if (v := objective(r, metric)) is not None]) \
         if metric == "perplexity" else None
     for i, method in enumerate(methods):
         color = f"C{i}"
@@ -85,18 +87,17 @@ def plot_metric_vs_batch(rows: list[dict[str, Any]], metric: str, path: Path,
         stds = [float(np.std(by_batch[b])) for b in bs]
         ax.errorbar(bs, means, yerr=stds, marker="o", capsize=3, color=color, label=method)
         _mark_diverged(ax, sorted(set(diverged)), color)
-        if ceiling is not None:
-            _mark_diverged(ax, [b for b, m in zip(bs, means) if m > ceiling], color, marker="^",
-                           y=0.97 - 0.05 * i)  # one row per method, so none hides another
-    if ceiling is not None:
-        low = min(v for r in rows if (v := objective(r, metric)) is not None)
-        ax.set_ylim(low - 0.05 * (ceiling - low), ceiling)
+        if limits is not None:
+            _mark_diverged(ax, [b for b, m in zip(bs, means) if m > limits[1]], color,
+                           marker="^", y=0.97 - 0.05 * i)  # a row per method: none hides another
+    if limits is not None:
+        ax.set_ylim(*limits)
     ax.set_xscale("log", base=2)
     sizes = sorted({r["batch_size"] for r in rows if r["batch_size"]})
     ax.set_xticks(sizes, [str(b) for b in sizes])
     ax.set(xlabel="global batch size", ylabel=OBJECTIVES[metric][1] + " (lower is better)",
            title=(title or "final metric vs batch size (x: diverged)")
-           + (f" (^: > {OFF_SCALE:g}x the best, off scale)" if ceiling is not None else ""))
+           + (f" (^: > {OFF_SCALE:g}x the best, off scale)" if limits is not None else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     _save(fig, path)
@@ -114,15 +115,15 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
                              sharey=share_y)
     sizes = sorted({b for per in series.values() for b in per})
     colors = {b: f"C{i}" for i, b in enumerate(sizes)}
-    ceiling = _ceiling([v for per in series.values() for pts in per.values() for _, v in pts]) \
-        if log_y else None  # log_y: perplexity
+    limits = _off_scale_limits([v for per in series.values() for pts in per.values()
+                                for _, v in pts], log_y=True) if log_y else None  # perplexity
     for ax, method in zip(axes.flat, methods):
         for b in sorted(series[method]):
             pts = series[method][b]
             ax.plot([e for e, _ in pts], [v for _, v in pts], marker="." if len(pts) < 30
                     else None, color=colors[b], label=f"B={b}")
-            if ceiling is not None:
-                _mark_diverged(ax, [e for e, v in pts if v > ceiling], colors[b], marker="^")
+            if limits is not None:
+                _mark_diverged(ax, [e for e, v in pts if v > limits[1]], colors[b], marker="^")
         for b, epoch in (diverged or {}).get(method, {}).items():
             _mark_diverged(ax, [epoch], colors.get(b, "k"))
         ax.set(title=method, xlabel="epoch")
@@ -133,16 +134,15 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
             ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
             ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False,
                                                       minor_thresholds=(2, 0.5)))
-        if ceiling is not None:  # lines that blew up leave through the top edge
-            low = min(v for per in series.values() for pts in per.values() for _, v in pts)
-            ax.set_ylim(low / 1.15 if log_y else low - 0.05 * (ceiling - low), ceiling)
+        if limits is not None:  # lines that blew up leave through the top edge
+            ax.set_ylim(*limits)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in (axes[:, 0] if share_y else axes.flat):
         ax.set_ylabel(ylabel)
     for ax in list(axes.flat)[len(methods):]:
         ax.set_visible(False)
-    fig.suptitle(title + (f" (^: > {OFF_SCALE:g}x the best, off scale)" if ceiling else ""))
+    fig.suptitle(title + (f" (^: > {OFF_SCALE:g}x the best, off scale)" if limits else ""))
     _save(fig, path)
 
 
