@@ -1,4 +1,4 @@
-"""Overhead of ``legw.trainer.train`` over a bare PyTorch loop doing the same work.
+"""Overhead of ``legw.training.trainer.train`` over a bare PyTorch loop doing the same work.
 
 Both train fashion-mnist-lstm (LSTM-128, SGD momentum 0.9, the scaled poly recipe, LR written
 each step) at global batch 512 for the same number of steps on the same data order; the trainer
@@ -20,10 +20,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from legw.batches import ImageBatches
-from legw.config import TrainConfig
+from legw.training.batches import ImageBatches
+from legw.training.config import TrainConfig
 from legw.tasks import get_task
-from legw.trainer import seed_everything, train
+from legw.training.trainer import seed_everything, train
 
 
 def timed(fn, *args) -> tuple[float, float]:

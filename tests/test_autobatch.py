@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from legw.autobatch import (
+from legw.analysis.autobatch import (
     OOM,
     SKIPPED,
     measure_curve,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from legw import checkpoint
-from legw.runstate import Position, resume_position
+from legw.training import checkpoint
+from legw.training.position import Position, resume_position
 from legw.schedule import BaseRecipe
 
 

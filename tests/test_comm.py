@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from legw.comm import (
+from legw.analysis.comm import (
     RESNET50_TABLE3,
     RESNET50_TALK_VALUES,
     binary_prefix_slip,

@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from legw.noise_scale import (
+from legw.analysis.noise_scale import (
     draw_norms,
     estimate_from_norms,
     estimate_noise_scale,

@@ -6,7 +6,7 @@ import matplotlib.image
 import pytest
 
 from legw.cli import main
-from legw.records import read_rows, run_row, write_rows
+from legw.experiments.records import read_rows, run_row, write_rows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -152,7 +152,7 @@ def test_sweeps_of_one_task_are_pooled_into_one_table(tmp_path):
 
 
 def test_perplexity_axes_stop_where_a_blown_up_run_would_flatten_the_rest(monkeypatch, tmp_path):
-    from legw import plots
+    from legw.experiments import plots
 
     assert plots._off_scale_limits([150.0, 400.0]) is None  # within 10x of the best
     assert plots._off_scale_limits([150.0, 200.0, 3e82])[1] == pytest.approx(200.0 * 1.15)
@@ -168,6 +168,6 @@ def test_perplexity_axes_stop_where_a_blown_up_run_would_flatten_the_rest(monkey
     rows = [{**r, "test_error": 90.0 if r["method"] == "linear" else 5.0} for r in rows]
     plots.plot_metric_vs_batch(rows, "accuracy", tmp_path / "e.png")  # error % is bounded
     assert figs[2].axes[0].get_ylim()[1] > 90.0
-    from legw.report import _fmt
+    from legw.experiments.report import _fmt
 
     assert _fmt([3.09e82]) == "3.09e+82" and _fmt([150.0, 152.0]) == "151.00 ± 1.00"

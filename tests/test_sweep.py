@@ -7,11 +7,11 @@ from trainer_helpers import make_mnist_dir
 
 from legw.cli import build_parser, main
 from legw.commands.train import config_from_args
-from legw.config import TrainConfig
-from legw.records import read_rows
-from legw.runner import train_argv
-from legw.sweep import METHODS, SweepSpec
-from legw.trainer import train
+from legw.training.config import TrainConfig
+from legw.experiments.records import read_rows
+from legw.experiments.launcher import train_argv
+from legw.experiments.sweep import METHODS, SweepSpec
+from legw.training.trainer import train
 
 
 @pytest.fixture(scope="module")

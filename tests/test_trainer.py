@@ -7,8 +7,8 @@ import torch
 from trainer_helpers import final_params, make_mnist_dir, make_ptb_dir, read_jsonl
 
 from legw.cli import main
-from legw.config import TrainConfig
-from legw.trainer import train
+from legw.training.config import TrainConfig
+from legw.training.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from trainer_helpers import final_params, make_mnist_dir, read_jsonl, run, torchrun_cmd
 
-from legw.config import TrainConfig
-from legw.trainer import train
+from legw.training.config import TrainConfig
+from legw.training.trainer import train
 
 
 def test_two_processes_at_micro_b_equal_one_process_at_2b(tmp_path):

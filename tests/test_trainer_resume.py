@@ -8,9 +8,9 @@ import time
 import torch
 from trainer_helpers import env, final_params, legw_cmd, make_mnist_dir, read_jsonl
 
-from legw.checkpoint import list_checkpoints
-from legw.config import TrainConfig
-from legw.trainer import train
+from legw.training.checkpoint import list_checkpoints
+from legw.training.config import TrainConfig
+from legw.training.trainer import train
 
 
 def _args(data, out):

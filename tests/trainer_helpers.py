@@ -75,6 +75,6 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def final_params(run_dir: Path) -> dict[str, torch.Tensor]:
-    from legw.checkpoint import list_checkpoints, load
+    from legw.training.checkpoint import list_checkpoints, load
 
     return load(list_checkpoints(run_dir)[-1])["model"]

@@ -80,7 +80,7 @@ class Task:
 
 def _mnist_loader(name: str, mean_std: tuple[float, float], channels: bool):
     def load(data_dir: str | None):
-        from legw.batches import ImageData, TensorImages
+        from legw.training.batches import ImageData, TensorImages
         from legw.data.mnist import load_mnist
 
         mean, std = mean_std
@@ -94,7 +94,7 @@ def _mnist_loader(name: str, mean_std: tuple[float, float], channels: bool):
 
 
 def _load_ptb(data_dir: str | None):
-    from legw.batches import TextData
+    from legw.training.batches import TextData
     from legw.data.ptb import load_ptb
 
     corpus = load_ptb(data_dir)
@@ -108,7 +108,7 @@ def _load_imagenet(data_dir: str | None):
                          "(DIR/train/CLASS/*.JPEG and DIR/val/CLASS/*.JPEG)")
     from pathlib import Path
 
-    from legw.batches import DatasetImages, ImageData
+    from legw.training.batches import DatasetImages, ImageData
     from legw.data.imagefolder import ImageFolder
 
     train = ImageFolder(Path(data_dir) / "train", train=True)

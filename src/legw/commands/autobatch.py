@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from legw.autobatch import (
+    from legw.analysis.autobatch import (
         measure_curve,
         plan_batches,
         powers_of_two,
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         plan_batches(args.global_batch_size, 1, args.world_size)  # validate before timing
     import torch
 
-    from legw.commands._workload import load_workload
+    from legw.analysis.workload import load_workload
 
     if args.threads is not None:
         if args.threads < 1:

@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from legw.comm import (
+    from legw.analysis.comm import (
         RESNET50_TABLE3,
         RESNET50_TALK_VALUES,
         constant_rate,
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.preset:
         setting.update(RESNET50_TABLE3)
     elif args.task:
-        from legw.commands._workload import load_workload
+        from legw.analysis.workload import load_workload
 
         workload = load_workload(args.task, data_dir=args.data_dir)
         setting.update(params=workload.num_params(), dataset_size=workload.dataset_size,
@@ -145,7 +145,7 @@ def _default_batches(workload: Any) -> list[int] | None:
 
 
 def _measure_rate(workload: Any) -> float:
-    from legw.autobatch import measure_curve, time_training_step
+    from legw.analysis.autobatch import measure_curve, time_training_step
 
     b = workload.recipe.base_batch_size
     timer = time_training_step(workload.model, workload.loss_fn, workload.random_batch)

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from legw.report import write_report
+    from legw.experiments.report import write_report
 
     path = write_report(Path(args.dir), Path(args.out) if args.out else None,
                         tuple(Path(t) for t in args.tune))

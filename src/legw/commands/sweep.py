@@ -61,7 +61,7 @@ def command_line(name: str) -> str | None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from legw.sweep import METHODS
+    from legw.experiments.sweep import METHODS
     from legw.tasks import TASKS
 
     p.add_argument("task", metavar="TASK", nargs="?",
@@ -78,8 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from legw.runner import stop_on_sigterm
-    from legw.sweep import load_spec, merge_spec, run_sweep
+    from legw.experiments.launcher import stop_on_sigterm
+    from legw.experiments.sweep import load_spec, merge_spec, run_sweep
 
     stop_on_sigterm()
     out = Path(args.out)

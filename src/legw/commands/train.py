@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from legw.config import TrainConfig
+    from legw.training.config import TrainConfig
 
     return TrainConfig(
         task=args.task, global_batch_size=args.batch_size,
@@ -66,7 +66,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from legw.trainer import DIVERGED_EXIT_STATUS, train
+    from legw.training.trainer import DIVERGED_EXIT_STATUS, train
 
     summary = train(config_from_args(args))
     return DIVERGED_EXIT_STATUS if summary["status"] == "diverged" else 0

@@ -16,7 +16,7 @@ from legw.commands.sweep import add_run_arguments, command_line, overrides_from_
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from legw.tasks import TASKS
-    from legw.tune import SEARCHES
+    from legw.experiments.tune import SEARCHES
 
     p.add_argument("task", metavar="TASK", nargs="?",
                    help=f"task preset ({', '.join(TASKS)}); omit to continue DIR's study")
@@ -34,8 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from legw.runner import stop_on_sigterm
-    from legw.tune import TuneSpec, load_tune_spec, run_tune
+    from legw.experiments.launcher import stop_on_sigterm
+    from legw.experiments.tune import TuneSpec, load_tune_spec, run_tune
 
     stop_on_sigterm()
     out = Path(args.out)

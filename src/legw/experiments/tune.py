@@ -15,7 +15,7 @@ is larger), ``random`` (log-uniform ``eta``, uniform ``w`` over the grid's range
 (TPE, when optuna is installed). The LEGW point runs as one more trial, ``legw``. Layout::
 
     DIR/tune.json              the spec; ``legw tune --out DIR`` continues it
-    DIR/trials.{json,csv}      one row per trial (legw.records), the best and the LEGW point
+    DIR/trials.{json,csv}      one row per trial (legw.experiments.records), the best and the LEGW point
     DIR/trials/NAME/           a normal ``legw train`` run directory
     DIR/landscape.png          metric over (peak LR, warmup epochs), LEGW marked
     DIR/lr_curve.png           metric vs peak LR, LEGW's untuned result as a line
@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from legw.config import TrainConfig
+from legw.training.config import TrainConfig
 from legw.io import atomic_write_json
-from legw.records import objective, run_row, write_rows
-from legw.runner import PlannedRun, RunnerOptions, run_all, run_config
+from legw.experiments.records import objective, run_row, write_rows
+from legw.experiments.launcher import PlannedRun, RunnerOptions, run_all, run_config
 from legw.schedule import scaling_power
 
 SEARCHES = ("grid", "random", "optuna")
@@ -162,7 +162,7 @@ def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
                                     spec.jobs, spec.threads, log=log):
             state.add(run, outcome)
     result = state.write()
-    from legw.plots import plot_landscape, plot_lr_curve
+    from legw.experiments.plots import plot_landscape, plot_lr_curve
 
     plot_landscape(result, out / "landscape.png")
     plot_lr_curve(result, out / "lr_curve.png")
@@ -195,7 +195,7 @@ class _Study:
         return row
 
     def write(self) -> dict[str, Any]:
-        from legw.records import OBJECTIVES
+        from legw.experiments.records import OBJECTIVES
 
         rows = list(self.rows.values())
         tuned = [r for r in rows if r["method"] == "tuned" and objective(r, self.metric)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from legw.config import TrainConfig
+from legw.training.config import TrainConfig
 
 FINISHED = ("completed", "diverged")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from legw.io import atomic_write_text
-from legw.records import OBJECTIVES, objective, read_rows
+from legw.experiments.records import OBJECTIVES, objective, read_rows
 
 
 def find_records(root: Path) -> tuple[list[Path], list[Path]]:
@@ -163,7 +163,7 @@ def _base_recipe_line(sweep_dir: Path, rows: list[dict[str, Any]]) -> str:
 def write_report(root: Path, out: Path | None = None,
                  extra_tune_dirs: tuple[Path, ...] = ()) -> Path:
     """Read the records under ``root`` and write ``report.md`` + PNGs to ``out`` (or root)."""
-    from legw import plots
+    from legw.experiments import plots
 
     out = out or root
     out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ def write_report(root: Path, out: Path | None = None,
             r["run_dir"] = str((sdir / r["run_dir"]).resolve())
         by_task[meta["task"]].append((sdir, meta))
         pooled[meta["task"]] += rows
-    from legw.sweep import METHODS
+    from legw.experiments.sweep import METHODS
     from legw.tasks import get_task
 
     order = {m: i for i, m in enumerate(METHODS)}

@@ -12,8 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from legw import dist
-from legw.batches import ImageSet
+from legw.training import dist
+from legw.training.batches import ImageSet
 from legw.data.ptb import batchify
 from legw.models.lstm import detach_hidden
 
