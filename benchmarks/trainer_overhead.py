@@ -20,9 +20,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from legw.tasks import get_task
 from legw.training.batches import ImageBatches
 from legw.training.config import TrainConfig
-from legw.tasks import get_task
 from legw.training.trainer import seed_everything, train
 
 

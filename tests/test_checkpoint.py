@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from legw.schedule import BaseRecipe
 from legw.training import checkpoint
 from legw.training.position import Position, resume_position
-from legw.schedule import BaseRecipe
 
 
 def _state(step: int) -> dict:

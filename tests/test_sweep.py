@@ -7,10 +7,10 @@ from trainer_helpers import make_mnist_dir
 
 from legw.cli import build_parser, main
 from legw.commands.train import config_from_args
-from legw.training.config import TrainConfig
-from legw.experiments.records import read_rows
 from legw.experiments.launcher import train_argv
+from legw.experiments.records import read_rows
 from legw.experiments.sweep import METHODS, SweepSpec
+from legw.training.config import TrainConfig
 from legw.training.trainer import train
 
 

@@ -80,8 +80,8 @@ class Task:
 
 def _mnist_loader(name: str, mean_std: tuple[float, float], channels: bool):
     def load(data_dir: str | None):
-        from legw.training.batches import ImageData, TensorImages
         from legw.data.mnist import load_mnist
+        from legw.training.batches import ImageData, TensorImages
 
         mean, std = mean_std
         parts = []
@@ -94,8 +94,8 @@ def _mnist_loader(name: str, mean_std: tuple[float, float], channels: bool):
 
 
 def _load_ptb(data_dir: str | None):
-    from legw.training.batches import TextData
     from legw.data.ptb import load_ptb
+    from legw.training.batches import TextData
 
     corpus = load_ptb(data_dir)
     return TextData(train=corpus.train, valid=corpus.valid, test=corpus.test,
@@ -108,8 +108,8 @@ def _load_imagenet(data_dir: str | None):
                          "(DIR/train/CLASS/*.JPEG and DIR/val/CLASS/*.JPEG)")
     from pathlib import Path
 
-    from legw.training.batches import DatasetImages, ImageData
     from legw.data.imagefolder import ImageFolder
+    from legw.training.batches import DatasetImages, ImageData
 
     train = ImageFolder(Path(data_dir) / "train", train=True)
     test = ImageFolder(Path(data_dir) / "val", train=False)

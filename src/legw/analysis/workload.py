@@ -1,7 +1,7 @@
 """A task's model, loss and batches in the plain form the analysis tools take.
 
-The analysis cores (``legw.analysis.comm``, ``legw.analysis.noise_scale``, ``legw.analysis.autobatch``) take a model, a
-loss function and batch callables; this module builds them from a :mod:`legw.tasks` preset.
+The analysis cores (``comm``, ``noise_scale``, ``autobatch``) take a model, a loss function
+and batch callables; this module builds them from a :mod:`legw.tasks` preset.
 
 Language-model tasks: a sample is one window of ``bptt`` tokens (the task's unit of batch
 size); the analysis tools start every window from a zero hidden state (the trainer carries

@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
                          f"--micro-batch-size ({args.micro_batch_size}) and larger")
     import torch
 
+    from legw.analysis.noise_scale import estimate_noise_scale, model_grad_fn
     from legw.analysis.workload import load_workload
     from legw.io import atomic_write_json
-    from legw.analysis.noise_scale import estimate_noise_scale, model_grad_fn
 
     if args.threads:
         torch.set_num_threads(args.threads)

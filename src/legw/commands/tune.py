@@ -15,8 +15,8 @@ from legw.commands.sweep import add_run_arguments, command_line, overrides_from_
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from legw.tasks import TASKS
     from legw.experiments.tune import SEARCHES
+    from legw.tasks import TASKS
 
     p.add_argument("task", metavar="TASK", nargs="?",
                    help=f"task preset ({', '.join(TASKS)}); omit to continue DIR's study")

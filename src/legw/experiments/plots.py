@@ -1,4 +1,4 @@
-"""The experiment figures, drawn from records only (``legw.experiments.records`` rows, ``metrics.jsonl``).
+"""The experiment figures, drawn from records only (``records`` rows, ``metrics.jsonl``).
 
 Every figure plots a lower-is-better number (test error in percent, or perplexity) and marks
 runs that diverged with an ``x`` at the top of the axes, so a missing point is never silent.
@@ -15,8 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from legw.io import atomic_path
 from legw.experiments.records import OBJECTIVES, objective
+from legw.io import atomic_path
 
 Series = dict[str, dict[int, list[tuple[float, float]]]]
 """method -> batch size -> [(epoch, value), ...]."""

@@ -21,8 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from legw.io import atomic_write_text
 from legw.experiments.records import OBJECTIVES, objective, read_rows
+from legw.io import atomic_write_text
 
 
 def find_records(root: Path) -> tuple[list[Path], list[Path]]:

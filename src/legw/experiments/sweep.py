@@ -2,11 +2,11 @@
 
 The question the paper asks (You et al. 2019, arXiv 1901.08256, Figs. 1-3): tuned once at
 ``B0``, how does each scaling rule hold up as ``B = k * B0`` grows, with no re-tuning?
-A *method* is a set of :class:`~legw.training.config.TrainConfig` overrides on the task's base recipe
-(``METHODS``). Layout of a sweep directory::
+A *method* is a set of :class:`~legw.training.config.TrainConfig` overrides on the task's base
+recipe (``METHODS``). Layout of a sweep directory::
 
     DIR/sweep.json                     the spec; ``legw sweep --out DIR`` continues it
-    DIR/results.{json,csv}             one row per run (legw.experiments.records), rewritten after each run
+    DIR/results.{json,csv}             one row per run (``records``), rewritten after each run
     DIR/runs/METHOD-bB-sSEED/          a normal ``legw train`` run directory
 
 Finished runs are skipped, interrupted ones resumed (``legw.experiments.launcher``).
@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from legw.training.config import TrainConfig
-from legw.io import atomic_write_json
-from legw.experiments.records import read_rows, run_row, write_rows
 from legw.experiments.launcher import PlannedRun, RunnerOptions, run_all, run_config
+from legw.experiments.records import read_rows, run_row, write_rows
+from legw.io import atomic_write_json
+from legw.training.config import TrainConfig
 
 METHODS: dict[str, dict[str, Any]] = {
     # sqrt LR scaling + linear-epoch gradual warmup (the paper's method)

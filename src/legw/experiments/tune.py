@@ -15,7 +15,7 @@ is larger), ``random`` (log-uniform ``eta``, uniform ``w`` over the grid's range
 (TPE, when optuna is installed). The LEGW point runs as one more trial, ``legw``. Layout::
 
     DIR/tune.json              the spec; ``legw tune --out DIR`` continues it
-    DIR/trials.{json,csv}      one row per trial (legw.experiments.records), the best and the LEGW point
+    DIR/trials.{json,csv}      one row per trial (``records``), the best and the LEGW point
     DIR/trials/NAME/           a normal ``legw train`` run directory
     DIR/landscape.png          metric over (peak LR, warmup epochs), LEGW marked
     DIR/lr_curve.png           metric vs peak LR, LEGW's untuned result as a line
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from legw.training.config import TrainConfig
-from legw.io import atomic_write_json
-from legw.experiments.records import objective, run_row, write_rows
 from legw.experiments.launcher import PlannedRun, RunnerOptions, run_all, run_config
+from legw.experiments.records import objective, run_row, write_rows
+from legw.io import atomic_write_json
 from legw.schedule import scaling_power
+from legw.training.config import TrainConfig
 
 SEARCHES = ("grid", "random", "optuna")
 DEFAULT_LR_FACTORS = tuple(2.0 ** e for e in range(-3, 4))

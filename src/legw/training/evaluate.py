@@ -12,10 +12,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from legw.training import dist
-from legw.training.batches import ImageSet
 from legw.data.ptb import batchify
 from legw.models.lstm import detach_hidden
+from legw.training import dist
+from legw.training.batches import ImageSet
 
 
 @torch.no_grad()

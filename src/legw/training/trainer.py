@@ -27,14 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from legw.io import atomic_write_json
+from legw.models.lstm import detach_hidden
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
 from legw.training.config import TrainConfig
 from legw.training.evaluate import _autocast, image_metrics, perplexity
-from legw.io import atomic_write_json
-from legw.models.lstm import detach_hidden
-from legw.training.run_files import RunLog, truncate_metrics
 from legw.training.position import Position, describe_run, resume_position
+from legw.training.run_files import RunLog, truncate_metrics
 
 DIVERGED_EXIT_STATUS = 3
 
