@@ -92,7 +92,7 @@ def test_divergence_stops_with_status_3(mnist_dir, tmp_path, capsys):
                                                           "divide --batch-size 32"),
     (["--momentum", "1.5"], "--momentum: must be below 1"),
     (["--optimizer", "adagrad"], "--optimizer: unknown 'adagrad'"),
-    (["--epochs", "2"], "recipe milestones"),
+    (["--epochs", "2"], "milestones (--milestones): must lie strictly inside"),
     (["--batch-size", "0"], "--batch-size: must be a positive integer"),
     (["--base-lr", "5e58"], "--base-lr: the peak LR at batch 128 is 5e+58, beyond float32"),
 ])

@@ -53,7 +53,7 @@ def test_trial_trains_at_fixed_lr_and_warmup():
     ({"lr_factors": [0.0]}, "--lr-factors"),
     ({"batch_size": 100, "micro_batch_size": 30}, "--micro-batch-size: 30 does not divide"),
     ({"warmup_epochs": [30.0]}, "--warmup-epochs: none is shorter than the training"),
-    # runner options, shared with SweepSpec (legw.experiments.launcher.RunnerOptions)
+    # runner options, shared with SweepSpec (legw.experiments.launcher.LaunchOptions)
     ({"jobs": 0}, "--jobs: must be at least 1"),
     ({"threads": 0}, "--threads: must be at least 1"),
     ({"micro_batch_size": 0}, "--micro-batch-size: must be at least 1"),

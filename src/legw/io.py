@@ -42,6 +42,36 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON in ``path``; a file that is not UTF-8 JSON raises ``ValueError`` naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, "
+                         f"column {e.colno})") from None
+
+
+def read_dataclass(cls: type, path: str | os.PathLike, **fixed: Any) -> Any:
+    """``cls(**JSON of path, **fixed)`` for a dataclass ``cls``; a file of the wrong shape or
+    with an unknown field raises ``ValueError`` naming the file."""
+    import dataclasses
+
+    data = read_json(path)
+    known = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object with the fields of {cls.__name__}")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown field {unknown[0]!r} (a {cls.__name__} has "
+                         f"{', '.join(sorted(known))})")
+    try:
+        return cls(**{**data, **fixed})
+    except TypeError as e:  # a required field is missing
+        raise ValueError(f"{path}: not a {cls.__name__} ({e})") from None
+
+
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Append one JSON line and flush it to disk (a crash loses at most the line being written)."""
     with open(path, "a") as f:

@@ -34,10 +34,13 @@ Steps are counted as the real-valued ``N / B`` (the talk's convention), not roun
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from legw.figures import pyplot, save_figure
 
 TEN_GBE_BANDWIDTH = 10e9 / 8
 """Default link bandwidth ``beta`` in bytes/s: 10 Gigabit Ethernet (1.25 GB/s)."""
@@ -178,3 +181,116 @@ def predict_scaling(global_batch_sizes: Sequence[int], workers: Sequence[int], *
             rows.append(ScalingRow(b, p, b / p, steps, compute, comm, step, steps * step,
                                    p * efficiency, efficiency))
     return rows, skipped
+
+
+def default_batches(workload: Any) -> list[int] | None:
+    if workload is None:
+        return None
+    b0 = workload.recipe.base_batch_size
+    return [b0 * k for k in (1, 4, 16, 64)]
+
+
+def measure_rate(workload: Any) -> float:
+    from legw.analysis.autobatch import measure_curve, time_training_step
+
+    b = workload.recipe.base_batch_size
+    timer = time_training_step(workload.model, workload.loss_fn, workload.random_batch)
+    (point,) = measure_curve(timer, [b], repeats=5)
+    return point.samples_per_s
+
+
+def curve_step_time(path: str):
+    """Step time from an autobatch record: throughput interpolated in log2(local batch), held
+    constant beyond the measured range."""
+    with open(path) as f:
+        record = json.load(f)
+    try:
+        pts = sorted((p["micro_batch_size"], p["samples_per_s"]) for p in record["points"]
+                     if p.get("samples_per_s"))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a legw autobatch record ({e})") from e
+    if not pts:
+        raise ValueError(f"{path}: no measured throughput")
+
+    def rate(b: float) -> float:
+        if b <= pts[0][0]:
+            return pts[0][1]
+        for (b0, r0), (b1, r1) in zip(pts, pts[1:]):
+            if b <= b1:
+                t = (math.log2(b) - math.log2(b0)) / (math.log2(b1) - math.log2(b0))
+                return r0 + t * (r1 - r0)
+        return pts[-1][1]
+
+    return (lambda b: b / rate(b)), f"throughput curve from {path}"
+
+
+def _si(x: float, unit: str) -> str:
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor:
+            return f"{x / factor:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def _table(cols: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    return ["  ".join(c.rjust(w) for c, w in zip(cols, widths))] + [
+        "  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+
+
+def format_report(record: dict[str, Any]) -> str:
+    s = record["setting"]
+    lines = [f"model {s['params']:,} params x {s['bytes_per_param']} B = "
+             f"{_si(s['model_bytes'], 'B')}; {s['dataset_size']:,} samples x {s['epochs']:g} "
+             f"epochs" + (f"; {s['total_flops']:.3g} flops" if s.get("total_flops") else "")]
+    lines += _table(["batch", "messages", "bytes moved", "comp/comm (flops/B)"], [
+        [f"{r['global_batch_size']:,}", f"{r['messages']:,.0f}", _si(r["bytes_moved"], "B"),
+         "-" if r["comp_comm_ratio"] is None else f"{r['comp_comm_ratio']:,.0f}"]
+        for r in record["table3"]])
+    lines += record["notes"]
+    if "scaling" in record:
+        net = record["network"]
+        lines += ["", f"ring all-reduce: alpha {net['latency_s'] * 1e6:g} us, beta "
+                      f"{_si(net['bandwidth_bytes_per_s'], 'B/s')}; compute {net['compute']}; "
+                      "no compute/comm overlap"]
+        lines += _table(["batch", "workers", "local", "compute s/step", "comm s/step",
+                         "epoch s", "speedup", "efficiency"], [
+            [f"{r['global_batch_size']}", f"{r['workers']}", f"{r['micro_batch_size']:g}",
+             f"{r['compute_s']:.4g}", f"{r['comm_s']:.4g}", f"{r['epoch_s']:.4g}",
+             f"{r['speedup']:.2f}", f"{r['efficiency']:.3f}"] for r in record["scaling"]])
+        if record["skipped"]:
+            lines.append(f"skipped {len(record['skipped'])} (batch, workers) pairs where the "
+                         "workers do not divide the batch")
+    return "\n".join(lines)
+
+
+def plot_scaling(record: dict[str, Any], path: str) -> None:
+    """Efficiency and epoch time vs workers, one line per global batch size."""
+    from matplotlib.ticker import NullLocator
+
+    plt = pyplot()
+
+    fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(11, 4.2))
+    batches = sorted({r["global_batch_size"] for r in record["scaling"]})
+    for b in batches:
+        rs = [r for r in record["scaling"] if r["global_batch_size"] == b]
+        ws = [r["workers"] for r in rs]
+        ax_e.plot(ws, [r["efficiency"] for r in rs], marker="o", label=f"B={b}")
+        ax_t.plot(ws, [r["epoch_s"] for r in rs], marker="o", label=f"B={b}")
+    top = max(1.0, *(r["efficiency"] for r in record["scaling"]))  # >1: superlinear
+    ax_e.axhline(1.0, color="gray", lw=0.8)
+    ax_e.set(xscale="log", xlabel="workers p", ylabel="scaling efficiency", ylim=(0, 1.05 * top),
+             title="efficiency = T(1) / (p T(p))")
+    ax_t.set(xscale="log", yscale="log", xlabel="workers p", ylabel="seconds per epoch",
+             title="predicted epoch time")
+    ticks = sorted({r["workers"] for r in record["scaling"]})
+    for ax in (ax_e, ax_t):
+        ax.set_xticks(ticks, [str(w) for w in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.grid(alpha=0.3, which="both")
+    ax_t.legend(fontsize=8, loc="lower left")
+    net, s = record["network"], record["setting"]
+    fig.suptitle(f"ring all-reduce of {s['model_bytes'] / 1e6:.3g} MB, alpha "
+                 f"{net['latency_s'] * 1e6:g} us, beta {net['bandwidth_bytes_per_s'] * 8 / 1e9:g}"
+                 f" Gbit/s; {net['compute']}", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)

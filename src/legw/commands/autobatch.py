@@ -30,8 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from legw.analysis.autobatch import (
+        format_report,
+        load_average,
         measure_curve,
         plan_batches,
+        plot_curve,
         powers_of_two,
         select_micro_batch,
         time_training_step,
@@ -53,14 +56,14 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     workload = load_workload(args.task, data_dir=args.data_dir)
     timer = time_training_step(workload.model, workload.loss_fn, workload.random_batch)
-    load_before = _load_average()
+    load_before = load_average()
     points = measure_curve(timer, sizes, repeats=args.repeats, statistic=args.statistic)
     selection = select_micro_batch(points, args.tolerance)
     record: dict[str, Any] = {
         "task": args.task, "device": "cpu", "threads": torch.get_num_threads(),
         "torch": torch.__version__, "repeats": args.repeats, "interleaved": True,
         "statistic": args.statistic,
-        "load_average_before_after": [load_before, _load_average()],
+        "load_average_before_after": [load_before, load_average()],
         "points": [p.to_dict() for p in points], "selection": selection.__dict__,
     }
     if args.global_batch_size is not None:
@@ -75,85 +78,3 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"wrote {args.out} and {args.plot}")
     return 0
-
-
-def _threads(n: int) -> str:
-    return f"{n} thread" + ("" if n == 1 else "s")
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average (other processes competing for the cores), when known."""
-    import os
-
-    try:
-        return os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return None
-
-
-def format_report(record: dict[str, Any]) -> str:
-    lines = [f"{record['task']}: training-step throughput on {record['device']} "
-             f"({_threads(record['threads'])}), {record['statistic']} of {record['repeats']} "
-             "interleaved steps"]
-    load = record.get("load_average_before_after")
-    if load and None not in load:
-        lines[0] += f"; load average {load[0]:.1f} -> {load[1]:.1f}"
-    lines.append(f"{'micro batch':>11}  {'median ms':>10}  {'min ms':>10}  {'samples/s':>10}  "
-                 "status")
-    for p in record["points"]:
-        med = "-" if p["median_s"] is None else f"{p['median_s'] * 1e3:.2f}"
-        low = "-" if p["min_s"] is None else f"{p['min_s'] * 1e3:.2f}"
-        sps = "-" if p["samples_per_s"] is None else f"{p['samples_per_s']:.0f}"
-        lines.append(f"{p['micro_batch_size']:>11}  {med:>10}  {low:>10}  {sps:>10}  "
-                     f"{p['status']}")
-    s = record["selection"]
-    lines.append(f"peak {s['peak_samples_per_s']:.0f} samples/s at micro batch "
-                 f"{s['peak_micro_batch_size']}; chosen {s['chosen_micro_batch_size']} "
-                 f"({s['chosen_samples_per_s']:.0f} samples/s, within {s['tolerance']:.0%})")
-    if "plan" in record:
-        pl = record["plan"]
-        lines.append(f"global batch {pl['global_batch_size']} = micro batch "
-                     f"{pl['micro_batch_size']} x {pl['accumulation_steps']} accumulation steps "
-                     f"x world size {pl['world_size']}")
-    return "\n".join(lines)
-
-
-def plot_curve(record: dict[str, Any], path: str) -> None:
-    """Throughput vs micro batch (log2 axis), peak and chosen sizes marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from legw.io import atomic_path
-
-    ok = [p for p in record["points"] if p["samples_per_s"] is not None]
-    fig, ax = plt.subplots(figsize=(9, 4.2))
-    xs = [p["micro_batch_size"] for p in ok]
-    ax.plot(xs, [p["samples_per_s"] for p in ok], marker="o", color="C0",
-            label=f"{record['statistic']} of {record['repeats']} steps (bars: all)")
-    for p in ok:  # spread of the repeats
-        rates = [p["micro_batch_size"] / t for t in p["step_seconds"]]
-        ax.vlines(p["micro_batch_size"], min(rates), max(rates), color="C0", alpha=0.4)
-    s = record["selection"]
-    ax.axhline((1 - s["tolerance"]) * s["peak_samples_per_s"], color="gray", ls=":", lw=1,
-               label=f"{1 - s['tolerance']:.0%} of peak")
-    ax.plot(s["peak_micro_batch_size"], s["peak_samples_per_s"], "*", ms=16, color="C3",
-            label=f"peak ({s['peak_micro_batch_size']})")
-    ax.plot(s["chosen_micro_batch_size"], s["chosen_samples_per_s"], "o", ms=13, mfc="none",
-            mew=2, color="C2", label=f"chosen ({s['chosen_micro_batch_size']})")
-    for p in record["points"]:
-        if p["samples_per_s"] is None:
-            ax.axvline(p["micro_batch_size"], color="C3", alpha=0.3, lw=6)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(xs, [str(x) for x in xs])
-    ax.set_ylim(bottom=0)
-    ax.set(xlabel="micro batch size", ylabel="training samples / s",
-           title=f"{record['task']}: forward + backward + SGD step ({record['device']}, "
-                 f"{_threads(record['threads'])})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
                          f"--micro-batch-size ({args.micro_batch_size}) and larger")
     import torch
 
-    from legw.analysis.noise_scale import estimate_noise_scale, model_grad_fn
+    from legw.analysis.noise_scale import estimate_noise_scale, model_grad_fn, plot_noise_scale
     from legw.analysis.workload import load_workload
     from legw.io import atomic_write_json
 
@@ -103,46 +103,3 @@ def run(args: argparse.Namespace) -> int:
     plot_noise_scale(record, args.plot)
     print(f"wrote {args.out} and {args.plot}")
     return 0
-
-
-def plot_noise_scale(record: dict[str, Any], path: str) -> None:
-    """B_simple vs training step with bootstrap error bars, and the training loss."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from legw.io import atomic_path
-
-    pts = [p for p in record["points"] if p["valid"]]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    xs = [p["step"] for p in pts]
-    ys = [p["b_simple"] for p in pts]
-    err = [[max(y - p["ci_low"], 0) for y, p in zip(ys, pts)],
-           [max(p["ci_high"] - y, 0) for y, p in zip(ys, pts)]]
-    ax.errorbar(xs, ys, yerr=err, marker="o", capsize=4, label="B_simple (68% bootstrap ci)")
-    ax.axhline(record["train_batch_size"], color="gray", ls=":",
-               label=f"training batch {record['train_batch_size']}")
-    ax.set(xlabel="training step", ylabel="B_simple = tr(Σ) / |G|²  (samples)")
-    ax.set_title(f"{record['task']}: gradient noise scale during training "
-                 f"(b={record['micro_batch_size']}, B={record['batch_size']}, "
-                 f"{record['draws']} draws)", fontsize=10)
-    top = max([p["ci_high"] for p in pts if math.isfinite(p["ci_high"])] + ys
-              + [record["train_batch_size"]], default=1.0)
-    ax.set_ylim(0, 1.35 * top)  # head room for the legend
-    ax.grid(alpha=0.3)
-    losses = [(p["step"], p["train_loss"]) for p in record["points"] if p["train_loss"]]
-    if losses:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*losses), color="C1", ls="--", marker=".", label="train loss")
-        ax2.set_ylabel("train loss (mean of last 50 steps)", color="C1")
-        ax2.set_ylim(0, 1.35 * max(v for _, v in losses))
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
-    else:
-        ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)

@@ -1,7 +1,8 @@
 """Run many ``legw train`` runs as subprocesses, resumably, ``jobs`` at a time.
 
-Each run is ``python -m legw train ... --quiet`` in its own run directory, so a crash or a
-divergence ends that run only. What a run directory says decides what happens to it:
+Each run is ``python -m legw train --config RUN/launch.json`` (its ``TrainConfig``, written by
+:func:`train_argv`) in its own run directory, so a crash or a divergence ends that run only.
+What a run directory says decides what happens to it:
 
 ==============================================  ==========================================
 run directory                                    action
@@ -18,7 +19,6 @@ the next time the sweep is invoked.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -30,28 +30,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from legw.flags import flag
+from legw.io import atomic_write_json, read_json
 from legw.training.config import TrainConfig
 
 FINISHED = ("completed", "diverged")
 
-# TrainConfig field -> ``legw train`` flag, where the flag is not the field's name.
-_FLAG_NAMES = {"global_batch_size": "batch-size", "out_dir": "out", "num_threads": "threads"}
-# Fields the runner sets itself (or that have no flag).
-_NOT_PASSED = ("task", "out_dir", "resume", "quiet", "num_threads")
+LAUNCH_FIELDS = ("micro_batch_size", "jobs", "threads", "data_dir")
+"""The :class:`LaunchOptions` fields that are flags of ``legw sweep`` and ``legw tune``."""
 
 
 @dataclass(kw_only=True)
-class RunnerOptions:
-    """How a sweep or a tuning study runs its ``legw train`` runs (stored in its spec file)."""
+class LaunchOptions:
+    """How a sweep or a tuning study launches its ``legw train`` runs (stored in its spec)."""
 
-    micro_batch_size: int | None = None
-    """Cap on the micro batch: ``micro = min(B, cap)``, the rest by gradient accumulation."""
-    jobs: int = 1
-    """Runs in parallel."""
-    threads: int | None = None
+    micro_batch_size: int | None = field(default=None, metadata=flag(metavar="CAP"))
+    """Cap on the micro batch: micro = min(B, CAP), the rest by gradient accumulation."""
+    jobs: int = field(default=1, metadata=flag(metavar="N"))
+    """Runs in parallel (default 1)."""
+    threads: int | None = field(default=None, metadata=flag(metavar="T"))
     """torch threads per run (default: cores / jobs)."""
-    data_dir: str | None = None
-    """Where the data set files are."""
+    data_dir: str | None = field(default=None, metadata=flag(metavar="DIR"))
+    """Directory with the data set files (default: the loader's own location)."""
     commands: list[str] = field(default_factory=list)
     """Every command line that worked on this study, oldest first."""
 
@@ -63,6 +63,34 @@ class RunnerOptions:
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"--micro-batch-size: must be at least 1, "
                              f"got {self.micro_batch_size!r}")
+
+
+RUN_OVERRIDES = ("epochs", "base_batch_size", "base_lr", "base_warmup_epochs", "decay", "power",
+                 "end_lr", "milestones", "gamma", "weight_decay", "momentum", "clip_grad_norm",
+                 "max_steps", "device", "checkpoint_every")
+"""The :class:`~legw.training.config.TrainConfig` fields a study applies to every run (its
+``overrides``); their flags are ``legw train``'s."""
+
+
+def continue_spec(cls: type, stored: Any | None, given: dict[str, Any], out: Path,
+                  extendable: tuple[str, ...], study: str) -> Any:
+    """The spec to run: ``cls(**given)`` for a new study, else the stored spec with ``given``
+    on top. Only the ``extendable`` fields may change; any other given value (each of the
+    ``overrides``, too) must equal the stored one, or results of two recipes would mix."""
+    if stored is None:
+        return cls(**given)
+    merged = stored.to_dict()
+    for key, value in given.items():
+        if key in extendable:
+            merged[key] = value
+            continue
+        pairs = ([(f"{key}.{k}", v, merged[key].get(k)) for k, v in value.items()]
+                 if isinstance(value, dict) else [(key, value, merged[key])])
+        for name, new, old in pairs:
+            if new != old:
+                raise ValueError(f"{name}: {new!r} differs from the {study} in {out} "
+                                 f"({old!r}); start a new {study} with another --out")
+    return cls(**merged)
 
 
 @dataclass(frozen=True)
@@ -92,34 +120,19 @@ def run_config(task: str, batch_size: int, seed: int, run_dir: Path, fields: dic
 
 
 def train_argv(config: TrainConfig, threads: int | None, resume: bool) -> list[str]:
-    """The ``python -m legw train`` command line that runs ``config``."""
-    argv = [sys.executable, "-m", "legw", "train", config.task, "--out", config.run_dir(),
-            "--quiet"]
-    defaults = TrainConfig(task=config.task).to_dict()
-    for name, value in config.to_dict().items():
-        if name in _NOT_PASSED or value is None or value == defaults[name]:
-            continue
-        flag = "--" + _FLAG_NAMES.get(name, name).replace("_", "-")
-        if name == "evaluate":  # default on; the flag turns it off
-            argv.append("--no-eval")
-        elif isinstance(value, bool):
-            argv.append(flag)
-        elif isinstance(value, list):
-            argv += [flag, *(repr(v) for v in value)]
-        else:
-            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
-    if threads:
-        argv += ["--threads", str(threads)]
-    if resume:
-        argv.append("--resume")
-    return argv
+    """Write ``RUN/launch.json`` (the run's ``TrainConfig``) and return the
+    ``python -m legw train --config RUN/launch.json`` command line that runs it."""
+    path = Path(config.run_dir()) / "launch.json"
+    atomic_write_json(path, {**config.to_dict(), "quiet": True, "num_threads": threads})
+    return [sys.executable, "-m", "legw", "train", "--config", str(path),
+            *(["--resume"] if resume else [])]
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """``RUN/summary.json``, or ``None`` when absent or unreadable."""
     try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return read_json(run_dir / "summary.json")
+    except (FileNotFoundError, ValueError):
         return None
 
 

@@ -16,26 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from legw.experiments.records import OBJECTIVES, objective
-from legw.io import atomic_path
+from legw.figures import pyplot, save_figure
 
 Series = dict[str, dict[int, list[tuple[float, float]]]]
 """method -> batch size -> [(epoch, value), ...]."""
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    _pyplot().close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 OFF_SCALE = 10.0
@@ -65,7 +54,7 @@ def plot_metric_vs_batch(rows: list[dict[str, Any]], metric: str, path: Path,
     """Final metric vs batch size (log2 axis), one line per method, mean +- std over seeds."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     limits = _off_scale_limits([v for r in rows if (v := objective(r, metric)) is not None]) \
@@ -107,7 +96,7 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
                 diverged: dict[str, dict[int, float]] | None = None, log_y: bool = False,
                 share_y: bool = True) -> None:
     """One panel per method, one line per batch size: ``value`` vs epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     methods = list(series)
     cols = min(3, max(1, len(methods)))
     nrows = math.ceil(len(methods) / cols) if methods else 1
@@ -164,7 +153,7 @@ def plot_landscape(result: dict[str, Any], path: Path) -> None:
     """
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     metric, pts = result["metric"], _tune_points(result)
     lr_legw, w_legw = result["legw_point"]["peak_lr"], result["legw_point"]["warmup_epochs"]
     legw_val = objective(result["legw"], metric) if result.get("legw") else None
@@ -210,7 +199,7 @@ def plot_landscape(result: dict[str, Any], path: Path) -> None:
 
 def plot_lr_curve(result: dict[str, Any], path: Path) -> None:
     """Metric vs peak LR (one line per warmup), LEGW's untuned result as a horizontal line."""
-    plt = _pyplot()
+    plt = pyplot()
     metric, pts = result["metric"], _tune_points(result)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ws = sorted({p[1] for p in pts})

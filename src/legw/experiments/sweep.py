@@ -20,9 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from legw.experiments.launcher import PlannedRun, RunnerOptions, run_all, run_config
+from legw.experiments.launcher import (
+    LaunchOptions,
+    PlannedRun,
+    continue_spec,
+    run_all,
+    run_config,
+)
 from legw.experiments.records import read_rows, run_row, write_rows
-from legw.io import atomic_write_json
+from legw.flags import flag
+from legw.io import atomic_write_json, read_dataclass
 from legw.training.config import TrainConfig
 
 METHODS: dict[str, dict[str, Any]] = {
@@ -44,17 +51,19 @@ _EXTENDABLE = ("batch_sizes", "methods", "seeds", "jobs", "threads", "data_dir")
 
 
 @dataclass
-class SweepSpec(RunnerOptions):
+class SweepSpec(LaunchOptions):
     """What ``sweep.json`` holds."""
 
     task: str
     """Task preset."""
-    batch_sizes: list[int]
-    """Global batch sizes."""
-    methods: list[str]
-    """Keys of ``METHODS``."""
-    seeds: list[int] = field(default_factory=lambda: [0])
-    """Seeds per (method, batch size)."""
+    batch_sizes: list[int] = field(metadata=flag(metavar="B"))
+    """Global batch sizes to train at."""
+    methods: list[str] = field(metadata=flag(metavar="M"))
+    """Scaling methods: legw (sqrt + LEGW), linear (linear + constant-epoch warmup),
+    sqrt-nowarmup, unscaled, adam / lars / lamb (sqrt + LEGW) (default: legw linear
+    sqrt-nowarmup)."""
+    seeds: list[int] = field(default_factory=lambda: [0], metadata=flag(metavar="S"))
+    """Seeds per method and batch size (default: 0)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields applied to every run (the base recipe, epochs, max_steps, ...)."""
     optimizer_lrs: dict[str, float] = field(default_factory=dict)
@@ -104,39 +113,19 @@ class SweepSpec(RunnerOptions):
 
 
 def load_spec(out: Path) -> SweepSpec | None:
+    """The sweep stored in ``out``, or ``None``."""
     path = out / "sweep.json"
-    if not path.exists():
-        return None
-    import json
-
-    return SweepSpec(**json.loads(path.read_text()))
+    return read_dataclass(SweepSpec, path) if path.exists() else None
 
 
 def merge_spec(stored: SweepSpec | None, given: dict[str, Any], out: Path) -> SweepSpec:
-    """The spec to run: ``given`` (values not ``None``) on top of the stored one.
-
-    A continued sweep may add batch sizes, methods and seeds, or change jobs and threads;
-    changing the task or the recipe is an error (it would mix recipes in one table).
-    """
+    """The spec to run: ``given`` on top of the stored one. A continued sweep may add batch
+    sizes, methods and seeds, or change jobs and threads; changing the task or the recipe is
+    an error (it would mix recipes in one table)."""
     given = {k: v for k, v in given.items() if v is not None and v != {}}
-    if stored is None:
-        if "task" not in given:
-            raise ValueError(f"TASK: no sweep in {out} to continue; give a task")
-        return SweepSpec(**given)
-    merged = stored.to_dict()
-    for key, value in given.items():
-        if key in _EXTENDABLE:
-            merged[key] = value
-        elif isinstance(value, dict):  # each given override must match the stored one
-            for k, v in value.items():
-                if merged[key].get(k) != v:
-                    raise ValueError(f"{key}.{k}: {v!r} differs from the sweep in {out} "
-                                     f"({merged[key].get(k)!r}); start a new sweep with "
-                                     "another --out")
-        elif value != merged[key]:
-            raise ValueError(f"{key}: {value!r} differs from the sweep in {out} "
-                             f"({merged[key]!r}); start a new sweep with another --out")
-    return SweepSpec(**merged)
+    if stored is None and "task" not in given:
+        raise ValueError(f"TASK: no sweep in {out} to continue; give a task")
+    return continue_spec(SweepSpec, stored, given, out, _EXTENDABLE, "sweep")
 
 
 def sweep_rows(spec: SweepSpec, out: Path, outcomes: dict[str, dict[str, Any]]

@@ -24,16 +24,22 @@ is larger), ``random`` (log-uniform ``eta``, uniform ``w`` over the grid's range
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from legw.experiments.launcher import PlannedRun, RunnerOptions, run_all, run_config
+from legw.experiments.launcher import (
+    LaunchOptions,
+    PlannedRun,
+    continue_spec,
+    run_all,
+    run_config,
+)
 from legw.experiments.records import objective, run_row, write_rows
-from legw.io import atomic_write_json
+from legw.flags import flag
+from legw.io import atomic_write_json, read_dataclass, read_json
 from legw.schedule import scaling_power
 from legw.training.config import TrainConfig
 
@@ -44,22 +50,26 @@ _TRIAL_FIELDS = ("base_batch_size", "base_lr", "base_warmup_epochs", "scaling", 
 
 
 @dataclass
-class TuneSpec(RunnerOptions):
+class TuneSpec(LaunchOptions):
     """What ``tune.json`` holds."""
 
     task: str
-    batch_size: int
-    """The global batch size tuned at."""
-    trials: int = 12
-    """Trial budget (the LEGW point is one more)."""
-    search: str = "grid"
-    """grid, random or optuna."""
-    lr_factors: list[float] = field(default_factory=lambda: list(DEFAULT_LR_FACTORS))
-    """Peak LRs to try, as multiples of the LEGW peak LR."""
-    warmup_epochs: list[float] | None = None
-    """Warmup lengths to try (default: 0, w_legw / 4, w_legw, 4 w_legw below the epochs)."""
+    """Task preset."""
+    batch_size: int = field(metadata=flag(metavar="B"))
+    """Global batch size to tune at."""
+    trials: int = field(default=12, metadata=flag(metavar="N"))
+    """Trial budget; the untuned LEGW point runs as one more trial (default 12)."""
+    search: str = field(default="grid", metadata=flag(choices=SEARCHES))
+    """grid (a seeded subset when the grid is larger than the budget), random, or optuna
+    (TPE; needs optuna) (default grid)."""
+    lr_factors: list[float] = field(default_factory=lambda: list(DEFAULT_LR_FACTORS),
+                                    metadata=flag(metavar="F"))
+    """Peak LRs to try, as multiples of the LEGW peak LR at B (default 2^-3 ... 2^3)."""
+    warmup_epochs: list[float] | None = field(default=None, metadata=flag(metavar="W"))
+    """Warmup lengths to try, in epochs (default: 0, w/4, w, 4w with w the LEGW warmup, below
+    the training length)."""
     seed: int = 0
-    """Training seed of every trial (and the seed of the search)."""
+    """Training seed of every trial and the seed of the search (default 0)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields for every trial (epochs, optimizer, base recipe of the LEGW point)."""
 
@@ -137,8 +147,22 @@ class TuneSpec(RunnerOptions):
 
 
 def load_tune_spec(out: Path) -> TuneSpec | None:
+    """The study stored in ``out``, or ``None``."""
     path = out / "tune.json"
-    return TuneSpec(**json.loads(path.read_text())) if path.exists() else None
+    return read_dataclass(TuneSpec, path) if path.exists() else None
+
+
+# Spec fields a continued study may change.
+_EXTENDABLE = ("trials", "jobs", "threads", "micro_batch_size", "data_dir")
+
+
+def merge_tune_spec(stored: TuneSpec | None, given: dict[str, Any], out: Path) -> TuneSpec:
+    """The study to run: ``given`` on top of the stored one; only the trial budget and how
+    runs are launched may change."""
+    given = {k: v for k, v in given.items() if v is not None and v != {}}
+    if stored is None and not {"task", "batch_size"} <= set(given):
+        raise ValueError(f"TASK and --batch-size: no study in {out} to continue; give both")
+    return continue_spec(TuneSpec, stored, given, out, _EXTENDABLE, "study")
 
 
 def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
@@ -223,8 +247,7 @@ def _optuna_search(spec: TuneSpec, out: Path, state: _Study, log) -> None:
              "warmup_epochs": optuna.distributions.FloatDistribution(0, max(spec.warmups()))}
     earlier = []  # trials of this study already on disk: finish them, then tell them
     for path in sorted((out / "trials").glob("lr*-s*"))[:spec.trials]:
-        cfg = json.loads((path / "config.json").read_text())["config"] \
-            if (path / "config.json").exists() else None
+        cfg = read_json(path / "launch.json") if (path / "launch.json").exists() else None
         if cfg is not None:
             earlier.append(spec.trial_config(out, cfg["base_lr"], cfg["base_warmup_epochs"]))
     # A fresh seed per resume: the same seed would replay the first random start-up points.

@@ -10,92 +10,127 @@ holds; accumulation steps are derived and must be a whole number.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from legw.schedule import BaseRecipe
+from legw.flags import flag, flag_name
+from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe
 from legw.tasks import Task, get_task
 
 DEVICES = ("auto", "cpu", "cuda")
 
-# Base-recipe override field -> BaseRecipe field.
-_RECIPE_OVERRIDES = {
+RECIPE_FIELDS = {
     "base_batch_size": "base_batch_size", "base_lr": "peak_lr",
     "base_warmup_epochs": "warmup_epochs", "epochs": "epochs", "decay": "decay",
     "power": "power", "end_lr": "end_lr", "milestones": "milestones", "gamma": "gamma",
     "scaling": "scaling", "warmup": "warmup",
 }
+"""Base-recipe fields of :class:`TrainConfig` -> the :class:`~legw.schedule.BaseRecipe` field."""
 
 
-def _flag(field: str) -> str:
-    return "--" + {"global_batch_size": "batch-size", "out_dir": "out",
-                   "num_threads": "threads"}.get(field, field).replace("_", "-")
+def build_base_recipe(base: dict[str, Any], overrides: dict[str, Any]) -> BaseRecipe:
+    """``BaseRecipe(**base)`` with the :data:`RECIPE_FIELDS` in ``overrides`` applied; an
+    invalid value raises ``ValueError`` naming its flag (see :func:`naming_flags`)."""
+    fields = dict(base)
+    for name, recipe_field in RECIPE_FIELDS.items():
+        if overrides.get(name) is not None:
+            fields[recipe_field] = overrides[name]
+    with naming_flags():
+        return BaseRecipe(**fields)
+
+
+class naming_flags(contextlib.AbstractContextManager):
+    """Re-raise a recipe's ``ValueError("peak_lr: ...")`` as ``"peak_lr (--base-lr): ..."``,
+    so a command-line user learns which flag to change."""
+
+    def __exit__(self, typ: Any, err: Any, tb: Any) -> bool:
+        if isinstance(err, ValueError):
+            field_name, sep, rest = str(err).partition(": ")
+            by_recipe_field = {v: k for k, v in RECIPE_FIELDS.items()}
+            by_recipe_field.update(global_batch_size="global_batch_size",
+                                   dataset_size="dataset_size")
+            if sep and field_name in by_recipe_field:
+                name = by_recipe_field[field_name]
+                flag = "--dataset-size" if name == "dataset_size" else _flag(name)
+                raise ValueError(f"{field_name} ({flag}): {rest}") from None
+        return False
+
+
+def _flag(name: str) -> str:
+    return flag_name(TrainConfig, name)
 
 
 @dataclass
 class TrainConfig:
-    """One training run. Field docstrings double as the ``legw train`` flag help."""
+    """One training run. ``None`` means "the task's default". The field docstrings are the
+    flag help of ``legw train`` (and of ``schedule``, ``sweep``, ``tune``), via ``legw.flags``."""
 
     task: str
-    """Task preset (see ``legw.tasks.TASKS``)."""
-    global_batch_size: int | None = None
-    """Samples per optimizer step over all processes (default: the task's base batch)."""
-    micro_batch_size: int | None = None
-    """Samples per forward pass on one process (default: global batch / world size)."""
+    """Task preset (see legw.tasks.TASKS)."""
+    global_batch_size: int | None = field(default=None, metadata=flag("--batch-size", "B"))
+    """Global batch size: samples per optimizer step over all processes (default: the base
+    batch)."""
+    micro_batch_size: int | None = field(default=None, metadata=flag(metavar="b"))
+    """Samples per forward pass on one process (default: B / world size); B / (b x world size)
+    micro-steps are accumulated per optimizer step."""
     optimizer: str | None = None
-    """Optimizer name (default: the task's)."""
-    scaling: str | None = None
-    """LR scaling rule: sqrt, linear, none or a power of k (default: the recipe's)."""
-    warmup: str | None = None
-    """Warmup rule: legw, constant or none (default: the recipe's)."""
+    """Optimizer: sgd, adam, adamw, lars or lamb (default: the task's)."""
+    scaling: str | None = field(default=None, metadata=flag(metavar="RULE"))
+    """LR scaling with k = B / B0: sqrt (peak LR x k^0.5), linear, none, or the power of k
+    (default: the recipe's, sqrt)."""
+    warmup: str | None = field(default=None, metadata=flag(choices=WARMUP_RULES))
+    """Warmup rule: legw (warmup epochs x k), constant (same epochs) or none (default: the
+    recipe's)."""
     epochs: float | None = None
-    """Training length in epochs (default: the recipe's)."""
-    base_batch_size: int | None = None
-    """Batch size the base recipe was tuned at (default: the task's)."""
-    base_lr: float | None = None
-    """Peak LR at the base batch size."""
-    base_warmup_epochs: float | None = None
-    """Warmup epochs at the base batch size."""
-    decay: str | None = None
-    """Decay after warmup: multistep, poly, cosine, exponential, constant."""
+    """Training length in epochs, the same at every batch size (default: the recipe's)."""
+    base_batch_size: int | None = field(default=None, metadata=flag(metavar="B0"))
+    """Global batch size the base recipe was tuned at (default: the task's)."""
+    base_lr: float | None = field(default=None, metadata=flag(metavar="LR"))
+    """Peak LR at the base batch size (default: the task's)."""
+    base_warmup_epochs: float | None = field(default=None, metadata=flag(metavar="W0"))
+    """Warmup epochs at the base batch size (default: the task's)."""
+    decay: str | None = field(default=None, metadata=flag(choices=DECAYS))
+    """Decay after warmup (default: the recipe's)."""
     power: float | None = None
-    """Poly decay power."""
+    """Power of the poly decay (default: the recipe's, 2)."""
     end_lr: float | None = None
-    """Final LR of poly / cosine decay."""
-    milestones: tuple[float, ...] | None = None
-    """Multistep decay epochs."""
+    """Final LR of the poly and cosine decays (default: 0)."""
+    milestones: tuple[float, ...] | None = field(default=None, metadata=flag(metavar="EPOCH"))
+    """Epochs at which multistep decay multiplies the LR by gamma (after the scaled warmup)."""
     gamma: float | None = None
-    """Multistep factor / exponential factor per epoch."""
+    """Factor per milestone (multistep) or per epoch (exponential), in (0, 1]."""
     weight_decay: float | None = None
-    """Weight decay (bias and normalisation parameters excluded)."""
+    """Weight decay; bias and normalisation parameters get none (default: the task's)."""
     momentum: float | None = None
-    """Momentum of sgd / lars."""
-    clip_grad_norm: float | None = None
-    """Clip the global gradient norm to this value; 0 turns clipping off."""
+    """Momentum of sgd and lars (default: the task's)."""
+    clip_grad_norm: float | None = field(default=None, metadata=flag(metavar="C"))
+    """Clip the global gradient norm to C; 0 turns clipping off (default: the task's)."""
     seed: int = 0
-    """Seeds the model initialisation, the data order and dropout."""
-    device: str = "auto"
+    """Seed of the model initialisation, the data order and dropout (default 0)."""
+    device: str = field(default="auto", metadata=flag(choices=DEVICES))
     """auto (CUDA when available), cpu or cuda."""
-    out_dir: str | None = None
-    """Run directory (default: runs/TASK-bBATCH-sSEED)."""
+    out_dir: str | None = field(default=None, metadata=flag("--out", "DIR"))
+    """Run directory (default: runs/TASK-bB-sSEED)."""
     resume: bool = False
     """Continue from the newest checkpoint in the run directory."""
     quiet: bool = False
-    """No progress bar: one log line per epoch."""
-    keep_checkpoints: int = 2
-    """How many checkpoints to keep (the newest)."""
-    checkpoint_every: int = 0
-    """Also checkpoint every this many steps (0: only at the end of each epoch)."""
-    max_steps: int | None = None
-    """Stop after this many optimizer steps (the schedule still spans all epochs)."""
-    data_dir: str | None = None
+    """No progress bar: a log line per epoch."""
+    keep_checkpoints: int = field(default=2, metadata=flag(metavar="K"))
+    """Checkpoints to keep, the newest (default 2)."""
+    checkpoint_every: int = field(default=0, metadata=flag(metavar="STEPS"))
+    """Also checkpoint every STEPS optimizer steps (default 0: at each epoch end only)."""
+    max_steps: int | None = field(default=None, metadata=flag(metavar="N"))
+    """Stop after N optimizer steps; the schedule still spans all epochs."""
+    data_dir: str | None = field(default=None, metadata=flag(metavar="DIR"))
     """Directory with the data set files (default: the loader's own location)."""
-    num_threads: int | None = None
+    num_threads: int | None = field(default=None, metadata=flag("--threads", "N"))
     """torch intra-op threads per process (default: torch's choice)."""
-    evaluate: bool = True
-    """Evaluate at each epoch end and at the end (off: training only, e.g. for benchmarks)."""
+    evaluate: bool = field(default=True, metadata=flag("--no-eval", negate=True))
+    """Evaluate at each epoch end and at the end (--no-eval: training only, e.g. for
+    benchmarks)."""
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -138,18 +173,13 @@ class TrainConfig:
 
     def base_recipe(self) -> BaseRecipe:
         """The task's base recipe with the overrides applied."""
-        fields = self.get_task().recipe.to_dict()
-        for name, field in _RECIPE_OVERRIDES.items():
-            v = getattr(self, name)
-            if v is not None:
-                fields[field] = v
         try:
-            return BaseRecipe(**fields)
+            return build_base_recipe(self.get_task().recipe.to_dict(), dataclasses.asdict(self))
         except ValueError as e:
-            hint = ""
             if str(e).startswith("milestones") and self.epochs is not None:
-                hint = " (with --epochs give --milestones too, or cut a run short with --max-steps)"
-            raise ValueError(f"recipe {e}{hint}") from None
+                raise ValueError(f"{e} (with --epochs give --milestones too, or cut a run "
+                                 "short with --max-steps)") from None
+            raise
 
     def batch_size(self) -> int:
         """The global batch size (the task's base batch unless given)."""
