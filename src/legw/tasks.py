@@ -25,11 +25,6 @@ from legw.schedule import BaseRecipe
 KINDS = ("image", "text")
 METRICS = {"image": "accuracy", "text": "perplexity"}
 
-# Per-channel pixel statistics of the training sets (x / 255 scale).
-MNIST_MEAN_STD = (0.1307, 0.3081)
-FASHION_MNIST_MEAN_STD = (0.2860, 0.3530)
-IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
 # Mikolov PTB: 929,589 training tokens (with <eos>); at 20 streams a stream has 46,479 tokens.
 PTB_TRAIN_TOKENS = 929_589
 
@@ -78,12 +73,12 @@ class Task:
 
 # --- loaders and builders (imported lazily: torch only when a task runs) -------------------
 
-def _mnist_loader(name: str, mean_std: tuple[float, float], channels: bool):
+def _mnist_loader(name: str, channels: bool):
     def load(data_dir: str | None):
-        from legw.data.mnist import load_mnist
-        from legw.training.batches import ImageData, TensorImages
+        from legw.data.mnist import MEAN_STD, load_mnist
+        from legw.data.sets import ImageData, TensorImages
 
-        mean, std = mean_std
+        mean, std = MEAN_STD[name]
         parts = []
         for split in ("train", "test"):
             images, labels = load_mnist(name, split, data_dir=data_dir)
@@ -95,7 +90,7 @@ def _mnist_loader(name: str, mean_std: tuple[float, float], channels: bool):
 
 def _load_ptb(data_dir: str | None):
     from legw.data.ptb import load_ptb
-    from legw.training.batches import TextData
+    from legw.data.sets import TextData
 
     corpus = load_ptb(data_dir)
     return TextData(train=corpus.train, valid=corpus.valid, test=corpus.test,
@@ -109,7 +104,7 @@ def _load_imagenet(data_dir: str | None):
     from pathlib import Path
 
     from legw.data.imagefolder import ImageFolder
-    from legw.training.batches import DatasetImages, ImageData
+    from legw.data.sets import DatasetImages, ImageData
 
     train = ImageFolder(Path(data_dir) / "train", train=True)
     test = ImageFolder(Path(data_dir) / "val", train=False)
@@ -164,14 +159,14 @@ TASKS: dict[str, Task] = {
         description="MNIST rows as 28 time steps, LSTM-128 + linear head",
         recipe=_LSTM_MNIST_RECIPE, dataset_size=60_000,
         optimizer="sgd", momentum=0.9,
-        load=_mnist_loader("mnist", MNIST_MEAN_STD, channels=False),
+        load=_mnist_loader("mnist", channels=False),
         build_model=_lstm_classifier),
     "fashion-mnist-lstm": Task(
         name="fashion-mnist-lstm", kind="image",
         description="Fashion-MNIST rows as 28 time steps, LSTM-128 + linear head",
         recipe=_LSTM_MNIST_RECIPE, dataset_size=60_000,
         optimizer="sgd", momentum=0.9,
-        load=_mnist_loader("fashion-mnist", FASHION_MNIST_MEAN_STD, channels=False),
+        load=_mnist_loader("fashion-mnist", channels=False),
         build_model=_lstm_classifier),
     "fashion-mnist-resnet": Task(
         name="fashion-mnist-resnet", kind="image",
@@ -180,7 +175,7 @@ TASKS: dict[str, Task] = {
         recipe=BaseRecipe(base_batch_size=128, peak_lr=2.0, warmup_epochs=0.3125 / 8,
                           epochs=10, decay="poly", power=2.0),
         dataset_size=60_000, optimizer="lars", momentum=0.9, weight_decay=5e-4,
-        load=_mnist_loader("fashion-mnist", FASHION_MNIST_MEAN_STD, channels=True),
+        load=_mnist_loader("fashion-mnist", channels=True),
         build_model=_small_resnet, eval_batch_size=500),
     "ptb-small": Task(
         name="ptb-small", kind="text",

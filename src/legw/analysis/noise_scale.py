@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -189,6 +189,69 @@ def estimate_noise_scale(grad_fn: Callable[[Any], Any],
                                bootstrap=bootstrap, seed=seed)
 
 
+def noise_scale_during_training(w: Any, recipe: Any, steps: int, *, points: int,
+                                micro_batch_size: int, batch_size: int, draws: int,
+                                seed: int = 0) -> Iterator[dict[str, Any]]:
+    """Train workload ``w`` with ``recipe`` for ``steps`` steps on i.i.d. batches and measure
+    ``B_simple`` at ``points`` evenly spaced steps (0 and ``steps`` included); yield the record
+    after each measurement (its ``points`` grow by one each time).
+
+    ``w`` is a :class:`~legw.analysis.workload.Workload`; the LR of each step is set by
+    :func:`legw.lr_scheduler.apply_recipe`.
+    """
+    import time
+
+    import torch
+
+    from legw.lr_scheduler import apply_recipe
+
+    gen = torch.Generator().manual_seed(seed)
+    at = sorted({round(i * steps / (points - 1)) for i in range(points)}
+                if points > 1 else {0})
+    optimizer = w.build_optimizer(recipe.lr_at_step(0))
+    grad_fn = model_grad_fn(w.model, w.loss_fn)
+    b, big = micro_batch_size, batch_size
+    record: dict[str, Any] = {
+        "task": w.name, "method": "B_simple = tr(Sigma)/|G|^2 (McCandlish et al. 2018, "
+        "App. A); stderr: delta method; ci: bootstrap 16-84th percentile over draws",
+        "micro_batch_size": b, "batch_size": big, "draws": draws,
+        "train_batch_size": recipe.global_batch_size, "steps": steps, "seed": seed,
+        "recipe": recipe.summary(), "optimizer": {"name": w.optimizer, **(w.hyper or {})},
+        "clip_grad_norm": w.clip_grad_norm, "points": []}
+    w.model.train()
+    losses: list[float] = []
+    for step in range(steps + 1):
+        if step in at:
+            t0 = time.perf_counter()
+            est = estimate_noise_scale(
+                grad_fn, lambda n: [w.sample_batch(b, gen) for _ in range(n)],
+                micro_batch_size=b, batch_size=big, draws=draws, seed=seed + step)
+            recent = losses[-LOSS_WINDOW:]
+            record["points"].append({
+                "step": step, "epoch": step / recipe.steps_per_epoch,
+                "lr": recipe.lr_at_step(step),
+                "train_loss": sum(recent) / len(recent) if recent else None,
+                "seconds": time.perf_counter() - t0, **est.to_dict()})
+            yield record
+        if step == steps:
+            break
+        apply_recipe(optimizer, recipe, step)
+        x, y = w.sample_batch(recipe.global_batch_size, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss = w.loss_fn(w.model(x), y)
+        loss.backward()
+        if w.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(w.model.parameters(), w.clip_grad_norm)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if not math.isfinite(losses[-1]):
+            raise ValueError(f"training diverged at step {step} (loss {losses[-1]})")
+
+
+LOSS_WINDOW = 50
+"""Training steps whose mean loss is recorded with each measurement."""
+
+
 def plot_noise_scale(record: dict[str, Any], path: str) -> None:
     """B_simple vs training step with bootstrap error bars, and the training loss."""
     plt = pyplot()
@@ -214,7 +277,7 @@ def plot_noise_scale(record: dict[str, Any], path: str) -> None:
     if losses:
         ax2 = ax.twinx()
         ax2.plot(*zip(*losses), color="C1", ls="--", marker=".", label="train loss")
-        ax2.set_ylabel("train loss (mean of last 50 steps)", color="C1")
+        ax2.set_ylabel(f"train loss (mean of up to {LOSS_WINDOW} steps before)", color="C1")
         ax2.set_ylim(0, 1.35 * max(v for _, v in losses))
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import math
-import time
 from typing import Any
 
 
@@ -43,63 +41,29 @@ def run(args: argparse.Namespace) -> int:
                          f"--micro-batch-size ({args.micro_batch_size}) and larger")
     import torch
 
-    from legw.analysis.noise_scale import estimate_noise_scale, model_grad_fn, plot_noise_scale
+    from legw.analysis.noise_scale import noise_scale_during_training, plot_noise_scale
     from legw.analysis.workload import load_workload
     from legw.io import atomic_write_json
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
     w = load_workload(args.task, load_data=True, data_dir=args.data_dir)
     train_bs = args.train_batch_size or w.recipe.base_batch_size
     recipe = w.recipe.scale(train_bs, w.dataset_size)
     steps = recipe.steps_per_epoch if args.steps is None else args.steps
-    at = sorted({round(i * steps / (args.points - 1)) for i in range(args.points)}
-                if args.points > 1 else {0})
-    optimizer = w.build_optimizer(recipe.lr_at_step(0))
-    grad_fn = model_grad_fn(w.model, w.loss_fn)
-    b, big = args.micro_batch_size, args.batch_size
-    record: dict[str, Any] = {
-        "task": args.task, "method": "B_simple = tr(Sigma)/|G|^2 (McCandlish et al. 2018, "
-        "App. A); stderr: delta method; ci: bootstrap 16-84th percentile over draws",
-        "micro_batch_size": b, "batch_size": big, "draws": args.draws,
-        "train_batch_size": train_bs, "steps": steps, "seed": args.seed,
-        "recipe": recipe.summary(), "optimizer": {"name": w.optimizer, **(w.hyper or {})},
-        "clip_grad_norm": w.clip_grad_norm, "points": []}
-    w.model.train()
-    losses: list[float] = []
-    print(f"{args.task}: training at batch {train_bs} for {steps} steps; B_simple at steps "
-          f"{at} from {args.draws} draws of {big // b} x {b} samples")
-    for step in range(steps + 1):
-        if step in at:
-            t0 = time.perf_counter()
-            est = estimate_noise_scale(
-                grad_fn, lambda n: [w.sample_batch(b, gen) for _ in range(n)],
-                micro_batch_size=b, batch_size=big, draws=args.draws, seed=args.seed + step)
-            point = {"step": step, "epoch": step / recipe.steps_per_epoch,
-                     "lr": recipe.lr_at_step(step),
-                     "train_loss": sum(losses[-50:]) / len(losses[-50:]) if losses else None,
-                     "seconds": time.perf_counter() - t0, **est.to_dict()}
-            record["points"].append(point)
-            atomic_write_json(args.out, record)  # partial results survive an interruption
-            print(f"step {step:>6}  B_simple {est.b_simple:10.1f} +- {est.stderr:8.1f}  "
-                  f"(68% ci {est.ci_low:.1f}..{est.ci_high:.1f})  |G|^2 {est.grad_sq:.3g}  "
-                  f"tr(Sigma) {est.trace_sigma:.3g}" + ("" if est.valid else "  INVALID"))
-        if step == steps:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = recipe.lr_at_step(step)
-        x, y = w.sample_batch(train_bs, gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss = w.loss_fn(w.model(x), y)
-        loss.backward()
-        if w.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(w.model.parameters(), w.clip_grad_norm)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if not math.isfinite(losses[-1]):
-            raise ValueError(f"training diverged at step {step} (loss {losses[-1]})")
+    print(f"{args.task}: training at batch {train_bs} for {steps} steps; B_simple at "
+          f"{args.points} points from {args.draws} draws of "
+          f"{args.batch_size // args.micro_batch_size} x {args.micro_batch_size} samples")
+    record: dict[str, Any] = {}
+    for record in noise_scale_during_training(
+            w, recipe, steps, points=args.points, micro_batch_size=args.micro_batch_size,
+            batch_size=args.batch_size, draws=args.draws, seed=args.seed):
+        atomic_write_json(args.out, record)  # partial results survive an interruption
+        pt = record["points"][-1]
+        print(f"step {pt['step']:>6}  B_simple {pt['b_simple']:10.1f} +- {pt['stderr']:8.1f}  "
+              f"(68% ci {pt['ci_low']:.1f}..{pt['ci_high']:.1f})  |G|^2 {pt['grad_sq']:.3g}  "
+              f"tr(Sigma) {pt['trace_sigma']:.3g}" + ("" if pt["valid"] else "  INVALID"))
     plot_noise_scale(record, args.plot)
     print(f"wrote {args.out} and {args.plot}")
     return 0

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from legw.data.ptb import batchify
+from legw.data.sets import ImageSet
 from legw.models.lstm import detach_hidden
 from legw.training import dist
-from legw.training.batches import ImageSet
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from legw.io import atomic_write_json
+from legw.lr_scheduler import apply_recipe
 from legw.models.lstm import detach_hidden
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
@@ -45,7 +46,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     device = _device(config.device, env.local_rank)
     dist.init(env, device)
     try:
-        return _Run(config, env, device).fit()
+        return _Trainer(config, env, device).fit()
     finally:
         dist.cleanup()
 
@@ -67,7 +68,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class _Run:
+class _Trainer:
     def __init__(self, config: TrainConfig, env: dist.DistEnv, device: torch.device) -> None:
         self.config, self.env, self.device = config, env, device
         self.task = task = config.get_task()
@@ -201,9 +202,7 @@ class _Run:
 
     def _step(self) -> None:
         step, spe = self.pos.step, self.recipe.steps_per_epoch
-        lr = self.recipe.lr_at_step(step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+        lr = apply_recipe(self.optimizer, self.recipe, step)
         text = self.task.kind == "text"
         if text and (self.pos.step_in_epoch == 0 or self.hidden is None):
             self.hidden = [_hidden_to(self.model.init_hidden(self.micro), self.device)
