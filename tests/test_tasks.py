@@ -1,6 +1,6 @@
 import pytest
 import torch
-from trainer_helpers import make_mnist_dir, make_ptb_dir
+from helpers import make_mnist_dir, make_ptb_dir
 
 from legw.cli import main
 from legw.tasks import PTB_TRAIN_TOKENS, TASKS, get_task

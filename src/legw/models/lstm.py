@@ -118,3 +118,8 @@ class LSTMLanguageModel(nn.Module):
 def detach_hidden(hidden: Hidden) -> Hidden:
     """Cut the graph between BPTT windows: keep the state's values, drop its history."""
     return tuple(h.detach() for h in hidden)  # type: ignore[return-value]
+
+
+def hidden_to(hidden: Hidden, device: torch.device) -> Hidden:
+    """The state moved to ``device`` (checkpoints keep it on the CPU)."""
+    return tuple(h.to(device) for h in hidden)  # type: ignore[return-value]

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 from legw.data.ptb import batchify
 from legw.data.sets import ImageSet
-from legw.models.lstm import detach_hidden
+from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import dist
+from legw.training.device import autocast
 
 
 @torch.no_grad()
@@ -30,7 +31,7 @@ def image_metrics(model: torch.nn.Module, data: ImageSet, batch_size: int, devic
     for start in range(lo, hi, batch_size):
         x, y = data.get(torch.arange(start, min(start + batch_size, hi)))
         x, y = x.to(device), y.to(device)
-        with _autocast(device):
+        with autocast(device):
             logits = model(x)
         sums[0] += F.cross_entropy(logits.float(), y, reduction="sum").item()
         sums[1] += (logits.argmax(dim=1) == y).sum().item()
@@ -50,11 +51,11 @@ def perplexity(model: torch.nn.Module, tokens: torch.Tensor, n_streams: int, bpt
         was_training = model.training
         model.eval()
         data = batchify(tokens, n_streams).to(device)
-        hidden = _to(model.init_hidden(n_streams), device)
+        hidden = hidden_to(model.init_hidden(n_streams), device)
         for t in range(0, data.size(0) - 1, bptt):
             x, y = data[t:t + bptt], data[t + 1:t + 1 + bptt]
             x = x[:len(y)]
-            with _autocast(device):
+            with autocast(device):
                 logits, hidden = model(x, hidden)
             hidden = detach_hidden(hidden)
             sums[0] += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
@@ -63,14 +64,3 @@ def perplexity(model: torch.nn.Module, tokens: torch.Tensor, n_streams: int, bpt
         model.train(was_training)
     dist.all_reduce_sum(sums)
     return math.exp(sums[0].item() / sums[1].item())
-
-
-def _to(hidden, device: torch.device):
-    if isinstance(hidden, torch.Tensor):
-        return hidden.to(device)
-    return tuple(_to(h, device) for h in hidden)
-
-
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op on the CPU (fp32 keeps CPU runs bit-reproducible)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")

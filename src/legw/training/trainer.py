@@ -29,11 +29,12 @@ import torch.nn.functional as F
 
 from legw.io import atomic_write_json
 from legw.lr_scheduler import apply_recipe
-from legw.models.lstm import detach_hidden
+from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
 from legw.training.config import TrainConfig
-from legw.training.evaluate import _autocast, image_metrics, perplexity
+from legw.training.device import autocast, select_device
+from legw.training.evaluate import image_metrics, perplexity
 from legw.training.position import Position, describe_run, resume_position
 from legw.training.run_files import RunLog, truncate_metrics
 
@@ -43,23 +44,12 @@ DIVERGED_EXIT_STATUS = 3
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train one run and return its summary (also written to ``RUN/summary.json``)."""
     env = dist.detect()
-    device = _device(config.device, env.local_rank)
+    device = select_device(config.device, env.local_rank)
     dist.init(env, device)
     try:
         return _Trainer(config, env, device).fit()
     finally:
         dist.cleanup()
-
-
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device: cuda requested but no CUDA device is available")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -139,7 +129,7 @@ class _Trainer:
         if len(ranks) == self.env.world_size:
             checkpoint.set_rng_state(ranks[self.env.rank]["rng"])
             if not elastic and ranks[self.env.rank]["hidden"] is not None:
-                self.hidden = [_hidden_to(h, self.device) for h in ranks[self.env.rank]["hidden"]]
+                self.hidden = [hidden_to(h, self.device) for h in ranks[self.env.rank]["hidden"]]
         else:
             warn(f"resume: checkpoint has {len(ranks)} ranks, this job {self.env.world_size}; "
                  "RNG streams are re-seeded")
@@ -156,7 +146,7 @@ class _Trainer:
     def _save(self) -> None:
         per_rank = {"rng": checkpoint.rng_state(),
                     "hidden": None if self.hidden is None
-                    else [_hidden_to(h, torch.device("cpu")) for h in self.hidden]}
+                    else [hidden_to(h, torch.device("cpu")) for h in self.hidden]}
         ranks = dist.gather_to_main(per_rank)
         if dist.is_main():
             self.log.flush()
@@ -205,7 +195,7 @@ class _Trainer:
         lr = apply_recipe(self.optimizer, self.recipe, step)
         text = self.task.kind == "text"
         if text and (self.pos.step_in_epoch == 0 or self.hidden is None):
-            self.hidden = [_hidden_to(self.model.init_hidden(self.micro), self.device)
+            self.hidden = [hidden_to(self.model.init_hidden(self.micro), self.device)
                            for _ in range(self.accum)]
         tick = time.perf_counter()
         micro_batches = self.batches.micro_batches(self.pos.epoch, self.pos.step_in_epoch)
@@ -216,7 +206,7 @@ class _Trainer:
             sync = contextlib.nullcontext() if last or not self.env.is_distributed \
                 else self.ddp.no_sync()
             with sync:
-                with _autocast(self.device):
+                with autocast(self.device):
                     if text:
                         logits, h = self.ddp(x, self.hidden[i])
                         self.hidden[i] = detach_hidden(h)
@@ -286,9 +276,3 @@ class _Trainer:
             self.log.info(f"{summary['status']}{where}{metrics}; wall time "
                           f"{summary['wall_time_s']:.1f} s")
         return summary
-
-
-def _hidden_to(hidden: Any, device: torch.device) -> Any:
-    if isinstance(hidden, torch.Tensor):
-        return hidden.to(device)
-    return tuple(_hidden_to(h, device) for h in hidden)

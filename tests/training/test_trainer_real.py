@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
-from trainer_helpers import read_jsonl
+from helpers import read_jsonl
 
 from legw.cli import main
 from legw.tasks import get_task

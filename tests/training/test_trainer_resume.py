@@ -6,7 +6,7 @@ import subprocess
 import time
 
 import torch
-from trainer_helpers import env, final_params, legw_cmd, make_mnist_dir, read_jsonl
+from helpers import env, final_params, legw_cmd, make_mnist_dir, read_jsonl
 
 from legw.training.checkpoint import list_checkpoints
 from legw.training.config import TrainConfig

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from trainer_helpers import make_mnist_dir
+from helpers import make_mnist_dir
 
 from legw.cli import build_parser, main
 from legw.commands.train import config_from_args

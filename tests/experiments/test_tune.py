@@ -4,7 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
-from trainer_helpers import make_mnist_dir
+from helpers import make_mnist_dir
 
 from legw.cli import main
 from legw.experiments.records import read_rows

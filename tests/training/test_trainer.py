@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from trainer_helpers import final_params, make_mnist_dir, make_ptb_dir, read_jsonl
+from helpers import final_params, make_mnist_dir, make_ptb_dir, read_jsonl
 
 from legw.cli import main
 from legw.training.config import TrainConfig

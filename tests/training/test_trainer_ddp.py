@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from trainer_helpers import final_params, make_mnist_dir, read_jsonl, run, torchrun_cmd
+from helpers import final_params, make_mnist_dir, read_jsonl, run, torchrun_cmd
 
 from legw.training.config import TrainConfig
 from legw.training.trainer import train
