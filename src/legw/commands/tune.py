@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from legw import flags
-from legw.commands.sweep import add_study_arguments, command_line
+from legw.commands._study import add_study_arguments, command_line
 from legw.experiments.launcher import LAUNCH_FIELDS, RUN_OVERRIDES
 from legw.training.config import TrainConfig
 
