@@ -1,131 +1,20 @@
-"""The gradient noise scale ``B_simple = tr(Sigma) / |G|^2`` from gradients at two batch sizes.
+"""Offline measurement of the gradient noise scale ``B_simple = tr(Sigma) / |G|^2``.
 
-McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch Training"
-(arXiv 1812.06162), section 2.2 and Appendix A. For per-sample gradients with mean ``G`` and
-covariance ``Sigma``, the mean gradient of ``B`` i.i.d. samples satisfies
-
-    E |G_B|^2 = |G|^2 + tr(Sigma) / B
-
-so two batch sizes ``b < B`` give unbiased estimates of both terms::
-
-    |G|^2     ~  (B |G_B|^2 - b |G_b|^2) / (B - b)
-    tr(Sigma) ~  (|G_b|^2 - |G_B|^2) / (1/b - 1/B)
-
-Here a *draw* is one big batch of ``B = n * b`` samples split into ``n`` micro-batches: ``|G_b|^2``
-is the mean squared norm of the ``n`` micro-batch gradients and ``G_B`` their mean (in DDP the
-per-rank gradient and the all-reduced one play these roles). Both estimates are averaged over
-draws *separately* and only then divided (the estimates are unbiased, their ratio is not).
-
-Uncertainty: the delta method on the ratio of the two means (``stderr``), and a bootstrap over
-draws (``ci_low``/``ci_high``, the 16th and 84th percentiles, i.e. a 68% interval).
-
-Critical batch: the paper's ``B_crit`` (the batch at which doubling the batch stops halving
-the steps to a target loss) is, to first order, ``B_noise``; ``B_simple`` equals ``B_noise``
-when the Hessian is a multiple of the identity and is the practical estimate the paper
-measures (their Figure 7 compares it with ``B_crit``: same order, same trend during training).
-Batches well below it scale almost perfectly; above it the returns diminish.
+A *draw* is one big batch of ``B = n * b`` fresh i.i.d. samples split into ``n`` micro-batches:
+``|G_b|^2`` is the mean squared norm of the ``n`` micro-batch gradients and ``G_B`` their mean.
+The estimator, its uncertainty and what ``B_simple`` means are in :mod:`legw.gradient_noise`
+(McCandlish et al. 2018, arXiv 1812.06162); the trainer measures the same online, for free,
+from the micro-batch gradients it already has (``TrainConfig.noise_window``).
 """
 
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from legw.figures import pyplot, save_figure
-
-
-@dataclass(frozen=True)
-class NoiseScaleEstimate:
-    """``b_simple = trace_sigma / grad_sq`` with its uncertainty over ``draws`` draws."""
-
-    b_simple: float
-    stderr: float
-    ci_low: float
-    ci_high: float
-    grad_sq: float
-    grad_sq_stderr: float
-    trace_sigma: float
-    trace_sigma_stderr: float
-    micro_batch_size: int
-    batch_size: int
-    draws: int
-
-    @property
-    def valid(self) -> bool:
-        """False when the ``|G|^2`` estimate is not positive (noise swamps the signal)."""
-        return self.grad_sq > 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "valid": self.valid, "critical_batch_size": self.b_simple}
-
-
-def unbiased_terms(small_sq: float, big_sq: float, micro_batch_size: int,
-                   batch_size: int) -> tuple[float, float]:
-    """One draw's unbiased ``(|G|^2, tr(Sigma))`` from ``|G_b|^2`` and ``|G_B|^2``."""
-    b, B = micro_batch_size, batch_size
-    grad_sq = (B * big_sq - b * small_sq) / (B - b)
-    trace_sigma = (small_sq - big_sq) / (1 / b - 1 / B)
-    return grad_sq, trace_sigma
-
-
-def _check_sizes(micro_batch_size: int, batch_size: int) -> None:
-    for name, v in (("micro_batch_size", micro_batch_size), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if batch_size <= micro_batch_size:
-        raise ValueError(f"batch_size ({batch_size}) must exceed micro_batch_size "
-                         f"({micro_batch_size})")
-
-
-def _mean_se(xs: Sequence[float]) -> tuple[float, float]:
-    n = len(xs)
-    m = sum(xs) / n
-    var = sum((x - m) ** 2 for x in xs) / (n - 1)
-    return m, math.sqrt(var / n)
-
-
-def estimate_from_norms(small_sq: Sequence[float], big_sq: Sequence[float], micro_batch_size: int,
-                        batch_size: int, *, bootstrap: int = 1000,
-                        seed: int = 0) -> NoiseScaleEstimate:
-    """``B_simple`` from per-draw squared norms ``|G_b|^2`` (``small_sq``) and ``|G_B|^2``.
-
-    At least two draws are needed for an uncertainty.
-    """
-    _check_sizes(micro_batch_size, batch_size)
-    if len(small_sq) != len(big_sq):
-        raise ValueError(f"small_sq and big_sq differ in length: {len(small_sq)} != {len(big_sq)}")
-    if len(small_sq) < 2:
-        raise ValueError(f"need at least 2 draws, got {len(small_sq)}")
-    pairs = [unbiased_terms(s, g, micro_batch_size, batch_size) for s, g in zip(small_sq, big_sq)]
-    gs, ts = [p[0] for p in pairs], [p[1] for p in pairs]
-    n = len(pairs)
-    g, g_se = _mean_se(gs)
-    t, t_se = _mean_se(ts)
-    ratio = t / g if g != 0 else math.inf
-    # Delta method: Var(T/G) ~ (Var T - 2 r Cov(T,G) + r^2 Var G) / G^2, on the means.
-    cov = sum((a - g) * (c - t) for a, c in zip(gs, ts)) / (n - 1) / n
-    var = (t_se**2 - 2 * ratio * cov + ratio**2 * g_se**2) / g**2 if g != 0 else math.inf
-    stderr = math.sqrt(max(var, 0.0))
-    rng = random.Random(seed)
-    boots = []
-    for _ in range(bootstrap):
-        idx = [rng.randrange(n) for _ in range(n)]
-        bg = sum(gs[i] for i in idx)
-        boots.append(sum(ts[i] for i in idx) / bg if bg != 0 else math.inf)
-    boots.sort()
-    lo, hi = (_quantile(boots, 0.16), _quantile(boots, 0.84)) if boots else (math.nan, math.nan)
-    return NoiseScaleEstimate(ratio, stderr, lo, hi, g, g_se, t, t_se, micro_batch_size,
-                              batch_size, n)
-
-
-def _quantile(sorted_xs: Sequence[float], q: float) -> float:
-    pos = q * (len(sorted_xs) - 1)
-    i = int(pos)
-    j = min(i + 1, len(sorted_xs) - 1)
-    return sorted_xs[i] + (sorted_xs[j] - sorted_xs[i]) * (pos - i)
+from legw.gradient_noise import NoiseScaleEstimate, _check_sizes, estimate_from_norms
 
 
 def draw_norms(grad_fn: Callable[[Any], Any], micro_batches: Iterable[Any]) -> tuple[float, float]:

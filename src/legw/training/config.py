@@ -128,6 +128,10 @@ class TrainConfig:
     """Directory with the data set files (default: the loader's own location)."""
     num_threads: int | None = field(default=None, metadata=flag("--threads", "N"))
     """torch intra-op threads per process (default: torch's choice)."""
+    noise_window: int = field(default=50, metadata=flag(metavar="STEPS"))
+    """Steps over which the online gradient noise scale B_noise (logged per step to
+    metrics.jsonl) is smoothed; 0 turns it off. Measured when a step has two or more
+    micro-gradients: gradient accumulation or DDP ranks (default 50)."""
     evaluate: bool = field(default=True, metadata=flag("--no-eval", negate=True))
     """Evaluate at each epoch end and at the end (--no-eval: training only, e.g. for
     benchmarks)."""
@@ -150,6 +154,9 @@ class TrainConfig:
         if self.keep_checkpoints < 1:
             raise ValueError(f"--keep-checkpoints: must be at least 1, got "
                              f"{self.keep_checkpoints!r}")
+        if self.noise_window == 1 or self.noise_window < 0:
+            raise ValueError(f"--noise-window: must be 0 (off) or at least 2 steps, got "
+                             f"{self.noise_window!r}")
         if self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every: must be >= 0, got {self.checkpoint_every!r}")
         if self.device not in DEVICES:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from legw.gradient_noise import OnlineNoiseScale
 from legw.io import atomic_write_json
 from legw.lr_scheduler import apply_recipe
 from legw.models.lstm import detach_hidden, hidden_to
@@ -100,6 +101,7 @@ class _Trainer:
 
             ids = [device.index] if device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        self.noise, self.noise_source = self._noise_scale()
         torch.manual_seed(config.seed + 1 + env.rank)  # dropout streams differ per rank
 
         self.pos = Position()
@@ -111,6 +113,31 @@ class _Trainer:
         self.log = RunLog(self.run_dir, dist.is_main(), config.quiet, self.stop_step, 0)
 
     # --- set-up ---------------------------------------------------------------------------
+
+    def _noise_scale(self) -> tuple[OnlineNoiseScale | None, str | None]:
+        """The online ``B_noise`` estimate and where its small-batch gradient comes from:
+        ``micro`` (the first micro-step's gradient, ``b`` samples, when accumulating) or
+        ``rank`` (each rank's gradient before the all-reduce, ``B / W`` samples, caught by a
+        DDP communication hook); none with a single micro-gradient per step."""
+        window = self.config.noise_window
+        if not window:
+            return None, None
+        if self.accum >= 2:
+            return OnlineNoiseScale(self.micro, self.B, window), "micro"
+        if self.env.is_distributed:
+            from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import (
+                allreduce_hook,
+            )
+
+            def hook(state, bucket):  # runs before the bucket is averaged; DDP checks the
+                # annotations, so there are none
+                self._rank_grad_sq.append(bucket.buffer().float().square().sum())
+                return allreduce_hook(state, bucket)
+
+            self._rank_grad_sq: list[torch.Tensor] = []
+            self.ddp.register_comm_hook(None, hook)
+            return OnlineNoiseScale(self.B // self.env.world_size, self.B, window), "rank"
+        return None, None
 
     def _resume(self) -> None:
         warn = self.log.info
@@ -124,6 +151,8 @@ class _Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.pos, elastic = resume_position(state["position"], self.B, self.recipe)
         extra = state["extra"]
+        if self.noise is not None and extra.get("noise") and not elastic:
+            self.noise.load_state_dict(extra["noise"])
         self.last_eval, self.wall_before = dict(extra["last_eval"]), extra["wall_time_s"]
         ranks = state["ranks"]
         if len(ranks) == self.env.world_size:
@@ -154,7 +183,8 @@ class _Trainer:
                      "position": self.pos.to_dict(self.B, self.recipe.steps_per_epoch),
                      "ranks": ranks, "recipe": self.base.to_dict(),
                      "config": self.config.to_dict(),
-                     "extra": {"last_eval": self.last_eval, "wall_time_s": self._wall()}}
+                     "extra": {"last_eval": self.last_eval, "wall_time_s": self._wall(),
+                               "noise": self.noise.state_dict() if self.noise else None}}
             checkpoint.save(self.run_dir, state, self.pos.step, self.config.keep_checkpoints)
         dist.barrier()
 
@@ -194,6 +224,7 @@ class _Trainer:
         step, spe = self.pos.step, self.recipe.steps_per_epoch
         lr = apply_recipe(self.optimizer, self.recipe, step)
         text = self.task.kind == "text"
+        small_sq: torch.Tensor | None = None
         if text and (self.pos.step_in_epoch == 0 or self.hidden is None):
             self.hidden = [hidden_to(self.model.init_hidden(self.micro), self.device)
                            for _ in range(self.accum)]
@@ -215,8 +246,18 @@ class _Trainer:
                     else:
                         loss = F.cross_entropy(self.ddp(x).float(), y)
                 (loss / self.accum).backward()
+            if i == 0 and self.noise_source == "micro":  # the grads hold g_1 / A
+                small_sq = _grad_sq(self.model) * self.accum ** 2
             loss_sum += loss.detach()
-        loss_value = dist.all_reduce_mean(loss_sum / self.accum).item()
+        if self.noise_source == "rank":
+            small_sq = torch.stack(self._rank_grad_sq).sum()
+            self._rank_grad_sq.clear()
+        # one all-reduce for the loss and the small-batch norm (averaged over ranks)
+        stats = loss_sum / self.accum
+        if small_sq is not None:
+            stats = torch.stack([stats, small_sq.to(stats.dtype)])
+        stats = dist.all_reduce_mean(stats.reshape(-1)).tolist()
+        loss_value = stats[0]
         clip = self.config.resolved_clip()
         if clip is not None:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
@@ -234,9 +275,12 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.pos.advance(self.B, spe)
         dt = time.perf_counter() - tick
-        self.log.record({"kind": "train", "step": step, "epoch": epoch_position, "lr": lr,
-                         "loss": loss_value, "grad_norm": grad_norm,
-                         "samples_per_s": self.B / dt if dt > 0 else float("nan")})
+        rec = {"kind": "train", "step": step, "epoch": epoch_position, "lr": lr,
+               "loss": loss_value, "grad_norm": grad_norm,
+               "samples_per_s": self.B / dt if dt > 0 else float("nan")}
+        if self.noise is not None:
+            rec.update(self.noise.update(stats[1], grad_norm ** 2))
+        self.log.record(rec)
 
     def _evaluate(self, final: bool) -> None:
         task, rec = self.task, {}
@@ -276,3 +320,9 @@ class _Trainer:
             self.log.info(f"{summary['status']}{where}{metrics}; wall time "
                           f"{summary['wall_time_s']:.1f} s")
         return summary
+
+
+def _grad_sq(model: torch.nn.Module) -> torch.Tensor:
+    """``sum |p.grad|^2`` over the parameters, as a tensor (no host synchronisation)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads).float() ** 2

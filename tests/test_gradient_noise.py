@@ -1,0 +1,58 @@
+"""The online noise-scale window on draws with a known gradient mean and covariance."""
+
+import math
+import random
+
+import pytest
+
+from legw.gradient_noise import OnlineNoiseScale, unbiased_terms
+
+D, G2, TRACE = 20, 0.05, 4.0  # per-sample gradients: mean |G|^2 = G2, tr(Sigma) = TRACE
+
+
+def draw(rng: random.Random, b: int, B: int) -> tuple[float, float]:
+    """|G_b|^2 of the first b samples and |G_B|^2 of all B, per-sample gradients
+    N(G, TRACE/D * I) in D dimensions."""
+    g = [math.sqrt(G2 / D)] * D
+    sd = math.sqrt(TRACE / D)
+    samples = [[gi + rng.gauss(0, sd) for gi in g] for _ in range(B)]
+    mean = lambda rows: [sum(c) / len(rows) for c in zip(*rows)]  # noqa: E731
+    sq = lambda v: sum(x * x for x in v)  # noqa: E731
+    return sq(mean(samples[:b])), sq(mean(samples))
+
+
+def test_windowed_estimate_recovers_the_true_noise_scale():
+    rng = random.Random(0)
+    noise = OnlineNoiseScale(small_batch_size=8, batch_size=64, window=400)
+    for _ in range(400):
+        out = noise.update(*draw(rng, 8, 64))
+    truth = TRACE / G2  # 80
+    assert out["b_noise"] == pytest.approx(truth, rel=0.25)
+    assert 0 < out["b_noise_stderr"] < 0.5 * truth
+    assert abs(out["b_noise"] - truth) < 3 * out["b_noise_stderr"]
+
+
+def test_each_step_logs_its_unbiased_terms_and_the_window_needs_two_draws():
+    noise = OnlineNoiseScale(4, 16, window=3)
+    first = noise.update(2.0, 1.0)
+    assert set(first) == {"noise_grad_sq", "noise_trace_sigma"}
+    g, t = unbiased_terms(2.0, 1.0, 4, 16)
+    assert (first["noise_grad_sq"], first["noise_trace_sigma"]) == (g, t)
+    assert (g, t) == (pytest.approx(2 / 3), pytest.approx(16 / 3))
+    assert "b_noise" in noise.update(2.0, 1.0)
+
+
+def test_the_window_forgets_old_steps_and_round_trips_through_state():
+    noise = OnlineNoiseScale(4, 16, window=2)
+    for pair in [(9.0, 1.0), (2.0, 1.0), (2.0, 1.0)]:
+        out = noise.update(*pair)
+    assert out["b_noise"] == pytest.approx(8.0)  # only the last two (equal) draws count
+    other = OnlineNoiseScale(4, 16, window=2)
+    other.load_state_dict(noise.state_dict())
+    assert other.update(2.0, 1.0) == noise.update(2.0, 1.0)
+
+
+@pytest.mark.parametrize("b, B, window", [(16, 16, 5), (0, 16, 5), (4, 16, 1)])
+def test_bad_sizes_are_refused(b, B, window):
+    with pytest.raises(ValueError):
+        OnlineNoiseScale(b, B, window)
