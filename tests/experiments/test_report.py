@@ -171,3 +171,21 @@ def test_perplexity_axes_stop_where_a_blown_up_run_would_flatten_the_rest(monkey
     from legw.experiments.report import _fmt
 
     assert _fmt([3.09e82]) == "3.09e+82" and _fmt([150.0, 152.0]) == "151.00 ± 1.00"
+
+
+def test_online_noise_scale_is_plotted_when_runs_logged_it(records, tmp_path):
+    run = records / "sweep" / "runs" / "legw-b256-s0"
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in recs:
+        if r["kind"] == "train":
+            r["b_noise"] = 100.0 + 10 * r["step"]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    out = tmp_path / "report"
+    assert main(["report", str(records), "--out", str(out)]) == 0
+    assert (out / "noise_scale.png").read_bytes()[:8] == PNG
+    assert "(noise_scale.png)" in (out / "report.md").read_text()
+
+
+def test_no_noise_figure_without_online_measurements(records, tmp_path):
+    assert main(["report", str(records), "--out", str(tmp_path / "r")]) == 0
+    assert not (tmp_path / "r" / "noise_scale.png").exists()

@@ -55,9 +55,11 @@ def _curve_value(rec: dict[str, Any]) -> float | None:
 
 
 def _series(sweep_dir: Path, rows: list[dict[str, Any]]):
-    """(eval curves, lr curves, divergence epochs), first seed of each (method, batch)."""
+    """(eval curves, lr curves, divergence epochs, online B_noise curves), first seed of
+    each (method, batch)."""
     evals: dict[str, dict[int, list]] = defaultdict(dict)
     lrs: dict[str, dict[int, list]] = defaultdict(dict)
+    noise: dict[str, dict[int, list]] = defaultdict(dict)
     diverged: dict[str, dict[int, float]] = defaultdict(dict)
     first_seed = {}
     for r in rows:
@@ -69,10 +71,15 @@ def _series(sweep_dir: Path, rows: list[dict[str, Any]]):
         ev = [(x["epoch"], _curve_value(x)) for x in recs if x.get("kind") == "eval"]
         evals[m][b] = [(e, v) for e, v in ev if v is not None and math.isfinite(v)]
         lrs[m][b] = [(x["epoch"], x["lr"]) for x in recs if x.get("kind") == "train"]
+        b_noise = [(x["epoch"], x["b_noise"]) for x in recs
+                   if x.get("kind") == "train" and x.get("b_noise") is not None
+                   and math.isfinite(x["b_noise"]) and x["b_noise"] > 0]
+        if b_noise:
+            noise[m][b] = b_noise
         if r["status"] == "diverged":
             last = lrs[m][b][-1][0] if lrs[m][b] else 0.0
             diverged[m][b] = last
-    return evals, lrs, diverged
+    return evals, lrs, diverged, noise
 
 
 def _num(value: float) -> str:
@@ -197,13 +204,18 @@ def write_report(root: Path, out: Path | None = None,
                 "curves": f"curves{suffix}.png", "lr": f"lr_schedules{suffix}.png"}
         plots.plot_metric_vs_batch(rows, metric, out / figs["metric_vs_batch"],
                                    title=f"{task}: final metric vs batch size (x: diverged)")
-        evals, lrs, diverged = _series(Path("."), rows)
+        evals, lrs, diverged, noise = _series(Path("."), rows)
         curve_label = "test error (%)" if metric == "accuracy" else "valid perplexity"
         plots.plot_series(evals, curve_label, out / figs["curves"],
                           f"{task}: {curve_label} vs epoch (first seed; x: diverged)",
                           diverged, log_y=metric == "perplexity")
         plots.plot_series(lrs, "learning rate", out / figs["lr"],
                           f"{task}: LR used per step (from metrics.jsonl)", share_y=False)
+        if noise:
+            figs["noise"] = f"noise_scale{suffix}.png"
+            plots.plot_series(noise, "B_noise (samples)", out / figs["noise"],
+                              f"{task}: gradient noise scale measured while training "
+                              "(windowed; runs with 2+ micro-gradients per step)")
         dirs = ", ".join(f"`{_rel(sdir, out)}`" for sdir, _ in parts)
         md += [f"## Sweep: {task} ({dirs})", ""]
         for sdir, meta in parts:
@@ -218,6 +230,11 @@ def write_report(root: Path, out: Path | None = None,
                sweep_tables(rows, metric), "",
                f"![metric vs epoch]({figs['curves']})", "",
                f"![LR schedules]({figs['lr']})", ""]
+        if "noise" in figs:
+            md += ["The gradient noise scale `B_noise = tr(Σ)/|G|²` each run measured online "
+                   "(McCandlish et al. 2018): batches well below it scale almost perfectly, "
+                   "batches above it need more epochs.", "",
+                   f"![gradient noise scale]({figs['noise']})", ""]
     for tdir in tunes:
         meta, rows = read_rows(tdir / "trials.json")
         result = {**meta, "rows": rows}
