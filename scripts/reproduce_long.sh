@@ -5,7 +5,9 @@
 #   8. Adam, LAMB and LARS on the LSTM: base LR tuned once at 128 (<= 6 trials, 10 epochs),
 #      then 8192 with sqrt + LEGW, untuned, at 10 and 25 epochs;
 #   9. PTB small, the full 13-epoch Zaremba protocol at batch 20 and 640 with LEGW, the base
-#      warmup chosen at batch 20 from a short grid (never at 640).
+#      warmup chosen at batch 20 from a short grid (never at 640);
+#   and the base runs of `legw plan`'s validation: batch 128 with micro batch 64, so the trainer
+#   measures the gradient noise scale online (LSTM and small ResNet, 10 epochs).
 # One run at a time on one thread (a core stays free). Every step is resumable: rerun the script
 # and it skips what finished and resumes what was interrupted from its last checkpoint.
 # Usage: bash scripts/reproduce_long.sh [OUT_DIR]   (default runs/reproduce/long)
@@ -22,6 +24,10 @@ BASE="--base-lr 0.4 --base-warmup-epochs 0.1"   # study 1's base recipe, tuned a
 best_lr() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"]["peak_lr"])' \
     "$1/trials.json"; }
 
+# Base runs that measure B_noise while training (2 micro-batches per step): legw plan's input.
+"$LEGW" sweep fashion-mnist-lstm --out "$R/lstm-base-noise" --methods legw --batch-sizes 128 \
+    --epochs 10 $BASE --micro-batch-size 64 $ONE
+
 # 6. LSTM, 100 and 50 epochs.
 "$LEGW" sweep fashion-mnist-lstm --out "$R/lstm-100ep/a" --methods legw --batch-sizes 8192 \
     --epochs 100 $BASE $LSTM
@@ -33,6 +39,8 @@ best_lr() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"
     --epochs 50 $BASE $LSTM
 
 # 7. Small ResNet + LARS, 25 epochs (the preset's untuned Table-6 recipe, as study 4).
+"$LEGW" sweep fashion-mnist-resnet --out "$R/resnet-base-noise" --methods legw \
+    --batch-sizes 128 --micro-batch-size 64 $ONE
 "$LEGW" sweep fashion-mnist-resnet --out "$R/resnet-25ep" --methods legw \
     --batch-sizes 128 8192 --epochs 25 --micro-batch-size 1024 $ONE
 

@@ -24,6 +24,8 @@ COMMANDS = {
     "comm": ("legw.commands.comm", "communication per batch size and a p-worker prediction"),
     "autobatch": ("legw.commands.autobatch", "time micro batch sizes, recommend one"),
     "noise-scale": ("legw.commands.noise_scale", "gradient noise scale during training"),
+    "plan": ("legw.commands.plan", "predict epochs, time and cost of bigger batches from the "
+             "gradient noise"),
 }
 
 

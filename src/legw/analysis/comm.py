@@ -34,13 +34,13 @@ Steps are counted as the real-valued ``N / B`` (the talk's convention), not roun
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from legw.figures import pyplot, save_figure
+from legw.io import read_json
 
 TEN_GBE_BANDWIDTH = 10e9 / 8
 """Default link bandwidth ``beta`` in bytes/s: 10 Gigabit Ethernet (1.25 GB/s)."""
@@ -199,18 +199,23 @@ def measure_rate(workload: Any) -> float:
     return point.samples_per_s
 
 
-def curve_step_time(path: str):
-    """Step time from an autobatch record: throughput interpolated in log2(local batch), held
-    constant beyond the measured range."""
-    with open(path) as f:
-        record = json.load(f)
+def curve_step_time(path: str) -> tuple[Callable[[float], float], str]:
+    """Step time from an autobatch record file (see :func:`step_time_from_points`)."""
+    record = read_json(path)
     try:
-        pts = sorted((p["micro_batch_size"], p["samples_per_s"]) for p in record["points"]
-                     if p.get("samples_per_s"))
+        points = [(p["micro_batch_size"], p["samples_per_s"]) for p in record["points"]
+                  if p.get("samples_per_s")]
     except (KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a legw autobatch record ({e})") from e
-    if not pts:
+    if not points:
         raise ValueError(f"{path}: no measured throughput")
+    return step_time_from_points(points), f"throughput curve from {path}"
+
+
+def step_time_from_points(points: Sequence[tuple[float, float]]) -> Callable[[float], float]:
+    """``t(b) = b / rate(b)`` from measured ``(local batch, samples/s)`` points: the rate
+    interpolated in log2(local batch), held constant beyond the measured range."""
+    pts = sorted(points)
 
     def rate(b: float) -> float:
         if b <= pts[0][0]:
@@ -221,7 +226,7 @@ def curve_step_time(path: str):
                 return r0 + t * (r1 - r0)
         return pts[-1][1]
 
-    return (lambda b: b / rate(b)), f"throughput curve from {path}"
+    return lambda b: b / rate(b)
 
 
 def _si(x: float, unit: str) -> str:

@@ -1,0 +1,335 @@
+"""``legw plan``: what a bigger batch costs, predicted from the gradient noise of the base run.
+
+The model (McCandlish et al. 2018, "An Empirical Model of Large-Batch Training", eqs. 2.7-2.11):
+to make the progress of one step of a noise-free optimizer, a batch ``B`` needs
+``1 + B_noise / B`` steps, i.e. ``1 + B / B_noise`` times the examples an ideal tiny batch
+needs. ``B_noise`` grows as training progresses, so the cost is integrated along the base run:
+with ``f`` the fraction of the base run done and ``B_noise(f)`` measured there,
+
+    epochs(B) / epochs(B0) = mean over f of  (1 + B / B_noise(f)) / (1 + B0 / B_noise(f))
+
+(each slice of the base run is re-costed at ``B``; the base batch ``B0`` itself gives 1). Batches
+well below ``B_noise`` scale perfectly (the ratio stays near 1: equal epochs suffice); far above
+it the steps stop falling and the epochs grow linearly with ``B``. Steps are epochs x N / B.
+The *critical batch* reported is ``B_noise`` at the end of the measured profile.
+
+A short measurement sees only the start of training, where ``B_noise`` is smallest; beyond the
+measured fraction the profile holds its last value, which overestimates the epochs needed (the
+direction a planner should err in) and is reported as such (``measured_fraction``).
+
+Wall time on ``p`` workers comes from :func:`legw.analysis.comm.predict_scaling` (measured
+per-device throughput, ring all-reduce); worker-hours = time x p. The recommendation is the
+fastest ``(B, p)`` whose worker-hours stay within ``cost_limit`` (default: twice the cheapest
+plan's). Shallue et al. 2018 measured the same shape (perfect scaling, diminishing returns,
+plateau) in steps-to-result; Pollux (Qiao et al. 2021) optimises the same trade-off online.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from legw.analysis.comm import DEFAULT_LATENCY, TEN_GBE_BANDWIDTH, predict_scaling
+from legw.figures import pyplot, save_figure
+from legw.schedule import BaseRecipe
+
+
+@dataclass(frozen=True)
+class NoiseProfile:
+    """``B_noise`` along the base run: ``values[i]`` over the fractions
+    ``[edges[i], edges[i+1])`` of its optimizer steps."""
+
+    edges: list[float]
+    values: list[float]
+    measured_fraction: float
+    """How far into the base run the measurement reached (1: the whole run)."""
+    small_batch_size: int
+    batch_size: int
+    steps: int
+    """Steps measured."""
+
+    def at(self, fraction: float) -> float:
+        """``B_noise`` at ``fraction`` of the base run (the last value beyond the measured part)."""
+        for lo, hi, v in zip(self.edges, self.edges[1:], self.values):
+            if lo <= fraction < hi:
+                return v
+        return self.values[-1]
+
+    @property
+    def critical_batch_size(self) -> float:
+        return self.values[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "critical_batch_size": self.critical_batch_size}
+
+
+def noise_profile(records: Sequence[dict[str, Any]], total_steps: int, small_batch_size: int,
+                  batch_size: int, bins: int = 10) -> NoiseProfile:
+    """Bin the per-step ``noise_grad_sq`` / ``noise_trace_sigma`` of training records (the
+    trainer's ``metrics.jsonl``) into ``bins`` slices of the measured steps; each slice's
+    ``B_noise`` is its mean ``tr(Sigma)`` over its mean ``|G|^2``. A slice whose ``|G|^2`` mean is
+    not positive (noise swamps the signal) is merged into the next one."""
+    recs = [r for r in records if r.get("kind") == "train" and "noise_trace_sigma" in r]
+    if len(recs) < 2:
+        raise ValueError("noise profile: no online noise measurements in the records (the run "
+                         "needs 2+ micro-gradients per step: --micro-batch-size below the batch, "
+                         "or DDP ranks, and --noise-window > 0)")
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be positive, got {total_steps!r}")
+    bins = max(1, min(bins, len(recs) // 2))
+    edges, values = [0.0], []
+    g_sum = t_sum = 0.0
+    for i, r in enumerate(recs):
+        g_sum += r["noise_grad_sq"]
+        t_sum += r["noise_trace_sigma"]
+        end_of_bin = (i + 1) * bins // len(recs) != i * bins // len(recs)
+        if end_of_bin and g_sum > 0 and t_sum > 0:
+            values.append(t_sum / g_sum)
+            edges.append((r["step"] + 1) / total_steps)
+            g_sum = t_sum = 0.0
+    if not values:
+        raise ValueError("noise profile: |G|^2 was never resolved above the noise; measure "
+                         "longer or with a smaller micro batch")
+    last = recs[-1]["step"] + 1
+    return NoiseProfile(edges, values, min(1.0, last / total_steps), small_batch_size,
+                        batch_size, len(recs))
+
+
+def epochs_factor(profile: NoiseProfile, batch_size: int, base_batch_size: int,
+                  points: int = 1000) -> float:
+    """``epochs(B) / epochs(B0)``: the module docstring's integral, by the midpoint rule."""
+    total = 0.0
+    for i in range(points):
+        bn = profile.at((i + 0.5) / points)
+        total += (1 + batch_size / bn) / (1 + base_batch_size / bn)
+    return total / points
+
+
+def budget_recipe(base: BaseRecipe, epochs: float) -> BaseRecipe:
+    """The base recipe stretched to ``epochs``: multistep milestones keep their place as a
+    fraction of training; warmup and peak LR stay the base's (LEGW scales them per batch)."""
+    fields = base.to_dict()
+    stretch = epochs / base.epochs
+    fields.update(epochs=epochs, milestones=[m * stretch for m in base.milestones])
+    return BaseRecipe.from_dict(fields)
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """The predicted cost of matching the base run at global batch ``B`` on ``workers``."""
+
+    global_batch_size: int
+    workers: int
+    epochs: float
+    epochs_factor: float
+    steps: int
+    peak_lr: float
+    warmup_epochs: float
+    warmup_steps: int
+    step_s: float
+    time_s: float
+    worker_hours: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, *,
+              batch_sizes: Sequence[int], workers: Sequence[int], model_bytes: float,
+              compute_time: Callable[[float], float], latency: float = DEFAULT_LATENCY,
+              bandwidth: float = TEN_GBE_BANDWIDTH, cost_limit: float | None = None
+              ) -> dict[str, Any]:
+    """Every ``(B, p)``: epochs and steps to match the base run, the LEGW recipe for that
+    budget, wall time and worker-hours; the recommendation; warnings. JSON-able."""
+    scaling, skipped = predict_scaling(batch_sizes, workers, model_bytes=model_bytes,
+                                       dataset_size=dataset_size, compute_time=compute_time,
+                                       latency=latency, bandwidth=bandwidth)
+    rows = []
+    for s in scaling:
+        factor = epochs_factor(profile, s.global_batch_size, base.base_batch_size)
+        recipe = budget_recipe(base, base.epochs * factor).scale(s.global_batch_size,
+                                                                 dataset_size)
+        time_s = recipe.total_steps * s.step_s
+        rows.append(PlanRow(s.global_batch_size, s.workers, base.epochs * factor, factor,
+                            recipe.total_steps, recipe.peak_lr, recipe.warmup_epochs,
+                            recipe.warmup_steps, s.step_s, time_s, time_s * s.workers / 3600))
+    if not rows:
+        raise ValueError("--workers: no worker count divides any of the batch sizes")
+    cheapest = min(r.worker_hours for r in rows)
+    limit = 2 * cheapest if cost_limit is None else cost_limit
+    within = [r for r in rows if r.worker_hours <= limit]
+    best = min(within, key=lambda r: (r.time_s, r.worker_hours)) if within else None
+    warnings = [f"batch {b}: equal-epoch scaling will lose accuracy; matching the base run "
+                f"needs {f:.2f}x the epochs ({base.epochs * f:.1f} instead of {base.epochs:g})"
+                for b, f in sorted({(r.global_batch_size, r.epochs_factor) for r in rows})
+                if f > 1.1]
+    if profile.measured_fraction < 1:
+        warnings.append(f"B_noise was measured over the first {profile.measured_fraction:.1%} "
+                        "of the base run only and held at its last value after that: B_noise "
+                        "grows during training, so these epochs are an upper estimate")
+    return {"profile": profile.to_dict(), "base_recipe": base.to_dict(),
+            "dataset_size": dataset_size, "model_bytes": model_bytes,
+            "network": {"latency_s": latency, "bandwidth_bytes_per_s": bandwidth},
+            "cost_limit_worker_hours": limit, "cost_limit_default": cost_limit is None,
+            "rows": [r.to_dict() for r in rows], "skipped": skipped,
+            "recommended": best.to_dict() if best else None, "warnings": warnings}
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    """The plan as a table, the recommendation and the warnings."""
+    prof, base = plan["profile"], plan["base_recipe"]
+    lines = [f"critical batch (B_noise at the end of the measured profile): "
+             f"{prof['critical_batch_size']:.0f}; base: batch {base['base_batch_size']}, "
+             f"{base['epochs']:g} epochs; profile measured over "
+             f"{prof['measured_fraction']:.0%} of the base run ({prof['steps']} steps)"]
+    cols = ["batch", "workers", "epochs", "x base", "steps", "peak LR", "warmup st",
+            "step s", "time h", "worker-h"]
+    body = [[str(r["global_batch_size"]), str(r["workers"]), f"{r['epochs']:.1f}",
+             f"{r['epochs_factor']:.2f}", str(r["steps"]), f"{r['peak_lr']:.4g}",
+             str(r["warmup_steps"]), f"{r['step_s']:.3g}", f"{r['time_s'] / 3600:.3g}",
+             f"{r['worker_hours']:.3g}"] for r in plan["rows"]]
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
+    lines.append("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(b, widths)) for b in body]
+    best = plan["recommended"]
+    limit = plan["cost_limit_worker_hours"]
+    how = " (default: 2x the cheapest plan)" if plan["cost_limit_default"] else ""
+    if best:
+        lines.append(f"recommended: batch {best['global_batch_size']} on {best['workers']} "
+                     f"workers, {best['epochs']:.1f} epochs = {best['steps']} steps, peak LR "
+                     f"{best['peak_lr']:.4g}, warmup {best['warmup_steps']} steps: "
+                     f"{best['time_s'] / 3600:.3g} h, {best['worker_hours']:.3g} worker-hours "
+                     f"(limit {limit:.3g}{how})")
+    else:
+        lines.append(f"no plan within the cost limit of {limit:.3g} worker-hours")
+    lines += [f"warning: {w}" for w in plan["warnings"]]
+    return "\n".join(lines)
+
+
+def plot_plan(plan: dict[str, Any], path: str) -> None:
+    """Epochs needed, wall time and worker-hours vs global batch (a line per worker count),
+    the critical batch marked."""
+    plt = pyplot()
+    fig, (ax_e, ax_t, ax_c) = plt.subplots(1, 3, figsize=(15, 4.4))
+    rows = plan["rows"]
+    batches = sorted({r["global_batch_size"] for r in rows})
+    factors = {r["global_batch_size"]: r["epochs_factor"] for r in rows}
+    base_epochs = plan["base_recipe"]["epochs"]
+    ax_e.plot(batches, [base_epochs * factors[b] for b in batches], "o-",
+              label="predicted to match the base")
+    ax_e.axhline(base_epochs, color="gray", ls=":", label=f"equal epochs ({base_epochs:g})")
+    ax_e.set(ylabel="epochs", title="epochs needed")
+    for p in sorted({r["workers"] for r in rows}):
+        pts = sorted((r["global_batch_size"], r) for r in rows if r["workers"] == p)
+        xs = [b for b, _ in pts]
+        ax_t.plot(xs, [r["time_s"] / 3600 for _, r in pts], "o-", ms=3, label=f"{p} workers")
+        ax_c.plot(xs, [r["worker_hours"] for _, r in pts], "o-", ms=3, label=f"{p} workers")
+    ax_t.set(ylabel="wall time (h)", title="time", yscale="log")
+    ax_c.set(ylabel="worker-hours", title="cost", yscale="log")
+    ax_c.axhline(plan["cost_limit_worker_hours"], color="gray", ls=":", label="cost limit")
+    best = plan["recommended"]
+    if best:
+        ax_t.plot(best["global_batch_size"], best["time_s"] / 3600, "*", ms=14, color="k",
+                  label="recommended")
+    crit = plan["profile"]["critical_batch_size"]
+    for ax in (ax_e, ax_t, ax_c):
+        ax.axvline(crit, color="C3", ls="--", lw=1, label=f"critical batch {crit:.0f}")
+        ax.set(xscale="log", xlabel="global batch size")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("legw plan: cost of matching the base run at larger batches "
+                 "(McCandlish et al. 2018 model, B_noise measured while training)")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def measure_noise(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
+                  optimizer: Any, *, steps: int, micro_batches: int = 2,
+                  recipe: Any = None) -> list[dict[str, Any]]:
+    """Train a model of your own for ``steps`` steps and return per-step records like the
+    trainer's ``metrics.jsonl`` (``step``, ``noise_grad_sq``, ``noise_trace_sigma``,
+    ``samples_per_s``), for :func:`noise_profile`.
+
+    ``batches`` yields ``(inputs, targets)`` at the base batch size (first dimension);
+    each is split into ``micro_batches`` micro-batches and accumulated, and the first
+    micro-batch's gradient is the small-batch draw. ``recipe`` (a scaled
+    :class:`~legw.schedule.Recipe`) sets the LR of each step when given.
+    """
+    import time
+
+    import torch
+
+    from legw.gradient_noise import unbiased_terms
+    from legw.lr_scheduler import apply_recipe
+
+    if micro_batches < 2:
+        raise ValueError(f"micro_batches: need at least 2 to measure noise, got {micro_batches}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    out: list[dict[str, Any]] = []
+    for step, (x, y) in zip(range(steps), batches):
+        if recipe is not None:
+            apply_recipe(optimizer, recipe, step)
+        t0 = time.perf_counter()
+        n = len(x)
+        if n % micro_batches:
+            raise ValueError(f"batches: a batch of {n} does not split into {micro_batches} "
+                             "equal micro-batches")
+        b = n // micro_batches
+        optimizer.zero_grad(set_to_none=True)
+        for i in range(micro_batches):
+            loss = loss_fn(model(x[i * b:(i + 1) * b]), y[i * b:(i + 1) * b])
+            (loss / micro_batches).backward()
+            if i == 0:
+                small = float(sum(p.grad.double().square().sum() for p in params
+                                  if p.grad is not None)) * micro_batches ** 2
+        big = float(sum(p.grad.double().square().sum() for p in params if p.grad is not None))
+        optimizer.step()
+        g, tr = unbiased_terms(small, big, b, n)
+        dt = time.perf_counter() - t0
+        out.append({"kind": "train", "step": step, "noise_grad_sq": g, "noise_trace_sigma": tr,
+                    "micro_batch_size": b, "samples_per_s": n / dt if dt > 0 else math.nan})
+        if not torch.isfinite(loss.detach()):
+            raise ValueError(f"training diverged at step {step}")
+    if len(out) < steps:
+        raise ValueError(f"batches: the source ran out after {len(out)} of {steps} steps")
+    return out
+
+
+def plan_for_model(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
+                   optimizer: Any, base: BaseRecipe, dataset_size: int, *, steps: int,
+                   micro_batches: int = 2, batch_sizes: Sequence[int] | None = None,
+                   workers: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+                   **network: Any) -> dict[str, Any]:
+    """``legw plan`` for your own model and loop: a short measurement at the base batch
+    (:func:`measure_noise`, its throughput at the micro batch taken as the worker's rate),
+    then :func:`make_plan`. ``network`` passes ``latency``, ``bandwidth``, ``cost_limit``."""
+    from legw.analysis.comm import constant_rate
+
+    recipe = base.scale(base.base_batch_size, dataset_size)
+    records = measure_noise(model, loss_fn, batches, optimizer, steps=steps,
+                            micro_batches=micro_batches, recipe=recipe)
+    rates = sorted(r["samples_per_s"] for r in records[1:] or records)
+    profile = noise_profile(records, recipe.total_steps, records[0]["micro_batch_size"],
+                            base.base_batch_size)
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    batch_sizes = batch_sizes or [base.base_batch_size * 2 ** k for k in range(7)]
+    return make_plan(profile, base, dataset_size, batch_sizes=batch_sizes, workers=workers,
+                     model_bytes=model_bytes, compute_time=constant_rate(rates[len(rates) // 2]),
+                     **network)
+
+
+def measured_epochs_to_match(budgets: Sequence[tuple[float, float]], target: float
+                             ) -> float | None:
+    """From ``(epoch budget, final error)`` runs at one batch, the budget at which the error
+    reaches ``target`` (log-linear interpolation between the two budgets around it); ``None``
+    when no run reaches it. For validating plans against real runs."""
+    pts = sorted(budgets)
+    for (e0, v0), (e1, v1) in zip(pts, pts[1:]):
+        if v0 > target >= v1:
+            t = (v0 - target) / (v0 - v1)
+            return math.exp(math.log(e0) + t * (math.log(e1) - math.log(e0)))
+    if pts and pts[0][1] <= target:
+        return pts[0][0]
+    return None

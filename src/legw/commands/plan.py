@@ -1,0 +1,194 @@
+"""``legw plan TASK``: epochs, steps, time and worker-hours to match the base run at bigger
+batches, predicted from the gradient noise measured while training (``legw.analysis.planner``).
+
+The noise comes from a training run's ``metrics.jsonl``: ``--from-run RUN`` (a base run that
+measured it, i.e. trained with 2+ micro-gradients per step), or a short measurement run at the
+base batch that this command starts (``--steps`` / ``--seconds``). Throughput per device comes
+from ``--samples-per-second``, a ``legw autobatch`` record (``--throughput-from``), or an
+autobatch measurement here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WORKERS = [1, 2, 4, 8, 16, 32, 64]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from legw.tasks import TASKS
+
+    p.add_argument("task", metavar="TASK", nargs="?",
+                   help=f"task preset ({', '.join(TASKS)}); optional with --from-run")
+    m = p.add_argument_group("noise measurement")
+    m.add_argument("--from-run", metavar="RUN",
+                   help="a legw train run directory whose metrics.jsonl has online B_noise "
+                        "(its base recipe and batch are the base); no measurement run")
+    m.add_argument("--steps", type=int, metavar="N",
+                   help="steps of the measurement run at the base batch (default: 1 epoch)")
+    m.add_argument("--seconds", type=float, metavar="S",
+                   help="time budget of the measurement run instead of --steps")
+    m.add_argument("--micro-batch-size", type=int, metavar="b",
+                   help="micro batch of the measurement run (default: half the base batch)")
+    m.add_argument("--run-dir", metavar="DIR",
+                   help="where the measurement run goes (default runs/plan-TASK)")
+    m.add_argument("--data-dir", metavar="DIR", help="directory with the data set files")
+    m.add_argument("--threads", type=int, metavar="N", help="torch threads")
+    c = p.add_argument_group("candidates and machines")
+    c.add_argument("--batch-sizes", type=int, nargs="+", metavar="B",
+                   help="global batch sizes to plan (default: base batch x 1, 2, 4, ... 64)")
+    c.add_argument("--workers", type=int, nargs="+", metavar="P", default=DEFAULT_WORKERS,
+                   help="worker counts (default 1 2 4 ... 64)")
+    c.add_argument("--cost-limit", type=float, metavar="H",
+                   help="worker-hours the plan may cost (default: 2x the cheapest plan)")
+    c.add_argument("--latency-us", type=float, default=25.0, metavar="ALPHA",
+                   help="all-reduce per-message latency in microseconds (default 25)")
+    c.add_argument("--bandwidth-gbps", type=float, default=10.0, metavar="BETA",
+                   help="link bandwidth in Gbit/s (default 10)")
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("--samples-per-second", type=float, metavar="R",
+                      help="one worker's training throughput (constant in the local batch)")
+    rate.add_argument("--throughput-from", metavar="JSON",
+                      help="a legw autobatch record: throughput as a function of local batch")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default="runs/plan.json", metavar="FILE",
+                   help="JSON record (default runs/plan.json)")
+    o.add_argument("--plot", default="runs/plan.png", metavar="FILE",
+                   help="epochs, time and cost vs batch, PNG (default runs/plan.png)")
+    o.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from legw.analysis import planner
+    from legw.analysis.comm import constant_rate, curve_step_time
+    from legw.io import atomic_write_json
+
+    _check(args)
+    source = _from_run(args) if args.from_run else _measure(args)
+    records, base, dataset_size, micro, task = source
+    if args.samples_per_second is not None:
+        compute_time = constant_rate(args.samples_per_second)
+        rate_source = f"{args.samples_per_second:g} samples/s (given)"
+    elif args.throughput_from:
+        compute_time, rate_source = curve_step_time(args.throughput_from)
+    else:
+        compute_time, rate_source = _measure_throughput(args, task, micro)
+    from legw.analysis.workload import load_workload
+
+    model_bytes = 4 * load_workload(task, data_dir=args.data_dir).num_params()
+    recipe = base.scale(base.base_batch_size, dataset_size)
+    profile = planner.noise_profile(records, recipe.total_steps, micro, base.base_batch_size)
+    batches = args.batch_sizes or [base.base_batch_size * 2 ** k for k in range(7)]
+    plan = planner.make_plan(profile, base, dataset_size, batch_sizes=batches,
+                             workers=args.workers, model_bytes=model_bytes,
+                             compute_time=compute_time, latency=args.latency_us * 1e-6,
+                             bandwidth=args.bandwidth_gbps * 1e9 / 8, cost_limit=args.cost_limit)
+    plan.update(task=task, throughput=rate_source,
+                noise_source=args.from_run or str(_run_dir(args)))
+    atomic_write_json(args.out, plan)
+    planner.plot_plan(plan, args.plot)
+    print(json.dumps(plan, indent=2) if args.json else planner.format_plan(plan))
+    if not args.json:
+        print(f"wrote {args.out} and {args.plot}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.from_run is None and args.task is None:
+        raise ValueError("TASK: give a task preset (or --from-run RUN)")
+    if args.from_run and (args.steps or args.seconds):
+        raise ValueError("--steps/--seconds: not with --from-run (nothing is measured)")
+    if args.steps is not None and args.seconds is not None:
+        raise ValueError("--steps and --seconds: give one budget")
+    for name in ("steps", "micro_batch_size", "threads"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: must be at least 1, got {v}")
+    for name in ("seconds", "samples_per_second", "cost_limit", "bandwidth_gbps"):
+        v = getattr(args, name)
+        if v is not None and not v > 0:
+            raise ValueError(f"--{name.replace('_', '-')}: must be positive, got {v}")
+    if not args.latency_us >= 0:
+        raise ValueError(f"--latency-us: must be >= 0, got {args.latency_us}")
+    if any(b < 1 for b in args.batch_sizes or []) or any(w < 1 for w in args.workers):
+        raise ValueError("--batch-sizes/--workers: must be positive integers")
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    return Path(args.run_dir or f"runs/plan-{args.task}")
+
+
+def _from_run(args: argparse.Namespace):
+    from legw.experiments.report import read_metrics
+    from legw.io import read_json
+    from legw.schedule import BaseRecipe
+
+    run = Path(args.from_run)
+    config = read_json(run / "config.json")
+    resolved = config["resolved"]
+    if args.task is not None and args.task != resolved["task"]:
+        raise ValueError(f"TASK: {args.task} differs from the run's task {resolved['task']} "
+                         f"({run / 'config.json'})")
+    base = BaseRecipe.from_dict(config["base_recipe"])
+    if resolved["global_batch_size"] != base.base_batch_size:
+        raise ValueError(f"--from-run: {run} trained at batch {resolved['global_batch_size']},"
+                         f" not at its base batch {base.base_batch_size}; plan from a base run")
+    micro = resolved.get("noise_small_batch_size")
+    if not micro:
+        raise ValueError(f"--from-run: {run} measured no gradient noise (it had one "
+                         "micro-gradient per step); train the base run with --micro-batch-size "
+                         "B0/2, or measure here without --from-run")
+    return (read_metrics(run), base, resolved["dataset_size"], micro, resolved["task"])
+
+
+def _measure(args: argparse.Namespace):
+    """A short training run at the base batch with the online noise measurement on."""
+    from legw.experiments.report import read_metrics
+    from legw.training.config import TrainConfig
+    from legw.training.trainer import train
+
+    probe = TrainConfig(task=args.task, data_dir=args.data_dir)
+    b0 = probe.base_recipe().base_batch_size
+    micro = args.micro_batch_size or b0 // 2
+    if micro >= b0 or b0 % micro:
+        raise ValueError(f"--micro-batch-size: {micro} must divide the base batch {b0} and be "
+                         "smaller (the noise needs 2+ micro-batches per step)")
+    steps = args.steps or probe.get_task().dataset_size // b0  # default: one epoch
+    if args.seconds is not None:
+        fn, _ = _measure_throughput(args, args.task, micro)
+        steps = max(20, int(args.seconds / fn(b0)))
+    config = TrainConfig(task=args.task, global_batch_size=b0, micro_batch_size=micro,
+                         max_steps=steps, out_dir=str(_run_dir(args)), data_dir=args.data_dir,
+                         num_threads=args.threads, quiet=True, evaluate=False,
+                         keep_checkpoints=1)
+    summary = train(config)
+    return (read_metrics(Path(summary["run_dir"])), config.base_recipe(),
+            _dataset_size(Path(summary["run_dir"])), micro, args.task)
+
+
+def _dataset_size(run: Path) -> int:
+    from legw.io import read_json
+
+    return int(read_json(run / "config.json")["resolved"]["dataset_size"])
+
+
+def _measure_throughput(args: argparse.Namespace, task: str, micro: int
+                        ) -> tuple[Any, str]:
+    """Throughput vs local batch, timed here with ``legw autobatch``'s interleaved timer."""
+    import torch
+
+    from legw.analysis.autobatch import measure_curve, powers_of_two, time_training_step
+    from legw.analysis.comm import step_time_from_points
+    from legw.analysis.workload import load_workload
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    w = load_workload(task, data_dir=args.data_dir)
+    timer = time_training_step(w.model, w.loss_fn, w.random_batch)
+    points = measure_curve(timer, powers_of_two(micro, max(micro, 1024)), repeats=3)
+    measured = [(p.micro_batch_size, p.samples_per_s) for p in points if p.samples_per_s]
+    return (step_time_from_points(measured),
+            f"measured here: {', '.join(f'{b}: {r:.0f}/s' for b, r in measured)}")

@@ -1,0 +1,163 @@
+"""legw plan: the cost model, the noise profile, the plan, and the Python path for a model
+legw has never seen."""
+
+import json
+import math
+
+import pytest
+import torch
+from helpers import make_mnist_dir
+from torch import nn
+
+from legw.analysis import planner
+from legw.analysis.comm import constant_rate
+from legw.cli import main
+from legw.schedule import BaseRecipe
+
+BASE = BaseRecipe(base_batch_size=32, peak_lr=0.1, warmup_epochs=0.1, epochs=10)
+
+
+def flat(bn: float, fraction: float = 1.0) -> planner.NoiseProfile:
+    return planner.NoiseProfile([0.0, fraction], [bn], fraction, 16, 32, 100)
+
+
+def test_constant_noise_gives_the_mccandlish_ratio():
+    p = flat(1000.0)
+    assert planner.epochs_factor(p, 32, 32) == pytest.approx(1.0)
+    for B in (64, 1000, 8192):
+        assert planner.epochs_factor(p, B, 32) == pytest.approx((1 + B / 1000) / (1 + 32 / 1000))
+    # far above B_noise the steps stop falling: epochs grow linearly with B
+    assert planner.epochs_factor(p, 2 ** 20, 32) / planner.epochs_factor(p, 2 ** 19, 32) == \
+        pytest.approx(2.0, rel=1e-3)
+
+
+def test_growing_noise_is_integrated_along_the_run():
+    p = planner.NoiseProfile([0.0, 0.5, 1.0], [100.0, 1000.0], 1.0, 16, 32, 100)
+    expected = 0.5 * (1 + 3200 / 100) / (1 + 32 / 100) + 0.5 * (1 + 3200 / 1000) / (1 + 0.032)
+    assert planner.epochs_factor(p, 3200, 32) == pytest.approx(expected, rel=1e-6)
+    assert p.at(0.2) == 100.0 and p.at(0.7) == 1000.0 and p.at(1.5) == 1000.0
+
+
+def records_with(bn_by_step, g=1.0):
+    return [{"kind": "train", "step": s, "noise_grad_sq": g, "noise_trace_sigma": g * bn}
+            for s, bn in enumerate(bn_by_step)] + [{"kind": "eval", "step": 1}]
+
+
+def test_profile_bins_the_measured_steps():
+    recs = records_with([100.0] * 50 + [300.0] * 50)
+    p = planner.noise_profile(recs, total_steps=400, small_batch_size=16, batch_size=32, bins=2)
+    assert p.values == [pytest.approx(100.0), pytest.approx(300.0)]
+    assert p.edges == [0.0, 50 / 400, 100 / 400]
+    assert p.measured_fraction == 0.25 and p.critical_batch_size == pytest.approx(300.0)
+
+
+def test_profile_merges_slices_where_the_signal_is_lost_and_refuses_no_data():
+    recs = records_with([100.0] * 4)
+    recs[0]["noise_grad_sq"] = recs[1]["noise_grad_sq"] = -0.5  # first bin: |G|^2 sum < 0
+    p = planner.noise_profile(recs, 4, 16, 32, bins=2)
+    assert p.edges == [0.0, 1.0] and p.values == [pytest.approx(400 / 1.0)]
+    with pytest.raises(ValueError, match="no online noise measurements"):
+        planner.noise_profile([{"kind": "train", "step": 0}], 4, 16, 32)
+
+
+def test_plan_rows_recipe_recommendation_and_warnings():
+    plan = planner.make_plan(flat(100.0, 0.5), BASE, 6400, batch_sizes=[32, 128, 512],
+                             workers=[1, 4], model_bytes=4e6,
+                             compute_time=constant_rate(1000.0))
+    rows = {(r["global_batch_size"], r["workers"]): r for r in plan["rows"]}
+    r = rows[(512, 4)]
+    factor = (1 + 512 / 100) / (1 + 32 / 100)
+    assert r["epochs"] == pytest.approx(10 * factor)
+    recipe = BaseRecipe(32, 0.1, 0.1, 10 * factor).scale(512, 6400)
+    assert (r["steps"], r["peak_lr"], r["warmup_steps"]) == \
+        (recipe.total_steps, pytest.approx(0.4), recipe.warmup_steps)
+    assert r["time_s"] == pytest.approx(recipe.total_steps * r["step_s"])
+    assert r["worker_hours"] == pytest.approx(r["time_s"] * 4 / 3600)
+    best = plan["recommended"]
+    limit = plan["cost_limit_worker_hours"]
+    assert limit == pytest.approx(2 * min(x["worker_hours"] for x in plan["rows"]))
+    assert best["worker_hours"] <= limit
+    assert best["time_s"] == min(x["time_s"] for x in plan["rows"] if x["worker_hours"] <= limit)
+    assert any("batch 512: equal-epoch scaling will lose accuracy" in w for w in plan["warnings"])
+    assert any("first 50.0%" in w for w in plan["warnings"])
+    assert "recommended: batch" in planner.format_plan(plan)
+
+
+def test_budget_recipe_stretches_milestones():
+    base = BaseRecipe(20, 1.0, 0.0, 10, decay="multistep", milestones=(4, 8), gamma=0.5)
+    assert planner.budget_recipe(base, 25).milestones == (10.0, 20.0)
+
+
+def test_measured_epochs_to_match_interpolates_in_log_epochs():
+    runs = [(10, 17.0), (25, 12.9), (100, 10.0)]
+    e = planner.measured_epochs_to_match(runs, 11.0)
+    assert 25 < e < 100
+    assert math.log(e) == pytest.approx(math.log(25) + (12.9 - 11) / 2.9 * math.log(4))
+    assert planner.measured_epochs_to_match(runs, 9.0) is None
+    assert planner.measured_epochs_to_match(runs, 20.0) == 10
+
+
+class TinyMLP(nn.Module):
+    """A model legw has never seen."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_plan_for_a_model_of_ones_own():
+    torch.manual_seed(0)
+    w = torch.randn(8, 3)
+
+    def batches():
+        while True:
+            x = torch.randn(32, 8)
+            yield x, (x @ w + 0.5 * torch.randn(32, 3)).argmax(1)
+
+    model = TinyMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    plan = planner.plan_for_model(model, nn.functional.cross_entropy, batches(), opt,
+                                  BASE, dataset_size=3200, steps=60, micro_batches=4,
+                                  batch_sizes=[32, 256], workers=[1, 2])
+    assert plan["profile"]["small_batch_size"] == 8 and plan["profile"]["steps"] == 60
+    assert plan["profile"]["critical_batch_size"] > 0
+    assert plan["model_bytes"] == 4 * sum(p.numel() for p in model.parameters())
+    assert {r["global_batch_size"] for r in plan["rows"]} == {32, 256}
+    json.dumps(plan)  # plain data
+
+
+def test_cli_measures_and_writes_the_plan(tmp_path, capsys):
+    data = make_mnist_dir(tmp_path / "data", n_train=1024)
+    out, png = tmp_path / "plan.json", tmp_path / "plan.png"
+    code = main(["plan", "fashion-mnist-lstm", "--data-dir", str(data), "--steps", "16",
+                 "--micro-batch-size", "16", "--samples-per-second", "500", "--threads", "1",
+                 "--batch-sizes", "128", "1024", "--workers", "1", "4",
+                 "--run-dir", str(tmp_path / "run"), "--out", str(out), "--plot", str(png)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "critical batch" in text and "recommended" in text
+    plan = json.loads(out.read_text())
+    assert plan["profile"]["small_batch_size"] == 16 and plan["task"] == "fashion-mnist-lstm"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # the measurement run is a normal run directory: --from-run reads it back
+    assert main(["plan", "--from-run", str(tmp_path / "run"), "--samples-per-second", "500",
+                 "--batch-sizes", "128", "--workers", "1", "--out", str(out),
+                 "--plot", str(png)]) == 0
+
+
+def test_cli_refuses_a_run_without_noise_and_bad_budgets(tmp_path, capsys):
+    assert main(["plan"]) == 2
+    assert "TASK: give a task preset" in capsys.readouterr().err
+    assert main(["plan", "fashion-mnist-lstm", "--steps", "5", "--seconds", "3"]) == 2
+    assert "give one budget" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({
+        "resolved": {"task": "fashion-mnist-lstm", "global_batch_size": 128,
+                     "dataset_size": 60000, "noise_small_batch_size": None},
+        "base_recipe": BaseRecipe(128, 0.4, 0.1, 10).to_dict()}))
+    assert main(["plan", "--from-run", str(run), "--samples-per-second", "1"]) == 2
+    assert "measured no gradient noise" in capsys.readouterr().err
