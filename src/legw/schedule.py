@@ -158,6 +158,13 @@ class BaseRecipe:
         """The batch ratio ``B / B0``."""
         return global_batch_size / self.base_batch_size
 
+    def peak_and_warmup(self, global_batch_size: int) -> tuple[float, float]:
+        """``(peak LR, warmup epochs)`` at ``global_batch_size``: the scaling and warmup rules."""
+        k = self.k(global_batch_size)
+        warmup = {"legw": self.warmup_epochs * k, "constant": self.warmup_epochs,
+                  "none": 0.0}[self.warmup]
+        return self.peak_lr * k ** scaling_power(self.scaling), warmup
+
     def scale(self, global_batch_size: int, dataset_size: int, drop_last: bool = True) -> Recipe:
         """Derive the recipe at ``global_batch_size`` for a data set of ``dataset_size`` samples."""
         b, n = global_batch_size, dataset_size
@@ -168,12 +175,9 @@ class BaseRecipe:
         if drop_last:
             _require(b <= n, "global_batch_size", b,
                      f"exceeds dataset_size {n} (no full batch with drop_last)")
-        k = self.k(b)
-        peak = self.peak_lr * k ** scaling_power(self.scaling)
+        peak, warmup_epochs = self.peak_and_warmup(b)
         _require(self.end_lr <= peak or self.decay not in ("poly", "cosine"), "end_lr",
                  self.end_lr, f"must not exceed the peak LR {peak:g} at global_batch_size {b}")
-        warmup_epochs = {"legw": self.warmup_epochs * k, "constant": self.warmup_epochs,
-                         "none": 0.0}[self.warmup]
         spe = n // b if drop_last else -(-n // b)
         total = _round(self.epochs * spe)
         _require(total >= 1, "epochs", self.epochs,

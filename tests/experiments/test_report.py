@@ -110,6 +110,10 @@ def test_report_renders_figures_tables_and_commands(records, tmp_path, capsys):
     assert "legw sweep fashion-mnist-lstm --out exp/sweep" in md
     assert "legw tune fashion-mnist-lstm --batch-size 256" in md
     assert "Best tuned: `lr0.1-w0` 20.00; LEGW untuned: 21.00." in md
+    # the reading says what the numbers show, from the records
+    assert "**What this shows.** At the base batch 64 the test error is 10.40 %." in md
+    assert "At batch 256 (4x), `legw` reaches 13.00 % (+2.60 against the base)." in md
+    assert "it is not evidence that a large batch matches the base" in md
     assert "| legw | 0.1 | 0.5 | 21.00 | completed |" in md
 
 
@@ -144,7 +148,7 @@ def test_sweeps_of_one_task_are_pooled_into_one_table(tmp_path):
     out = tmp_path / "report"
     assert main(["report", str(exp), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
-    assert md.count("## Sweep: fashion-mnist-lstm") == 1 and (out / "metric_vs_batch.png").exists()
+    assert md.count("## fashion-mnist-lstm: batch") == 1 and (out / "metric_vs_batch.png").exists()
     assert "| legw | 10.50 ± 0.50 (2/2) | 13.00 ± 1.00 (2/2) |" in md
     assert "| linear | 10.30 ± 0.10 (2/2) | 30.00 (1/2) div 1 |" in md
     assert "legw sweep fashion-mnist-lstm --out legw-sweep" in md

@@ -67,7 +67,7 @@ class LaunchOptions:
 
 RUN_OVERRIDES = ("epochs", "base_batch_size", "base_lr", "base_warmup_epochs", "decay", "power",
                  "end_lr", "milestones", "gamma", "weight_decay", "momentum", "clip_grad_norm",
-                 "max_steps", "device", "checkpoint_every")
+                 "max_steps", "device", "checkpoint_every", "eval_every", "noise_window")
 """The :class:`~legw.training.config.TrainConfig` fields a study applies to every run (its
 ``overrides``); their flags are ``legw train``'s."""
 
@@ -173,7 +173,12 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
         raise ValueError(f"--jobs: must be at least 1, got {jobs!r}")
     threads = threads or default_threads(jobs)
     todo: list[tuple[PlannedRun, bool]] = []
+    sharing: dict[Path, list[PlannedRun]] = {}  # runs of one directory train once
     for r in runs:
+        if r.run_dir in sharing:
+            sharing[r.run_dir].append(r)
+            continue
+        sharing[r.run_dir] = [r]
         state = run_state(r.run_dir)
         if state == "finished":
             status = read_summary(r.run_dir)["status"]
@@ -183,6 +188,11 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
         if state == "fresh" and r.run_dir.exists():
             shutil.rmtree(r.run_dir)  # nothing to resume: drop partial logs of a killed run
         todo.append((r, state == "resumable"))
+    for shared in sharing.values():  # the later runs of a finished directory
+        if run_state(shared[0].run_dir) == "finished":
+            status = read_summary(shared[0].run_dir)["status"]
+            for r in shared[1:]:
+                yield r, {"status": status, "skipped": True, "returncode": None}
     active: list[_Child] = []
     total, started = len(todo), 0
     try:
@@ -197,9 +207,11 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
             for child in [c for c in active if c.proc.poll() is not None]:
                 active.remove(child)
                 outcome = child.outcome()
-                log(f"{child.run.name}: {outcome['status']}"
+                names = [r.name for r in sharing[child.run.run_dir]]
+                log(f"{' = '.join(names)}: {outcome['status']}"
                     + (f" ({outcome['error']})" if outcome.get("error") else ""))
-                yield child.run, outcome
+                for r in sharing[child.run.run_dir]:
+                    yield r, outcome
     finally:
         for child in active:  # interrupted: stop the children; their checkpoints remain
             child.proc.terminate()

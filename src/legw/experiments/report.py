@@ -97,6 +97,42 @@ def _fmt(values: list[float]) -> str:
     return f"{_num(float(np.mean(values)))} ± {_num(float(np.std(values)))}"
 
 
+def reading(rows: list[dict[str, Any]], metric: str) -> str:
+    """What a sweep shows, in words: each method's final number at the largest batch against
+    the base batch, and what the run length means for the claim."""
+    label = OBJECTIVES[metric][1].split(" (")[0]
+    unit = " %" if metric == "accuracy" else ""
+    by: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for r in rows:
+        if (v := objective(r, metric)) is not None:
+            by[(r["method"], r["batch_size"])].append(v)
+    sizes = sorted({r["batch_size"] for r in rows})
+    small, large = sizes[0], sizes[-1]
+    base = [v for (m, b), vs in by.items() if b == small for v in vs]
+    epochs = sorted({r["epochs"] for r in rows if r.get("epochs")})
+    if not base or small == large:
+        return ""
+    ref = sum(base) / len(base)
+    parts = [f"**What this shows.** At the base batch {small} the {label} is "
+             f"{_num(ref)}{unit}."]
+    for m in dict.fromkeys(r["method"] for r in rows):
+        vals = by.get((m, large))
+        if vals:
+            v = sum(vals) / len(vals)
+            parts.append(f"At batch {large} ({large // small}x), `{m}` reaches {_num(v)}{unit} "
+                         f"({'+' if v >= ref else ''}{_num(v - ref)} against the base).")
+        elif any(r["method"] == m and r["batch_size"] == large for r in rows):
+            parts.append(f"At batch {large}, `{m}` has no final result (diverged or not run).")
+    if epochs:
+        parts.append(f"Every run trains {_num(epochs[-1]).rstrip('0').rstrip('.')} epochs: "
+                     "equal epochs at every batch size, so larger batches take fewer steps. "
+                     "A short run compares the scaling rules with each other; it is not "
+                     "evidence that a large batch matches the base at the paper's budgets "
+                     "(see docs/results.md for those, and `legw plan` for the epochs a batch "
+                     "needs).")
+    return " ".join(parts)
+
+
 def sweep_tables(rows: list[dict[str, Any]], metric: str) -> str:
     """The pivot table (method x batch size) and the per-point table, in markdown."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -179,8 +215,8 @@ def write_report(root: Path, out: Path | None = None,
     if not sweeps and not tunes:
         raise FileNotFoundError(f"DIR: no results.json or trials.json in {root} or its "
                                 "subdirectories")
-    md = ["# legw experiment report", "", f"Records read from `{root}`; this report only reads "
-          "records (`legw report` trains nothing).", ""]
+    md = [f"# legw report: {root.resolve().name}", "", f"Records read from `{root}`; this "
+          "report only reads records (`legw report` trains nothing).", ""]
     commands: list[str] = []
     # Sweeps of one task are pooled into one set of figures and tables (e.g. a LEGW sweep over
     # all batch sizes plus a comparison sweep at the largest): run dirs become absolute.
@@ -217,7 +253,9 @@ def write_report(root: Path, out: Path | None = None,
                               f"{task}: gradient noise scale measured while training "
                               "(windowed; runs with 2+ micro-gradients per step)")
         dirs = ", ".join(f"`{_rel(sdir, out)}`" for sdir, _ in parts)
-        md += [f"## Sweep: {task} ({dirs})", ""]
+        sizes = sorted({r["batch_size"] for r in rows})
+        md += [f"## {task}: batch {sizes[0]} -> {sizes[-1]}, methods "
+               f"{', '.join(dict.fromkeys(r['method'] for r in rows))} ({dirs})", ""]
         for sdir, meta in parts:
             spec = meta.get("spec", {})
             md += [f"- `{_rel(sdir, out)}`: methods {', '.join(spec.get('methods', []))}; "
@@ -225,7 +263,7 @@ def write_report(root: Path, out: Path | None = None,
                    f"{', '.join(map(str, spec.get('seeds', [])))}; overrides "
                    f"`{json.dumps(spec.get('overrides', {}))}`."]
             commands += spec.get("commands", [])
-        md += ["", _base_recipe_line(Path("."), rows), "",
+        md += ["", _base_recipe_line(Path("."), rows), "", reading(rows, metric), "",
                f"![final metric vs batch size]({figs['metric_vs_batch']})", "",
                sweep_tables(rows, metric), "",
                f"![metric vs epoch]({figs['curves']})", "",

@@ -103,13 +103,33 @@ class SweepSpec(LaunchOptions):
                           self.micro_batch_size, self.data_dir)
 
     def plan(self, out: Path = Path("sweep")) -> list[PlannedRun]:
-        """Every run, method-major: (method, batch size, seed)."""
-        return [PlannedRun(f"{m} b={b} s={s}", self.config(out, m, b, s),
-                           {"method": m, "batch_size": b, "seed": s})
-                for m in self.methods for b in self.batch_sizes for s in self.seeds]
+        """Every run, method-major: (method, batch size, seed). Methods that train the very
+        same recipe at a batch (``legw``, ``linear`` and ``unscaled`` at the base batch, where
+        k = 1) share one run directory, so the launcher trains it once."""
+        runs, seen = [], {}
+        for m in self.methods:
+            for b in self.batch_sizes:
+                for s in self.seeds:
+                    config = self.config(out, m, b, s)
+                    first = seen.setdefault(_same_training(config), config)
+                    if first is not config:
+                        config = dataclasses.replace(config, out_dir=first.out_dir)
+                    runs.append(PlannedRun(f"{m} b={b} s={s}", config,
+                                           {"method": m, "batch_size": b, "seed": s}))
+        return runs
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _same_training(config: TrainConfig) -> str:
+    """A key equal for two configs that train identically: the rules replaced by the peak LR
+    and warmup epochs they give at this batch."""
+    d = config.to_dict()
+    for name in ("out_dir", "scaling", "warmup"):
+        d.pop(name)
+    d["peak_and_warmup"] = config.base_recipe().peak_and_warmup(config.batch_size())
+    return repr(sorted(d.items()))
 
 
 def load_spec(out: Path) -> SweepSpec | None:

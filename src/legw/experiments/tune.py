@@ -177,13 +177,13 @@ def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
         f"trials + the LEGW point (peak LR {legw.labels['peak_lr']:.4g}, warmup "
         f"{legw.labels['warmup_epochs']:.4g} epochs)")
     state = _Study(spec, out)
-    for run, outcome in run_all([legw], spec.jobs, spec.threads, log=log):
-        state.add(run, outcome)
     if spec.search == "optuna":
+        for run, outcome in run_all([legw], spec.jobs, spec.threads, log=log):
+            state.add(run, outcome)
         _optuna_search(spec, out, state, log)
-    else:
-        for run, outcome in run_all([spec.trial_config(out, lr, w) for lr, w in spec.points()],
-                                    spec.jobs, spec.threads, log=log):
+    else:  # one launch, so the progress count runs over every trial
+        trials = [legw, *(spec.trial_config(out, lr, w) for lr, w in spec.points())]
+        for run, outcome in run_all(trials, spec.jobs, spec.threads, log=log):
             state.add(run, outcome)
     result = state.write()
     from legw.experiments.plots import plot_landscape, plot_lr_curve

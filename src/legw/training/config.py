@@ -128,6 +128,9 @@ class TrainConfig:
     """Directory with the data set files (default: the loader's own location)."""
     num_threads: int | None = field(default=None, metadata=flag("--threads", "N"))
     """torch intra-op threads per process (default: torch's choice)."""
+    eval_every: float = field(default=0.0, metadata=flag(metavar="EPOCHS"))
+    """Also evaluate every EPOCHS epochs, e.g. 0.25 (default 0: at each epoch end only); in
+    epochs, not steps, so runs at different batch sizes are evaluated at the same points."""
     noise_window: int = field(default=50, metadata=flag(metavar="STEPS"))
     """Steps over which the online gradient noise scale B_noise (logged per step to
     metrics.jsonl) is smoothed; 0 turns it off. Measured when a step has two or more
@@ -157,6 +160,9 @@ class TrainConfig:
         if self.noise_window == 1 or self.noise_window < 0:
             raise ValueError(f"--noise-window: must be 0 (off) or at least 2 steps, got "
                              f"{self.noise_window!r}")
+        if not (math.isfinite(self.eval_every) and self.eval_every >= 0):
+            raise ValueError(f"--eval-every: must be a number of epochs >= 0, got "
+                             f"{self.eval_every!r}")
         if self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every: must be >= 0, got {self.checkpoint_every!r}")
         if self.device not in DEVICES:

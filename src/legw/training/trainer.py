@@ -210,7 +210,8 @@ class _Trainer:
             while self.pos.step < self.stop_step and self.diverged is None:
                 self._step()
                 epoch_end = self.pos.step_in_epoch == 0
-                if epoch_end and self.diverged is None and self.config.evaluate:
+                if (self.diverged is None and self.config.evaluate
+                        and (epoch_end or self._eval_due())):
                     self._evaluate(final=self.pos.step == self.stop_step)
                 every = self.config.checkpoint_every
                 if self.diverged is None and (epoch_end or self.pos.step == self.stop_step
@@ -219,6 +220,13 @@ class _Trainer:
             return self._finish()
         finally:
             self.log.close()
+
+    def _eval_due(self) -> bool:
+        """``--eval-every E``: every ``round(E * steps_per_epoch)`` steps, besides epoch ends."""
+        if not self.config.eval_every:
+            return False
+        every = max(1, round(self.config.eval_every * self.recipe.steps_per_epoch))
+        return self.pos.step % every == 0
 
     def _step(self) -> None:
         step, spe = self.pos.step, self.recipe.steps_per_epoch

@@ -1,0 +1,32 @@
+"""Methods that train the same recipe at a batch (k = 1) share one run, trained once."""
+
+from pathlib import Path
+
+from helpers import make_mnist_dir
+
+from legw.cli import main
+from legw.experiments.records import read_rows
+from legw.experiments.sweep import SweepSpec
+
+
+def test_rules_that_agree_at_the_base_batch_share_a_run_directory():
+    spec = SweepSpec(task="fashion-mnist-lstm", batch_sizes=[128, 1024],
+                     methods=["legw", "linear", "unscaled", "sqrt-nowarmup"])
+    dirs = {r.name: r.config.out_dir for r in spec.plan(Path("d"))}
+    assert dirs["linear b=128 s=0"] == dirs["unscaled b=128 s=0"] == dirs["legw b=128 s=0"] \
+        == "d/runs/legw-b128-s0"
+    assert dirs["sqrt-nowarmup b=128 s=0"] == "d/runs/sqrt-nowarmup-b128-s0"  # no warmup
+    assert len({dirs[f"{m} b=1024 s=0"] for m in ("legw", "linear", "unscaled")}) == 3
+
+
+def test_the_shared_run_trains_once_and_fills_every_row(tmp_path, capsys):
+    data = make_mnist_dir(tmp_path / "data")
+    out = tmp_path / "sweep"
+    assert main(["sweep", "fashion-mnist-lstm", "--out", str(out), "--batch-sizes", "128",
+                 "--methods", "legw", "linear", "--epochs", "1", "--max-steps", "1",
+                 "--data-dir", str(data), "--threads", "1"]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["legw-b128-s0"]
+    _, rows = read_rows(out / "results.json")
+    assert [(r["method"], r["status"], r["run_dir"]) for r in rows] == [
+        ("legw", "completed", "runs/legw-b128-s0"), ("linear", "completed", "runs/legw-b128-s0")]
+    assert "[1/1] legw b=128 s=0: starting" in capsys.readouterr().err
