@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Copy the records of experiment directories (sweep/tune specs, results, and each run's
+# config, launch, metrics and summary -- not checkpoints) into the repository, so that
+# `legw report` can rebuild every figure from what is committed.
+# Usage: bash scripts/collect_records.sh SRC_DIR DEST_DIR
+set -euo pipefail
+SRC=${1:?source experiment directory}
+DEST=${2:?destination under docs/results/records}
+mkdir -p "$DEST"
+(cd "$SRC" && find . \( -name checkpoints -o -name tensorboard \) -prune -o -type f \
+    \( -name '*.json' -o -name '*.csv' -o -name 'metrics.jsonl' \) -print) |
+while read -r f; do
+    mkdir -p "$DEST/$(dirname "$f")"
+    cp -p "$SRC/$f" "$DEST/$f"
+done
