@@ -39,7 +39,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="legw", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="legw", description="legw: large-batch training for PyTorch -- "
+                     "tune once at a small batch, scale the batch with sqrt LR scaling and "
+                     "linear-epoch warmup (LEGW) on SGD, LARS or LAMB.",
+                     epilog="legw COMMAND --help for a command's flags; README.md for a tour.")
     from legw import __version__
 
     parser.add_argument("--version", action="version", version=f"legw {__version__}")

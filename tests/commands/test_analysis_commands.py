@@ -15,6 +15,20 @@ needs_fashion_mnist = pytest.mark.skipif(
     reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
 
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the commands' default outputs go to runs/ here
+
+
+def test_comm_writes_its_record_by_default_and_says_how_to_predict_workers(capsys):
+    code, out, _ = run_cli(capsys, "comm", "--preset", "resnet50")
+    assert code == 0 and Path("runs/comm.json").exists() and not Path("runs/comm.png").exists()
+    assert "--samples-per-second R" in out and "wrote runs/comm.json" in out
+    code, out, _ = run_cli(capsys, "comm", "--preset", "resnet50", "--samples-per-second", "800")
+    assert code == 0 and Path("runs/comm.png").read_bytes()[:4] == b"\x89PNG"
+    assert "wrote runs/comm.json and runs/comm.png" in out
+
+
 def run_cli(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()

@@ -10,8 +10,10 @@ from typing import Any
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", metavar="TASK", help="task whose model is timed")
-    p.add_argument("--min-micro-batch-size", type=int, default=1, metavar="B")
-    p.add_argument("--max-micro-batch-size", type=int, default=1024, metavar="B")
+    p.add_argument("--min-micro-batch-size", type=int, default=1, metavar="B",
+                   help="smallest micro batch timed (default 1); sizes are powers of two")
+    p.add_argument("--max-micro-batch-size", type=int, default=1024, metavar="B",
+                   help="largest micro batch timed (default 1024); stops early at out-of-memory")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per size (median)")
     p.add_argument("--statistic", choices=["median", "min"], default="median",
                    help="summary of the repeats (min resists load from other processes)")
@@ -19,9 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="choose the smallest size within this fraction of the peak (0.05)")
     p.add_argument("--global-batch-size", type=int, metavar="B",
                    help="plan micro batch x accumulation x world size for this global batch")
-    p.add_argument("--world-size", type=int, default=1, metavar="P")
+    p.add_argument("--world-size", type=int, default=1, metavar="P",
+                   help="data-parallel processes of the plan (default 1)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the model and inputs (default 0)")
     p.add_argument("--data-dir", help="where the task's data lives (default: its loader's)")
     p.add_argument("--out", default="runs/autobatch.json", metavar="FILE", help="JSON record")
     p.add_argument("--plot", default="runs/autobatch.png", metavar="FILE", help="PNG")

@@ -25,14 +25,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--task", help="count the parameters of this task's model")
     src.add_argument("--data-dir", help="where the task's data lives (default: its loader's)")
     src.add_argument("--params", type=int, metavar="N", help="number of parameters")
-    src.add_argument("--bytes-per-param", type=int, default=4, metavar="BYTES")
+    src.add_argument("--bytes-per-param", type=int, default=4, metavar="BYTES",
+                     help="bytes per gradient value all-reduced (default 4, fp32)")
     src.add_argument("--dataset-size", type=int, metavar="N", help="samples per epoch")
     src.add_argument("--epochs", type=float, help="epochs of the run (Table 3)")
     src.add_argument("--total-flops", type=float, metavar="F",
                      help="flops of the whole run, for the comp/comm ratio")
     p.add_argument("--batch-size", type=int, nargs="+", metavar="B", help="global batch sizes")
     net = p.add_argument_group("prediction on p workers (ring all-reduce, alpha-beta model)")
-    net.add_argument("--workers", type=int, nargs="+", metavar="P", default=DEFAULT_WORKERS)
+    net.add_argument("--workers", type=int, nargs="+", metavar="P", default=DEFAULT_WORKERS,
+                     help="data-parallel worker counts (default 1 2 4 ... 64)")
     net.add_argument("--latency-us", type=float, default=25.0, metavar="ALPHA",
                      help="per-message latency in microseconds (default 25, TCP/Ethernet)")
     net.add_argument("--bandwidth-gbps", type=float, default=10.0, metavar="BETA",
@@ -45,8 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rate.add_argument("--measure", action="store_true",
                       help="time the --task model's training step here, at its base batch size")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--out", metavar="FILE", help="write the JSON record here")
-    p.add_argument("--plot", metavar="FILE", help="efficiency and epoch time vs workers, PNG")
+    p.add_argument("--out", metavar="FILE", default="runs/comm.json",
+                   help="JSON record (default runs/comm.json)")
+    p.add_argument("--plot", metavar="FILE",
+                   help="efficiency and epoch time vs workers, PNG (default runs/comm.png, "
+                        "drawn when a compute rate gives the worker prediction)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,19 +129,22 @@ def run(args: argparse.Namespace) -> int:
         record["scaling"] = [r.to_dict() for r in scaling]
         record["skipped"] = skipped
 
-    if args.out:
-        from legw.io import atomic_write_json
+    if args.plot and "scaling" not in record:
+        raise ValueError("--plot needs a compute rate: --samples-per-second, "
+                         "--throughput-from or --measure")
+    from legw.io import atomic_write_json
 
-        atomic_write_json(args.out, record)
+    atomic_write_json(args.out, record)
+    plot = args.plot or ("runs/comm.png" if "scaling" in record else None)
+    if plot:
+        plot_scaling(record, plot)
     if args.json:
         print(json.dumps(record, indent=2))
-    else:
-        print(format_report(record))
-    if args.plot:
-        if "scaling" not in record:
-            raise ValueError("--plot needs a compute rate: --samples-per-second, "
-                             "--throughput-from or --measure")
-        plot_scaling(record, args.plot)
-        if not args.json:
-            print(f"wrote {args.plot}")
+        return 0
+    print(format_report(record))
+    if "scaling" not in record:
+        print("no prediction on p workers: it needs one worker's throughput -- "
+              "--samples-per-second R, --throughput-from AUTOBATCH.json (legw autobatch), or "
+              "--measure with --task")
+    print(f"wrote {args.out}" + (f" and {plot}" if plot else ""))
     return 0

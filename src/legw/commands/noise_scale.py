@@ -8,7 +8,7 @@ from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", metavar="TASK")
+    p.add_argument("task", metavar="TASK", help="task preset whose model and data are measured")
     p.add_argument("--batch-size", type=int, default=256, metavar="B",
                    help="big batch B of each draw (a multiple of the micro batch; default 256)")
     p.add_argument("--micro-batch-size", type=int, default=16, metavar="b",
@@ -21,10 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-batch-size", type=int, metavar="B",
                    help="batch of the training run (default: the task's base batch size)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the model, the batches and the bootstrap (default 0)")
     p.add_argument("--data-dir", help="where the task's data lives (default: its loader's)")
-    p.add_argument("--out", default="runs/noise-scale.json", metavar="FILE")
-    p.add_argument("--plot", default="runs/noise-scale.png", metavar="FILE")
+    p.add_argument("--out", default="runs/noise-scale.json", metavar="FILE",
+                   help="JSON record, rewritten after each measurement (default "
+                        "runs/noise-scale.json)")
+    p.add_argument("--plot", default="runs/noise-scale.png", metavar="FILE",
+                   help="B_simple vs training step, PNG (default runs/noise-scale.png)")
 
 
 def _positive_int(name: str, value: int | None, minimum: int = 1) -> None:

@@ -49,7 +49,7 @@ class RunLog:
             self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=initial_step)
         except ImportError:
             pass
-        if not quiet:
+        if not quiet and sys.stderr.isatty():  # in a log file a bar is a wall of redraws
             from tqdm import tqdm
 
             self._bar = tqdm(total=total_steps, initial=initial_step, unit="step",

@@ -205,7 +205,8 @@ class _Trainer:
                       f"world size {self.env.world_size} x {self.accum} accumulation steps; "
                       f"{self.recipe.steps_per_epoch} steps/epoch, peak LR "
                       f"{self.recipe.peak_lr:.6g}, warmup {self.recipe.warmup_steps} steps, "
-                      f"{self.stop_step} of {self.recipe.total_steps} steps")
+                      f"{self.stop_step} of {self.recipe.total_steps} steps; run directory "
+                      f"{self.run_dir}")
         try:
             while self.pos.step < self.stop_step and self.diverged is None:
                 self._step()
