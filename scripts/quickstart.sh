@@ -13,7 +13,8 @@ mkdir -p "$OUT"
     --batch-size 1024 2048 4096 8192 16384 32768 --plot "$OUT/table6_lr.png"
 # Resumable: run it again to continue where it stopped.
 "$LEGW" sweep fashion-mnist-lstm --out "$OUT/sweep" --batch-sizes 128 1024 8192 \
-    --methods legw linear --epochs 2 --base-warmup-epochs 0.01 --micro-batch-size 512 \
+    --methods legw linear --epochs 2 --base-warmup-epochs 0.01 --eval-every 0.25 \
+    --micro-batch-size 512 \
     --jobs 2 --threads 1
 "$LEGW" report "$OUT/sweep"
-echo "report: $OUT/sweep/report.md"
+echo "report: $OUT/sweep/report.md (what it shows: README.md, 'What the main job shows')"
