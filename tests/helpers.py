@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +80,18 @@ def final_params(run_dir: Path) -> dict[str, torch.Tensor]:
     from legw.training.checkpoint import list_checkpoints, load
 
     return load(list_checkpoints(run_dir)[-1])["model"]
+
+
+# Per-sample gradients with a known mean and covariance, for the noise-scale estimators.
+D, G2, TRACE = 20, 0.05, 4.0  # per-sample gradients: mean |G|^2 = G2, tr(Sigma) = TRACE
+
+
+def draw(rng: random.Random, b: int, B: int) -> tuple[float, float]:
+    """|G_b|^2 of the first b samples and |G_B|^2 of all B, per-sample gradients
+    N(G, TRACE/D * I) in D dimensions."""
+    g = [math.sqrt(G2 / D)] * D
+    sd = math.sqrt(TRACE / D)
+    samples = [[gi + rng.gauss(0, sd) for gi in g] for _ in range(B)]
+    mean = lambda rows: [sum(c) / len(rows) for c in zip(*rows)]  # noqa: E731
+    sq = lambda v: sum(x * x for x in v)  # noqa: E731
+    return sq(mean(samples[:b])), sq(mean(samples))

@@ -1,24 +1,11 @@
 """The online noise-scale window on draws with a known gradient mean and covariance."""
 
-import math
 import random
 
 import pytest
+from helpers import G2, TRACE, draw
 
 from legw.gradient_noise import OnlineNoiseScale, unbiased_terms
-
-D, G2, TRACE = 20, 0.05, 4.0  # per-sample gradients: mean |G|^2 = G2, tr(Sigma) = TRACE
-
-
-def draw(rng: random.Random, b: int, B: int) -> tuple[float, float]:
-    """|G_b|^2 of the first b samples and |G_B|^2 of all B, per-sample gradients
-    N(G, TRACE/D * I) in D dimensions."""
-    g = [math.sqrt(G2 / D)] * D
-    sd = math.sqrt(TRACE / D)
-    samples = [[gi + rng.gauss(0, sd) for gi in g] for _ in range(B)]
-    mean = lambda rows: [sum(c) / len(rows) for c in zip(*rows)]  # noqa: E731
-    sq = lambda v: sum(x * x for x in v)  # noqa: E731
-    return sq(mean(samples[:b])), sq(mean(samples))
 
 
 def test_windowed_estimate_recovers_the_true_noise_scale():

@@ -164,6 +164,15 @@ class OnlineNoiseScale:
             out.update(b_noise=est.b_simple, b_noise_stderr=est.stderr)
         return out
 
+    def means(self) -> tuple[float, float] | None:
+        """The window's mean unbiased ``(|G|^2, tr(Sigma))``; ``None`` before the first draw."""
+        if not self.small_sq:
+            return None
+        terms = [unbiased_terms(s, g, self.small_batch_size, self.batch_size)
+                 for s, g in zip(self.small_sq, self.big_sq)]
+        n = len(terms)
+        return sum(g for g, _ in terms) / n, sum(t for _, t in terms) / n
+
     def state_dict(self) -> dict[str, Any]:
         return {"small_sq": list(self.small_sq), "big_sq": list(self.big_sq)}
 

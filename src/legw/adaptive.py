@@ -1,0 +1,108 @@
+"""Adaptive scaling: the base recipe replayed at batch ``B`` with a gain measured while training.
+
+LEGW fixes the LR rule (``sqrt(k)``) and the budget (equal epochs). Past the critical batch the
+equal-epoch budget is what loses accuracy (docs/results.md). The adaptive rule keeps LEGW's LR
+rule and warmup but lets the gradient noise set the budget. With ``k = B / B0``, the gradient
+noise scale ``B_noise = tr(Sigma) / |G|^2`` measured online (legw.gradient_noise) and
+
+    r = (tr(Sigma) / B0 + |G|^2) / (tr(Sigma) / B + |G|^2)  =  (1 + B_noise/B0) / (1 + B_noise/B)
+
+(the AdaScale gain, Johnson et al. 2020; McCandlish et al. 2018's ratio of steps at B0 and B to
+make the same progress; ``1 <= r <= k``), each optimizer step at ``B``:
+
+* trains at ``lr = base_lr(tau) * r ** lr_power`` where ``base_lr`` is the base recipe at its own
+  batch ``B0`` and ``tau`` the *position* in base steps; ``lr_power`` is 0.5 by default -- the
+  sqrt rule applied to the batch's effective scale ``r`` instead of ``k`` (AdaScale: 1);
+* advances ``tau`` by 1 during the base warmup -- the warmup spans the same number of steps at
+  every batch, which is LEGW's rule -- and by ``r`` after it (AdaScale advances by ``r``
+  throughout);
+* ends when ``tau`` reaches the base recipe's total steps.
+
+So below the noise scale (``r ~ k``) it trains like LEGW at equal epochs, far above it
+(``r -> 1``) it takes as many steps as the base run, and in between it pays exactly the extra
+steps the noise demands. The gain is read before each step from the window of previous steps
+(the first step has ``r = 1``). LARS and LAMB apply their trust ratios to the direction of each
+layer's update; the gain scales the global LR on top, as any schedule does.
+
+:class:`AdaptiveSchedule` is pure Python (no torch) with a plain ``state_dict``; ``tau`` counts
+base steps, which do not depend on ``B``, so a run resumed at another batch size continues at
+the same position.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from legw.schedule import BaseRecipe, Recipe
+
+
+def gain(grad_sq: float, trace_sigma: float, base_batch_size: int, batch_size: int) -> float:
+    """``(tr(Sigma)/B0 + |G|^2) / (tr(Sigma)/B + |G|^2)`` with both terms clamped at 0
+    (an estimate below 0 means that term is lost in the noise), in ``[1, B/B0]``."""
+    g, t = max(grad_sq, 0.0), max(trace_sigma, 0.0)
+    k = batch_size / base_batch_size
+    if g == 0 and t == 0:
+        return 1.0
+    r = (t / base_batch_size + g) / (t / batch_size + g)
+    return min(max(r, 1.0), k)
+
+
+class AdaptiveSchedule:
+    """The position ``tau`` (in base steps) and LR of an adaptive run at ``batch_size``.
+
+    ``base`` is the base recipe scaled at its own batch (``base.global_batch_size == B0``).
+    """
+
+    def __init__(self, base: Recipe, batch_size: int, lr_power: float = 0.5) -> None:
+        if base.global_batch_size != base.base.base_batch_size:
+            raise ValueError(f"base: expected the recipe at its base batch "
+                             f"{base.base.base_batch_size}, got batch {base.global_batch_size}")
+        if batch_size < base.global_batch_size:
+            raise ValueError(f"--batch-size: adaptive scaling grows the batch; {batch_size} is "
+                             f"below the base batch {base.global_batch_size}")
+        if not (math.isfinite(lr_power) and 0 <= lr_power <= 1):
+            raise ValueError(f"lr_power: must lie in [0, 1], got {lr_power!r}")
+        self.base, self.batch_size, self.lr_power = base, batch_size, lr_power
+        self.tau = 0.0
+        self.gain = 1.0
+
+    @classmethod
+    def for_batch(cls, base: BaseRecipe, batch_size: int, dataset_size: int,
+                  lr_power: float = 0.5) -> AdaptiveSchedule:
+        """From the base recipe (its ``scaling`` and ``warmup`` are not used: the gain is)."""
+        return cls(base.scale(base.base_batch_size, dataset_size), batch_size, lr_power)
+
+    @property
+    def done(self) -> bool:
+        return self.tau >= self.base.total_steps
+
+    @property
+    def in_warmup(self) -> bool:
+        return self.tau < self.base.warmup_steps
+
+    def lr(self) -> float:
+        """The LR of the coming step: the base LR at ``tau`` times ``gain ** lr_power``."""
+        return self.base.lr_at_step(self.tau) * self.gain ** self.lr_power
+
+    def set_gain(self, r: float) -> None:
+        """The gain of the coming step (from the noise measured so far)."""
+        k = self.batch_size / self.base.global_batch_size
+        if not (math.isfinite(r) and 1.0 <= r <= k * (1 + 1e-12)):
+            raise ValueError(f"gain: must lie in [1, {k:g}], got {r!r}")
+        self.gain = r
+
+    def advance(self) -> None:
+        """After the step: ``tau += 1`` in the base warmup, ``+= gain`` after it."""
+        self.tau += 1.0 if self.in_warmup else self.gain
+
+    def epoch_fraction(self) -> float:
+        """How far through the base recipe the run is (``tau`` over the base's total steps)."""
+        return min(1.0, self.tau / self.base.total_steps)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tau": self.tau, "gain": self.gain, "lr_power": self.lr_power}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tau, self.gain = float(state["tau"]), float(state["gain"])
+        self.lr_power = float(state["lr_power"])
