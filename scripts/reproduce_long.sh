@@ -33,6 +33,14 @@ best_lr() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"
     --epochs 100 $BASE $LSTM
 "$LEGW" sweep fashion-mnist-lstm --out "$R/lstm-100ep/b" --methods legw --batch-sizes 128 \
     --epochs 100 $BASE $LSTM
+# legw plan's validation: the epochs `legw plan --from-run lstm-base-noise/runs/legw-b128-s0`
+# predicts to match the base run (1024: 19.9, 2048: 31.2, 4096: 53.8), run at those budgets.
+"$LEGW" sweep fashion-mnist-lstm --out "$R/plan-check/b1024-20ep" --methods legw \
+    --batch-sizes 1024 --epochs 20 $BASE $LSTM
+"$LEGW" sweep fashion-mnist-lstm --out "$R/plan-check/b2048-31ep" --methods legw \
+    --batch-sizes 2048 --epochs 31 $BASE $LSTM
+"$LEGW" sweep fashion-mnist-lstm --out "$R/plan-check/b4096-54ep" --methods legw \
+    --batch-sizes 4096 --epochs 54 $BASE $LSTM
 "$LEGW" sweep fashion-mnist-lstm --out "$R/lstm-100ep/c" --methods legw --batch-sizes 8192 \
     --seeds 1 --epochs 100 $BASE $LSTM
 "$LEGW" sweep fashion-mnist-lstm --out "$R/lstm-50ep" --methods legw --batch-sizes 128 8192 \

@@ -1,0 +1,153 @@
+"""Adaptive scaling vs AdaScale vs LEGW vs linear: final metric, optimizer steps, epochs, time.
+
+Every method trains the same task preset (same data order, same initial weights, same test
+evaluation) at a global batch ``B`` from the same base recipe tuned at ``B0``:
+
+* ``adascale``: fairscale's ``AdaScale`` (Johnson et al., ICML 2020) wrapped around the task's
+  optimizer, with ``num_gradients_to_accumulate = B / B0`` micro-batches of ``B0`` samples (its
+  scale ``S = B / B0``); the base recipe's LR at the position ``tau`` (in base steps), ``tau``
+  advanced by AdaScale's gain after each step, training ends when ``tau`` reaches the base
+  recipe's steps. AdaScale multiplies the LR by its gain inside ``step()``. A loop of its own
+  (AdaScale owns the gradient hooks), with legw's data, model and evaluation.
+* ``adaptive``: ``legw train --scaling adaptive`` (legw.adaptive), micro-batches of ``B0``.
+* ``legw`` / ``linear``: ``legw train`` with sqrt + LEGW warmup / linear + constant warmup, the
+  base recipe's epochs at every batch.
+
+fairscale is a dependency of this script only (``pip install --no-deps fairscale==0.4.13``; it
+imports with torch 2.13). Results go to ``--out`` as one JSON line per finished run; a rerun
+skips finished runs, so the script can be stopped and restarted.
+
+    python benchmarks/adascale_compare.py --task fashion-mnist-lstm --batch-sizes 1024 4096 8192 \\
+        --methods adascale adaptive legw linear --out runs/adascale/results.jsonl --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from legw.optim import build_optimizer, param_groups
+from legw.training.batches import ImageBatches
+from legw.training.config import TrainConfig
+from legw.training.evaluate import image_metrics
+from legw.training.trainer import seed_everything, train
+
+METHODS = ("adascale", "adaptive", "legw", "linear")
+
+
+def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
+                 eval_every_epoch: bool = True) -> dict[str, Any]:
+    from fairscale.optim import AdaScale
+
+    config = TrainConfig(task=task_name, global_batch_size=batch, seed=seed, data_dir=data_dir)
+    task, base = config.get_task(), config.base_recipe()
+    seed_everything(seed)
+    data = task.load(data_dir)
+    b0 = base.base_batch_size
+    base_recipe = base.scale(b0, len(data.train))  # the schedule, in base steps
+    torch.manual_seed(seed)
+    model = task.build_model(data)
+    groups, _ = param_groups(model, config.resolved_weight_decay())
+    name = config.optimizer_name()
+    hyper = {"momentum": config.resolved_momentum()} if name in ("sgd", "lars") else {}
+    inner = build_optimizer(name, groups, lr=base_recipe.lr_at_step(0), **hyper)
+    accum = batch // b0
+    opt = AdaScale(inner, num_gradients_to_accumulate=accum)
+    batches = ImageBatches(data.train, batch, b0, 0, 1, seed)
+    spe = batches.steps_per_epoch
+    clip = config.resolved_clip()
+    tau, step, gains, t0 = 0.0, 0, [], time.perf_counter()
+    evals = []
+    while tau < base_recipe.total_steps:
+        lr = base_recipe.lr_at_step(tau)
+        for g in inner.param_groups:
+            g["lr"] = lr
+        for x, y in batches.micro_batches(step // spe, step % spe):
+            (F.cross_entropy(model(x), y) / accum).backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        r = float(opt.gain())
+        opt.step()
+        opt.zero_grad()
+        tau += r
+        gains.append(r)
+        step += 1
+        if eval_every_epoch and step % spe == 0:
+            evals.append({"epoch": step / spe, **image_metrics(model, data.test,
+                                                               task.eval_batch_size,
+                                                               torch.device("cpu"), 0, 1)})
+    final = image_metrics(model, data.test, task.eval_batch_size, torch.device("cpu"), 0, 1)
+    return {"final": final, "steps": step, "epochs": step / spe,
+            "wall_time_s": time.perf_counter() - t0, "mean_gain": sum(gains) / len(gains),
+            "evals": evals}
+
+
+def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str | None,
+             out: Path) -> dict[str, Any]:
+    scaling = {"adaptive": "adaptive", "legw": "sqrt", "linear": "linear"}[method]
+    warmup = "constant" if method == "linear" else "legw"
+    probe = TrainConfig(task=task_name)
+    b0 = probe.base_recipe().base_batch_size
+    run_dir = out.parent / "runs" / f"{task_name}-{method}-b{batch}-s{seed}"
+    summary = train(TrainConfig(task=task_name, global_batch_size=batch, seed=seed,
+                                micro_batch_size=b0 if batch > b0 else None,
+                                scaling=scaling, warmup=warmup, data_dir=data_dir,
+                                quiet=True, out_dir=str(run_dir),
+                                resume=(run_dir / "checkpoints").is_dir()))
+    return {"final": summary["final"], "steps": summary["steps"], "epochs": summary["epochs"],
+            "wall_time_s": summary["wall_time_s"], "status": summary["status"],
+            "run_dir": str(run_dir)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="fashion-mnist-lstm",
+                   choices=["fashion-mnist-lstm", "fashion-mnist-resnet", "mnist-lstm"])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 4096, 8192])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="runs/adascale/results.jsonl")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if out.exists():
+        for line in out.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["task"], r["method"], r["batch_size"], r["seed"]))
+    for seed in args.seeds:
+        for batch in args.batch_sizes:
+            for method in args.methods:
+                key = (args.task, method, batch, seed)
+                if key in done:
+                    continue
+                print(f"{args.task} {method} B={batch} seed {seed} ...", flush=True)
+                if method == "adascale":
+                    res = run_adascale(args.task, batch, seed, args.data_dir)
+                else:
+                    res = run_legw(method, args.task, batch, seed, args.data_dir, out)
+                row = {"task": args.task, "method": method, "batch_size": batch, "seed": seed,
+                       "test_error": 100 * (1 - res["final"]["test_accuracy"]), **res,
+                       "torch": torch.__version__}
+                with open(out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"  error {row['test_error']:.2f} %, {res['steps']} steps, "
+                      f"{res['epochs']:.1f} epochs, {res['wall_time_s']:.0f} s", flush=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    print(f"{'method':>9} {'batch':>6} {'error %':>8} {'steps':>6} {'epochs':>7} {'wall s':>7}")
+    for r in sorted(rows, key=lambda r: (r["batch_size"], r["method"])):
+        print(f"{r['method']:>9} {r['batch_size']:>6} {r['test_error']:>8.2f} {r['steps']:>6} "
+              f"{r['epochs']:>7.1f} {r['wall_time_s']:>7.0f}")
+
+
+if __name__ == "__main__":
+    main()
