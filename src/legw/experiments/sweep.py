@@ -38,6 +38,8 @@ METHODS: dict[str, dict[str, Any]] = {
     # linear LR scaling + warmup of constant epochs (Goyal et al. 2017)
     "linear": {"scaling": "linear", "warmup": "constant"},
     "sqrt-nowarmup": {"scaling": "sqrt", "warmup": "none"},
+    # the gain measured from the gradient noise sets the LR and the steps (legw.adaptive)
+    "adaptive": {"scaling": "adaptive"},
     # the base recipe unchanged at every batch size
     "unscaled": {"scaling": "none", "warmup": "constant"},
     # other optimizers with sqrt + LEGW; base LR from --adam-lr / --lars-lr / --lamb-lr

@@ -79,8 +79,9 @@ class TrainConfig:
     optimizer: str | None = None
     """Optimizer: sgd, adam, adamw, lars or lamb (default: the task's)."""
     scaling: str | None = field(default=None, metadata=flag(metavar="RULE"))
-    """LR scaling with k = B / B0: sqrt (peak LR x k^0.5), linear, none, or the power of k
-    (default: the recipe's, sqrt)."""
+    """LR scaling with k = B / B0: sqrt (peak LR x k^0.5), linear, none, the power of k, or
+    adaptive (the gain measured from the gradient noise sets the LR and the number of steps;
+    see legw.adaptive) (default: the recipe's, sqrt)."""
     warmup: str | None = field(default=None, metadata=flag(choices=WARMUP_RULES))
     """Warmup rule: legw (warmup epochs x k), constant (same epochs) or none (default: the
     recipe's)."""
@@ -131,6 +132,9 @@ class TrainConfig:
     eval_every: float = field(default=0.0, metadata=flag(metavar="EPOCHS"))
     """Also evaluate every EPOCHS epochs, e.g. 0.25 (default 0: at each epoch end only); in
     epochs, not steps, so runs at different batch sizes are evaluated at the same points."""
+    adaptive_lr_power: float = field(default=0.5, metadata=flag(metavar="P"))
+    """With --scaling adaptive, the LR multiplier is gain^P: 0.5 (default) is the sqrt rule on
+    the batch's effective scale, 1 is AdaScale's."""
     noise_window: int = field(default=50, metadata=flag(metavar="STEPS"))
     """Steps over which the online gradient noise scale B_noise (logged per step to
     metrics.jsonl) is smoothed; 0 turns it off. Measured when a step has two or more
@@ -160,6 +164,9 @@ class TrainConfig:
         if self.noise_window == 1 or self.noise_window < 0:
             raise ValueError(f"--noise-window: must be 0 (off) or at least 2 steps, got "
                              f"{self.noise_window!r}")
+        if not (math.isfinite(self.adaptive_lr_power) and 0 <= self.adaptive_lr_power <= 1):
+            raise ValueError(f"--adaptive-lr-power: must lie in [0, 1], got "
+                             f"{self.adaptive_lr_power!r}")
         if not (math.isfinite(self.eval_every) and self.eval_every >= 0):
             raise ValueError(f"--eval-every: must be a number of epochs >= 0, got "
                              f"{self.eval_every!r}")
@@ -186,13 +193,20 @@ class TrainConfig:
 
     def base_recipe(self) -> BaseRecipe:
         """The task's base recipe with the overrides applied."""
+        fields = dataclasses.asdict(self)
+        if self.is_adaptive():  # the gain replaces the rules; the recipe keeps the base's
+            fields.update(scaling="sqrt", warmup="legw")
         try:
-            return build_base_recipe(self.get_task().recipe.to_dict(), dataclasses.asdict(self))
+            return build_base_recipe(self.get_task().recipe.to_dict(), fields)
         except ValueError as e:
             if str(e).startswith("milestones") and self.epochs is not None:
                 raise ValueError(f"{e} (with --epochs give --milestones too, or cut a run "
                                  "short with --max-steps)") from None
             raise
+
+    def is_adaptive(self) -> bool:
+        """``--scaling adaptive``: the run follows :class:`legw.adaptive.AdaptiveSchedule`."""
+        return self.scaling == "adaptive"
 
     def batch_size(self) -> int:
         """The global batch size (the task's base batch unless given)."""

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from legw.adaptive import AdaptiveSchedule, gain
 from legw.gradient_noise import OnlineNoiseScale
 from legw.io import atomic_write_json
-from legw.lr_scheduler import apply_recipe
+from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
@@ -102,6 +103,7 @@ class _Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
         self.noise, self.noise_source = self._noise_scale()
+        self.adaptive = self._adaptive(dataset_size)
         torch.manual_seed(config.seed + 1 + env.rank)  # dropout streams differ per rank
 
         self.pos = Position()
@@ -109,10 +111,23 @@ class _Trainer:
         self.last_eval: dict[str, float] = {}
         self.wall_before = 0.0
         self.diverged: dict[str, Any] | None = None
-        self.stop_step = min(self.recipe.total_steps, config.max_steps or self.recipe.total_steps)
+        # adaptive: at most the base run's steps (the gain is >= 1)
+        total = (self.adaptive.base.total_steps if self.adaptive else self.recipe.total_steps)
+        self.stop_step = min(total, config.max_steps or total)
         self.log = RunLog(self.run_dir, dist.is_main(), config.quiet, self.stop_step, 0)
 
     # --- set-up ---------------------------------------------------------------------------
+
+    def _adaptive(self, dataset_size: int) -> AdaptiveSchedule | None:
+        """``--scaling adaptive``: the schedule whose gain comes from the online noise."""
+        if not self.config.is_adaptive():
+            return None
+        if self.base.base_batch_size < self.B and self.noise is None:
+            raise ValueError("--scaling adaptive: the gain needs the gradient noise, measured "
+                             "when a step has 2+ micro-gradients: give --micro-batch-size (e.g. "
+                             "the base batch) or several ranks, and keep --noise-window > 0")
+        return AdaptiveSchedule.for_batch(self.base, self.B, dataset_size,
+                                          self.config.adaptive_lr_power)
 
     def _noise_scale(self) -> tuple[OnlineNoiseScale | None, str | None]:
         """The online ``B_noise`` estimate and where its small-batch gradient comes from:
@@ -153,6 +168,10 @@ class _Trainer:
         extra = state["extra"]
         if self.noise is not None and extra.get("noise") and not elastic:
             self.noise.load_state_dict(extra["noise"])
+        if self.adaptive is not None and extra.get("adaptive"):
+            self.adaptive.load_state_dict(extra["adaptive"])  # tau is in base steps: elastic
+            if elastic:  # the window was measured at the old batch; k may be smaller now
+                self.adaptive.set_gain(min(self.adaptive.gain, self.B / self.base.base_batch_size))
         self.last_eval, self.wall_before = dict(extra["last_eval"]), extra["wall_time_s"]
         ranks = state["ranks"]
         if len(ranks) == self.env.world_size:
@@ -184,7 +203,9 @@ class _Trainer:
                      "ranks": ranks, "recipe": self.base.to_dict(),
                      "config": self.config.to_dict(),
                      "extra": {"last_eval": self.last_eval, "wall_time_s": self._wall(),
-                               "noise": self.noise.state_dict() if self.noise else None}}
+                               "noise": self.noise.state_dict() if self.noise else None,
+                               "adaptive": self.adaptive.state_dict() if self.adaptive
+                               else None}}
             checkpoint.save(self.run_dir, state, self.pos.step, self.config.keep_checkpoints)
         dist.barrier()
 
@@ -208,7 +229,8 @@ class _Trainer:
                       f"{self.stop_step} of {self.recipe.total_steps} steps; run directory "
                       f"{self.run_dir}")
         try:
-            while self.pos.step < self.stop_step and self.diverged is None:
+            while (self.pos.step < self.stop_step and self.diverged is None
+                   and not (self.adaptive and self.adaptive.done)):
                 self._step()
                 epoch_end = self.pos.step_in_epoch == 0
                 if (self.diverged is None and self.config.evaluate
@@ -216,6 +238,7 @@ class _Trainer:
                     self._evaluate(final=self.pos.step == self.stop_step)
                 every = self.config.checkpoint_every
                 if self.diverged is None and (epoch_end or self.pos.step == self.stop_step
+                                              or (self.adaptive and self.adaptive.done)
                                               or (every and self.pos.step % every == 0)):
                     self._save()
             return self._finish()
@@ -231,7 +254,14 @@ class _Trainer:
 
     def _step(self) -> None:
         step, spe = self.pos.step, self.recipe.steps_per_epoch
-        lr = apply_recipe(self.optimizer, self.recipe, step)
+        if self.adaptive is None:
+            lr = apply_recipe(self.optimizer, self.recipe, step)
+        else:
+            means = self.noise.means() if self.noise is not None else None
+            if means is not None:
+                self.adaptive.set_gain(gain(*means, self.base.base_batch_size, self.B))
+            lr = self.adaptive.lr()
+            set_lr(self.optimizer, lr)
         text = self.task.kind == "text"
         small_sq: torch.Tensor | None = None
         if text and (self.pos.step_in_epoch == 0 or self.hidden is None):
@@ -282,11 +312,16 @@ class _Trainer:
             return
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.adaptive is not None:
+            rec_gain, rec_tau = self.adaptive.gain, self.adaptive.tau
+            self.adaptive.advance()
         self.pos.advance(self.B, spe)
         dt = time.perf_counter() - tick
         rec = {"kind": "train", "step": step, "epoch": epoch_position, "lr": lr,
                "loss": loss_value, "grad_norm": grad_norm,
                "samples_per_s": self.B / dt if dt > 0 else float("nan")}
+        if self.adaptive is not None:
+            rec.update(gain=rec_gain, tau=rec_tau)
         if self.noise is not None:
             rec.update(self.noise.update(stats[1], grad_norm ** 2))
         self.log.record(rec)
@@ -313,10 +348,14 @@ class _Trainer:
             need_test = self.task.kind == "text" and "test_perplexity" not in self.last_eval
             if self.pos.step_in_epoch != 0 or not self.last_eval or need_test:
                 self._evaluate(final=True)
+        complete = (self.adaptive.done if self.adaptive
+                    else self.pos.step >= self.recipe.total_steps)
         summary = {"status": "diverged" if self.diverged else "completed",
                    "task": self.task.name, "metric": self.task.metric,
                    "global_batch_size": self.B, "seed": self.config.seed,
-                   "steps": self.pos.step, "total_steps": self.recipe.total_steps,
+                   "steps": self.pos.step,
+                   "total_steps": (self.pos.step if complete else None) if self.adaptive
+                   else self.recipe.total_steps,
                    "epochs": self.pos.epoch_position(self.recipe),
                    "samples_seen": self.pos.samples_seen, "final": self.last_eval,
                    "diverged_at": self.diverged, "wall_time_s": self._wall(),

@@ -1,0 +1,73 @@
+"""--scaling adaptive end to end: the gain from the online noise, the position, resume."""
+
+import json
+
+import pytest
+import torch
+from helpers import final_params, make_mnist_dir, read_jsonl
+
+from legw.cli import main
+from legw.schedule import BaseRecipe
+from legw.training.config import TrainConfig
+from legw.training.trainer import train
+
+
+def config(data, out, **kw):
+    base = dict(task="fashion-mnist-lstm", global_batch_size=128, micro_batch_size=32,
+                epochs=4.0, base_batch_size=32, base_lr=0.4, base_warmup_epochs=0.25,
+                scaling="adaptive", noise_window=4, num_threads=1, quiet=True,
+                data_dir=str(data), out_dir=str(out))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_the_run_ends_when_the_position_reaches_the_base_budget(tmp_path):
+    data = make_mnist_dir(tmp_path / "data")  # 256 samples: the base (32) has 8 steps/epoch
+    summary = train(config(data, tmp_path / "run"))
+    recs = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    assert summary["status"] == "completed" and summary["total_steps"] == len(recs)
+    base_total, warmup = 32, 2  # 4 epochs x 8 base steps; warmup 0.25 epochs = 2 base steps
+    taus = [r["tau"] for r in recs]
+    assert taus[:3] == [0.0, 1.0, 2.0]                 # LEGW warmup: one base step per step
+    assert all(1.0 <= r["gain"] <= 4.0 for r in recs)   # k = 4
+    assert recs[0]["gain"] == 1.0 and "b_noise" not in recs[0]
+    for a, b in zip(recs[warmup:], recs[warmup + 1:]):
+        assert b["tau"] == pytest.approx(a["tau"] + a["gain"])
+    assert recs[-1]["tau"] < base_total <= recs[-1]["tau"] + recs[-1]["gain"]
+    assert len(recs) < base_total                       # a bigger batch takes fewer steps
+    base = BaseRecipe(32, 0.4, 0.25, 4.0).scale(32, 256)
+    for r in recs:  # the LR is the base recipe's at tau times sqrt(gain)
+        assert r["lr"] == pytest.approx(base.lr_at_step(r["tau"]) * r["gain"] ** 0.5)
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
+    assert resolved["noise_source"] == "micro"
+
+
+def test_resume_is_bit_identical(tmp_path):
+    data = make_mnist_dir(tmp_path / "data")
+    train(config(data, tmp_path / "whole"))
+    train(config(data, tmp_path / "cut", max_steps=5))
+    train(config(data, tmp_path / "cut", resume=True))
+    a, b = final_params(tmp_path / "whole"), final_params(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    whole = [r for r in read_jsonl(tmp_path / "whole" / "metrics.jsonl") if r["kind"] == "train"]
+    cut = [r for r in read_jsonl(tmp_path / "cut" / "metrics.jsonl") if r["kind"] == "train"]
+    assert [(r["tau"], r["gain"], r["lr"]) for r in whole] == \
+        [(r["tau"], r["gain"], r["lr"]) for r in cut]
+
+
+def test_elastic_resume_keeps_the_position(tmp_path):
+    data = make_mnist_dir(tmp_path / "data")
+    train(config(data, tmp_path / "run", max_steps=4))
+    before = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    tau = before[-1]["tau"] + before[-1]["gain"]
+    train(config(data, tmp_path / "run", global_batch_size=64, resume=True))
+    after = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    assert after[len(before)]["tau"] == pytest.approx(tau)
+    assert all(r["gain"] <= 2.0 for r in after[len(before):])  # k = 2 now
+
+
+def test_adaptive_without_noise_is_refused_before_training(tmp_path, capsys):
+    data = make_mnist_dir(tmp_path / "data")
+    assert main(["train", "fashion-mnist-lstm", "--data-dir", str(data), "--batch-size", "64",
+                 "--base-batch-size", "32", "--scaling", "adaptive", "--out",
+                 str(tmp_path / "r")]) == 2
+    assert "--scaling adaptive: the gain needs the gradient noise" in capsys.readouterr().err
