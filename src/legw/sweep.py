@@ -20,23 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from legw import schedule
 from legw.config import TrainConfig
 from legw.io import atomic_write_json
 from legw.records import read_rows, run_row, write_rows
 from legw.runner import PlannedRun, RunnerOptions, run_all, run_config
 
 METHODS: dict[str, dict[str, Any]] = {
-    # sqrt LR scaling + linear-epoch gradual warmup (the paper's method)
-    "legw": {"scaling": "sqrt", "warmup": "legw"},
-    # linear LR scaling + warmup of constant epochs (Goyal et al. 2017)
-    "linear": {"scaling": "linear", "warmup": "constant"},
-    "sqrt-nowarmup": {"scaling": "sqrt", "warmup": "none"},
-    # the base recipe unchanged at every batch size
-    "unscaled": {"scaling": "none", "warmup": "constant"},
+    # the named methods of legw.schedule (legw, linear, sqrt-nowarmup, unscaled): same meaning
+    **{name: dict(rules) for name, rules in schedule.METHODS.items()},
     # other optimizers with sqrt + LEGW; base LR from --adam-lr / --lars-lr / --lamb-lr
-    "adam": {"optimizer": "adam", "scaling": "sqrt", "warmup": "legw"},
-    "lars": {"optimizer": "lars", "scaling": "sqrt", "warmup": "legw"},
-    "lamb": {"optimizer": "lamb", "scaling": "sqrt", "warmup": "legw"},
+    "adam": {"optimizer": "adam", **schedule.METHODS["legw"]},
+    "lars": {"optimizer": "lars", **schedule.METHODS["legw"]},
+    "lamb": {"optimizer": "lamb", **schedule.METHODS["legw"]},
 }
 
 # Spec fields a continued sweep may change; changing any other would mix recipes in one table.
