@@ -241,10 +241,13 @@ def use_fused(fused: bool | None, lists: Sequence[Sequence[Tensor]]) -> bool:
     """Whether a bucket (parallel lists: parameters, gradients, state) takes the fused kernels.
 
     ``fused=None`` (auto): when the device and dtype have them. Non-contiguous tensors always
-    take the multi-tensor path (the fused CPU kernels walk raw memory).
+    take the multi-tensor path (the fused CPU kernels walk raw memory), and so does a step
+    traced by ``torch.compile``: the fused kernels have no fake-tensor implementation, and
+    inductor fuses the multi-tensor chain into kernels of its own.
     """
     t = lists[0][0]
-    if fused is False or t.device.type not in fused_devices() or t.dtype not in FUSED_DTYPES:
+    if (fused is False or torch.compiler.is_compiling() or t.device.type not in fused_devices()
+            or t.dtype not in FUSED_DTYPES):
         return False
     return all(x.is_contiguous() and x.dtype == t.dtype for ts in lists for x in ts)
 
