@@ -29,6 +29,18 @@ def setup(lr=1.0, cls=torch.optim.SGD, **kw):
     return opt, p
 
 
+def started(steps: int = 0):
+    """The default recipe's scheduler on a fresh SGD, after ``steps`` optimizer steps, each
+    followed by one ``scheduler.step()``."""
+    r = recipe()
+    opt, p = setup()
+    sched = LEGWScheduler(opt, r)
+    for _ in range(steps):
+        optimizer_step(opt, p)
+        sched.step()
+    return r, opt, p, sched
+
+
 def optimizer_step(opt, p) -> float:
     """One update; returns the LR it ran at (read when the optimizer runs)."""
     opt.zero_grad()
@@ -50,9 +62,7 @@ def strict():
 def test_exact_however_often_the_scheduler_is_stepped(calls, strict):
     # Accelerate's AcceleratedScheduler calls step() num_processes times per optimizer step;
     # counting calls would run a 2x shorter warmup and reach the end LR halfway.
-    r = recipe()
-    opt, p = setup()
-    sched = LEGWScheduler(opt, r)
+    r, opt, p, sched = started()
     used = []
     for _ in range(r.total_steps):
         used.append(optimizer_step(opt, p))
@@ -63,9 +73,7 @@ def test_exact_however_often_the_scheduler_is_stepped(calls, strict):
 
 
 def test_micro_steps_without_an_optimizer_step_do_not_advance(strict):
-    r = recipe()
-    opt, p = setup()
-    sched = LEGWScheduler(opt, r)
+    r, opt, p, sched = started()
     used = []
     for t in range(12):
         used.append(optimizer_step(opt, p))
@@ -78,12 +86,7 @@ def test_micro_steps_without_an_optimizer_step_do_not_advance(strict):
 
 def test_position_is_the_optimizer_step_count_in_the_checkpoint():
     # saved between optimizer.step() and scheduler.step(): the optimizer's count is saved
-    r = recipe()
-    opt, p = setup()
-    sched = LEGWScheduler(opt, r)
-    for _ in range(7):
-        optimizer_step(opt, p)
-        sched.step()
+    r, opt, p, sched = started(7)
     optimizer_step(opt, p)                      # step 7 ran; the scheduler not yet stepped
     state = sched.state_dict()
     assert state["last_epoch"] == 8
@@ -132,9 +135,7 @@ def test_resume_with_a_tensor_lr_and_lars_is_exact(strict):
 
 
 def test_step_with_a_position_jumps_and_checks_it():
-    r = recipe()
-    opt, p = setup()
-    sched = LEGWScheduler(opt, r)
+    r, opt, p, sched = started()
     sched.step(17)
     assert sched.last_epoch == 17 and optimizer_step(opt, p) == r.lr_at_step(17)
     sched.step()
@@ -145,14 +146,9 @@ def test_step_with_a_position_jumps_and_checks_it():
 
 
 def test_past_the_end_warns_once_at_the_first_extra_step():
-    r = recipe()
-    opt, p = setup()
-    sched = LEGWScheduler(opt, r)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RecipeWarning)
-        for _ in range(r.total_steps):           # exactly the recipe: silent
-            optimizer_step(opt, p)
-            sched.step()
+        r, opt, p, sched = started(recipe().total_steps)  # exactly the recipe: silent
     assert optimizer_step(opt, p) == 0.0         # step 40 of 40: the end LR
     with pytest.warns(RecipeWarning, match=r"optimizer step 40 is past the end of the recipe "
                                            r"\(40 steps.*drop_last=False"):
@@ -175,9 +171,7 @@ def test_apply_recipe_past_the_end_warns():
 
 def test_several_optimizer_steps_per_scheduler_step_warn():
     # Lightning's default "interval": "epoch" steps the scheduler once per epoch
-    r = recipe()
-    opt, p = setup()
-    sched = LEGWScheduler(opt, r)
+    r, opt, p, sched = started()
     for _ in range(3):
         optimizer_step(opt, p)
     with pytest.warns(RecipeWarning, match=r"3 optimizer steps ran since the previous "
@@ -187,9 +181,7 @@ def test_several_optimizer_steps_per_scheduler_step_warn():
 
 
 def test_scheduler_step_without_optimizer_steps_warns_and_stays():
-    r = recipe()
-    opt, p = setup()
-    sched = LEGWScheduler(opt, r)
+    r, opt, p, sched = started()
     with pytest.warns(RecipeWarning, match=r"no optimizer step has been counted"):
         for _ in range(5):                       # e.g. a "fast-forward" loop
             sched.step()

@@ -1,5 +1,6 @@
 """LARS / LAMB with a tensor LR (as torch's SGD / Adam take it): the same numbers as a float LR,
-on every path, and a LAMB step count that is a tensor. The compiled-step side (no recompile per
+on every path, and a LAMB step count that is a tensor. (LARS without the trust ratio is torch's
+SGD with a tensor LR too: ``test_optim.py``.) The compiled-step side (no recompile per
 LR value) is in ``test_integration_compile.py``."""
 
 from __future__ import annotations
@@ -62,29 +63,6 @@ def test_trust_clip_with_a_zero_tensor_lr_does_not_move(cls, fused):
     opt.step()
     for p, b in zip(ps, before):
         assert torch.equal(p, b)
-
-
-@pytest.mark.parametrize("fused", FUSED)
-@pytest.mark.parametrize("nesterov", [False, True])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_lars_without_trust_ratio_is_torch_sgd_with_a_tensor_lr(nesterov, dtype, fused):
-    a, b = make_params(dtype), make_params(dtype)
-    hyper = dict(momentum=0.9, weight_decay=1e-2, nesterov=nesterov)
-    lr_a, lr_b = torch.tensor(0.3), torch.tensor(0.3)
-    ours = LARS([{"params": a[:2]}, {"params": a[2:], "weight_decay": 0.0}], lr=lr_a,
-                adapt=False, fused=fused, **hyper)
-    kind = {"fused": True} if fused else {"foreach": True}
-    ref = torch.optim.SGD([{"params": b[:2]}, {"params": b[2:], "weight_decay": 0.0}], lr=lr_b,
-                          **kind, **hyper)
-    for t in range(5):
-        lr_a.fill_(0.3 / (t + 1))
-        lr_b.fill_(0.3 / (t + 1))
-        for pa, pb, g in zip(a, b, grads_at(t, dtype)):
-            pa.grad, pb.grad = g.clone(), g.clone()
-        ours.step()
-        ref.step()
-        for pa, pb in zip(a, b):
-            assert torch.equal(pa, pb), f"step {t}"
 
 
 @pytest.mark.parametrize("cls", [LARS, LAMB])
