@@ -169,12 +169,7 @@ class BaseRecipe:
         _require(self.decay in DECAYS, "decay", self.decay, f"must be one of {', '.join(DECAYS)}")
         _require(self.warmup in WARMUP_RULES, "warmup", self.warmup,
                  f"must be one of {', '.join(WARMUP_RULES)}")
-        if scaling_power(self.scaling) == 1.0 and self.warmup == "legw":
-            warnings.warn(RecipeWarning(
-                f"scaling={self.scaling!r} with warmup='legw' is linear LR scaling with a warmup "
-                f"of k times the base epochs, not the linear-scaling baseline (Goyal et al.: "
-                f"constant-epoch warmup); for that use BaseRecipe.for_method('linear', ...) or "
-                f"warmup='constant'"), stacklevel=3)
+        scaling_power(self.scaling)
         _require(_finite(self.power) and self.power > 0, "power", self.power, "must be positive")
         _require(_finite(self.end_lr) and 0 <= self.end_lr <= self.peak_lr, "end_lr",
                  self.end_lr, "must lie in [0, peak_lr]")
@@ -187,6 +182,12 @@ class BaseRecipe:
                      "must be strictly increasing")
             _require(all(_finite(m) and 0 < m < self.epochs for m in ms), "milestones", ms,
                      f"must lie strictly inside (0, {self.epochs}) epochs")
+        if scaling_power(self.scaling) == 1.0 and self.warmup == "legw":
+            warnings.warn(RecipeWarning(
+                f"scaling={self.scaling!r} with warmup='legw' is linear LR scaling with a warmup "
+                f"of k times the base epochs, not the linear-scaling baseline (Goyal et al.: "
+                f"constant-epoch warmup); for that use BaseRecipe.for_method('linear', ...) or "
+                f"warmup='constant'"), stacklevel=3)
 
     @classmethod
     def for_method(cls, method: str, **fields: Any) -> BaseRecipe:
@@ -228,7 +229,7 @@ class BaseRecipe:
         _require(isinstance(b, int) and not isinstance(b, bool) and b > 0,
                  "global_batch_size", b, "must be a positive integer")
         _require((n is None) != (spe is None), "steps_per_epoch", spe,
-                 f"give either dataset_size (got {n!r}) or steps_per_epoch, not both")
+                 f"give exactly one of dataset_size (got {n!r}) and steps_per_epoch")
         if spe is None:
             _require(isinstance(n, int) and not isinstance(n, bool) and n > 0,
                      "dataset_size", n, "must be a positive integer")
