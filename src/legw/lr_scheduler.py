@@ -44,6 +44,13 @@ def set_lr(optimizer: Optimizer, lr: float) -> None:
             group["lr"] = value
 
 
+_PAST_END_HINT = (
+    "the loop runs more optimizer steps than the recipe has. Scale the recipe for the loop's "
+    "steps per epoch (a loader that keeps its last partial batch: drop_last=False; streamed "
+    "data: steps_per_epoch=...; another world size: the new global batch size), or stop at "
+    "recipe.total_steps")
+
+
 def apply_recipe(optimizer: Optimizer, recipe: Recipe, step: int) -> float:
     """Set the LR of optimizer step ``step`` (0-based) from ``recipe``; return it (unscaled).
 
@@ -58,13 +65,6 @@ def apply_recipe(optimizer: Optimizer, recipe: Recipe, step: int) -> float:
             f"{_PAST_END_HINT}"), stacklevel=2)
     set_lr(optimizer, lr)
     return lr
-
-
-_PAST_END_HINT = (
-    "the loop runs more optimizer steps than the recipe has. Scale the recipe for the loop's "
-    "steps per epoch (a loader that keeps its last partial batch: drop_last=False; streamed "
-    "data: steps_per_epoch=...; another world size: the new global batch size), or stop at "
-    "recipe.total_steps")
 
 
 class LEGWScheduler(LRScheduler):
