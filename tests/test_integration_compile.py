@@ -72,27 +72,21 @@ def test_tensor_lr_compiles_once_and_follows_the_recipe(cls):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("tensor", [False, True])
-def test_float_lr_recompiles_per_lr_value_a_tensor_lr_does_not(tensor):
-    # the defect a tensor LR avoids: with a float LR the compiled step is specialised on its
-    # value, a new graph per new LR, until dynamo's recompile limit (8 by default) sends the
-    # step back to eager. (backend "eager" alone would not show it: dynamo keeps floats
-    # symbolic there; every real backend specialises them.)
+def test_float_lr_recompiles_per_lr_value():
+    # the defect a tensor LR avoids (test above: one compilation): with a float LR the
+    # compiled step is specialised on its value, a new graph per new LR, until dynamo's
+    # recompile limit (8 by default) sends the step back to eager. (Backend "eager" alone
+    # would not show it: dynamo keeps floats symbolic there; real backends specialise them.)
     torch._dynamo.reset()
     model = torch.nn.Linear(4, 2)
-    opt = LARS(model.parameters(), lr=torch.tensor(0.0) if tensor else 0.0, weight_decay=1e-2)
+    opt = LARS(model.parameters(), lr=0.0, weight_decay=1e-2)
     sched = LEGWScheduler(opt, RECIPE)
     counter = Counter("aot_eager")
     step = torch.compile(opt.step, backend=counter)
-    graphs = []
     for _ in range(6):
         model(torch.randn(3, 4)).sum().backward()
         step()
         sched.step()
         opt.zero_grad()
-        graphs.append(counter.graphs)
     lrs = {RECIPE.lr_at_step(t) for t in range(6)}         # 5 values (steps 2 and 3: the peak)
-    if tensor:
-        assert graphs[-1] == graphs[1] <= 2, graphs
-    else:
-        assert graphs[-1] >= len(lrs) == 5, graphs
+    assert counter.graphs >= len(lrs) == 5
