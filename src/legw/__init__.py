@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from legw.schedule import BaseRecipe, Recipe
+from legw.schedule import BaseRecipe, Recipe, RecipeWarning
 
 _LAZY = {
     "LEGWScheduler": "legw.lr_scheduler",
@@ -19,7 +19,7 @@ _LAZY = {
     "set_lr": "legw.lr_scheduler",
 }
 
-__all__ = ["BaseRecipe", "Recipe", *_LAZY]
+__all__ = ["BaseRecipe", "Recipe", "RecipeWarning", *_LAZY]
 __version__ = "0.1.0"
 
 

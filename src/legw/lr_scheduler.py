@@ -4,8 +4,9 @@ The recipe is a pure function ``step -> lr``; this module only writes its value 
 optimizer's param groups. Two ways to use it:
 
 * your own loop: ``apply_recipe(optimizer, recipe, step)`` before each ``optimizer.step()``;
-* frameworks that own the loop (HF Trainer, Lightning, ...): :class:`LEGWScheduler`, a
-  ``torch.optim.lr_scheduler.LRScheduler`` stepped once after every ``optimizer.step()``.
+* frameworks that own the loop (HF Trainer, Lightning, Accelerate, ...): :class:`LEGWScheduler`,
+  a ``torch.optim.lr_scheduler.LRScheduler`` whose position is the optimizer's own step count,
+  so it stays exact however often the framework calls ``scheduler.step()``.
 
 A param group may carry ``"lr_scale"`` (default 1): its LR is ``recipe_lr * lr_scale``, e.g.
 a smaller LR for a pretrained backbone. Tensor-valued group LRs are updated in place.
@@ -14,13 +15,14 @@ a smaller LR for a pretrained backbone. Tensor-valued group LRs are updated in p
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from legw.schedule import Recipe
+from legw.schedule import Recipe, RecipeWarning
 
 
 def _lr_scale(group: dict[str, Any], index: int) -> float:
@@ -42,26 +44,54 @@ def set_lr(optimizer: Optimizer, lr: float) -> None:
             group["lr"] = value
 
 
+_PAST_END_HINT = (
+    "the loop runs more optimizer steps than the recipe has. Scale the recipe for the loop's "
+    "steps per epoch (a loader that keeps its last partial batch: drop_last=False; streamed "
+    "data: steps_per_epoch=...; another world size: the new global batch size), or stop at "
+    "recipe.total_steps")
+
+
 def apply_recipe(optimizer: Optimizer, recipe: Recipe, step: int) -> float:
-    """Set the LR of optimizer step ``step`` (0-based) from ``recipe``; return it (unscaled)."""
+    """Set the LR of optimizer step ``step`` (0-based) from ``recipe``; return it (unscaled).
+
+    A step at or past ``recipe.total_steps`` gives a :class:`~legw.RecipeWarning`: the loop
+    runs longer than the recipe, and those steps would train at the final LR.
+    """
     lr = recipe.lr_at_step(step)
+    if step >= recipe.total_steps:
+        warnings.warn(RecipeWarning(
+            f"apply_recipe: a step at or past the end of the recipe ({recipe.total_steps} "
+            f"steps) trains at its final LR {recipe.lr_at_step(recipe.total_steps):g}; "
+            f"{_PAST_END_HINT}"), stacklevel=2)
     set_lr(optimizer, lr)
     return lr
 
 
 class LEGWScheduler(LRScheduler):
-    """An ``LRScheduler`` whose LR at position ``last_epoch`` is ``recipe.lr_at_step(...)``.
+    """An ``LRScheduler`` that writes ``recipe.lr_at_step(t)``, ``t`` the optimizer's step count.
 
-    As with every PyTorch scheduler, construction sets the LR of step 0 and each
-    ``scheduler.step()`` (after ``optimizer.step()``) advances one optimizer step, so the
-    ``t``-th ``optimizer.step()`` (0-based) runs at ``recipe.lr_at_step(t)``; ``last_epoch``
-    counts optimizer steps, not epochs (PyTorch's name).
+    **Position.** ``t`` is the number of ``optimizer.step()`` calls so far, counted by a step
+    hook on the optimizer (``register_step_post_hook``), not the number of
+    ``scheduler.step()`` calls; ``scheduler.step()`` writes the LR of step ``t`` into the
+    param groups. So the ``t``-th optimizer step (0-based) runs at ``recipe.lr_at_step(t)``
+    whoever steps the scheduler and however often, as long as it is stepped after each
+    optimizer step: once (plain loop, HF Trainer, Lightning ``"interval": "step"``),
+    ``num_processes`` times (Accelerate's ``AcceleratedScheduler``), never for the micro-steps
+    of gradient accumulation. A call with no optimizer step since the last one changes
+    nothing; an optimizer step that a ``GradScaler`` skipped is not counted. ``last_epoch``
+    (PyTorch's name) is ``t`` after each ``scheduler.step()``; ``step(t)`` jumps to step ``t``.
 
-    :meth:`state_dict` holds plain data only (position and the recipe's defining fields), so
-    ``torch.load(..., weights_only=True)`` reads it. :meth:`load_state_dict` into a scheduler
-    built for another recipe (e.g. another global batch size) continues at the same *epoch*
-    position; :meth:`retarget` does the same mid-run. Load the optimizer's state first: the
-    scheduler then overwrites the group LRs with the ones of its own recipe.
+    **Mismatches** give a :class:`~legw.RecipeWarning` (once each): an optimizer step past
+    the end of the recipe (it would train at the final LR); several optimizer steps between
+    two ``scheduler.step()`` calls (the ones in between ran at a stale LR, e.g. Lightning's
+    default ``"interval": "epoch"``); ``scheduler.step()`` called before any optimizer step
+    was counted (the hook does not see the optimizer's steps, or the steps were skipped).
+
+    **State.** :meth:`state_dict` holds plain data only (the step count and the recipe's
+    defining fields), so ``torch.load(..., weights_only=True)`` reads it. Load the optimizer's
+    state first, then the scheduler's: into a scheduler built for another recipe (e.g.
+    another global batch size) it continues at the same *epoch* position; :meth:`retarget`
+    does the same mid-run.
     """
 
     def __init__(self, optimizer: Optimizer, recipe: Recipe, last_epoch: int = -1) -> None:
@@ -69,33 +99,82 @@ class LEGWScheduler(LRScheduler):
             raise ValueError(f"recipe: expected a legw Recipe (BaseRecipe.scale(...)), "
                              f"got {type(recipe).__name__}")
         self.recipe = recipe
-        super().__init__(optimizer, last_epoch)
+        self._taken = last_epoch + 1   # optimizer steps taken: the position
+        self._seen = self._taken       # ... at the previous scheduler.step()
+        self._counted = 0              # optimizer steps the hook has seen (not saved)
+        self._warned: set[str] = set()
+        super().__init__(optimizer, last_epoch)  # runs step() once: the LR of step _taken
+        self._hook = optimizer.register_step_post_hook(self._count_step)
+
+    def _count_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        # Only counts: compiled optimizer steps trace this without a guard or a recompile.
+        self._taken += 1
+        self._counted += 1
+
+    def step(self, epoch: int | None = None) -> None:
+        """Write the LR of the next optimizer step (``epoch``: jump to optimizer step ``epoch``)."""
+        self._step_count += 1
+        if epoch is not None:
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+                raise ValueError(f"epoch: expected an optimizer step >= 0, got {epoch!r}")
+            self._taken = epoch
+        elif self._step_count > 1:
+            self._check_loop()
+        self._seen = self._taken
+        self.last_epoch = self._taken
+        self._write_lr()
+
+    def _check_loop(self) -> None:
+        t, total = self._taken, self.recipe.total_steps
+        if t > total:
+            self._warn("past-end", f"optimizer step {t - 1} is past the end of the recipe "
+                       f"({total} steps, the last is step {total - 1}) and trains at its final "
+                       f"LR {self.recipe.lr_at_step(total):g}; {_PAST_END_HINT}")
+        if t - self._seen > 1:
+            self._warn("stale", f"{t - self._seen} optimizer steps ran since the previous "
+                       f"scheduler.step(): all but the first trained at a stale LR. Step the "
+                       f"scheduler after every optimizer step (Lightning: 'interval': 'step')")
+        if self._counted == 0:
+            self._warn("idle", "scheduler.step() was called but no optimizer step has been "
+                       "counted: the position is the optimizer's step count, so the LR stays "
+                       f"at step {t}. Expected if a GradScaler skipped the first steps; "
+                       "otherwise the optimizer this scheduler was built on is not the one "
+                       "that steps (was it replaced or copied?). To jump, use step(t) or "
+                       "load_state_dict")
+
+    def _warn(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(RecipeWarning(f"LEGWScheduler: {message}"), stacklevel=4)
 
     def get_lr(self) -> list[float]:
         lr = self.recipe.lr_at_step(self.last_epoch)
         return [lr * _lr_scale(g, i) for i, g in enumerate(self.optimizer.param_groups)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_epoch": self.last_epoch, "_step_count": self._step_count,
+        return {"last_epoch": self._taken, "_step_count": self._step_count,
                 "recipe": self.recipe.to_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the position; map it through the epoch if the saved recipe differs."""
-        saved = Recipe.from_dict(state_dict["recipe"])
         step = state_dict["last_epoch"]
-        if saved != self.recipe:
+        if state_dict["recipe"] != self.recipe.to_dict():
+            saved = Recipe.from_dict(state_dict["recipe"])
             step = self.recipe.step_at_epoch(saved.epoch_at_step(step))
-        self.last_epoch = step
         self._step_count = state_dict.get("_step_count", 1)
-        self._write_lr()
+        self._move_to(step)
 
     def retarget(self, recipe: Recipe) -> None:
         """Switch to ``recipe`` (e.g. the base recipe scaled to a new batch size) at the
-        current epoch position: ``last_epoch = recipe.step_at_epoch(old.epoch_at_step(t))``."""
+        current epoch position: ``t = recipe.step_at_epoch(old.epoch_at_step(t))``."""
         if not isinstance(recipe, Recipe):
             raise ValueError(f"recipe: expected a legw Recipe, got {type(recipe).__name__}")
-        self.last_epoch = recipe.step_at_epoch(self.recipe.epoch_at_step(self.last_epoch))
+        step = recipe.step_at_epoch(self.recipe.epoch_at_step(self._taken))
         self.recipe = recipe
+        self._move_to(step)
+
+    def _move_to(self, step: int) -> None:
+        self._taken = self._seen = self.last_epoch = step
         self._write_lr()
 
     def _write_lr(self) -> None:

@@ -37,6 +37,12 @@ Conventions (pinned by ``tests/test_schedule.py``):
   ``peak``.
 * Fractional positions are allowed everywhere: ``lr_at_epoch(e)`` is ``lr_at_step`` evaluated
   at the real-valued step ``e * steps_per_epoch``.
+* Streamed data (no sample count, e.g. tokens): ``scale(B, steps_per_epoch=S)`` takes the
+  optimizer steps per epoch directly.
+
+Warnings (:class:`RecipeWarning`, so they can be filtered or turned into errors): a warmup over
+half of training (``warmup_steps > total_steps / 2``), and ``scaling="linear"`` with
+``warmup="legw"``, which is not the linear-scaling baseline (use ``for_method("linear", ...)``).
 
 Outside warmup, the LR-vs-epoch curve at ``k * B0`` is exactly ``k ** a`` times the base curve
 for the constant and multistep decays (when ``steps_per_epoch`` divides evenly). Poly, cosine
@@ -49,6 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +64,28 @@ SCALING_RULES = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}
 
 WARMUP_RULES = ("legw", "constant", "none")
 DECAYS = ("multistep", "poly", "cosine", "exponential", "constant")
+
+METHODS: dict[str, dict[str, str]] = {
+    # sqrt LR scaling + linear-epoch gradual warmup (You et al. 2019, the paper's method)
+    "legw": {"scaling": "sqrt", "warmup": "legw"},
+    # linear LR scaling + warmup of constant epochs (Goyal et al. 2017)
+    "linear": {"scaling": "linear", "warmup": "constant"},
+    "sqrt-nowarmup": {"scaling": "sqrt", "warmup": "none"},
+    # the base recipe unchanged at every batch size
+    "unscaled": {"scaling": "none", "warmup": "constant"},
+}
+"""Named methods: the scaling and warmup rules each stands for (``legw sweep --methods`` too)."""
+
+WARMUP_SHARE_WARNING = 0.5
+"""A scaled warmup longer than this share of the training steps gives a :class:`RecipeWarning`."""
+
+
+class RecipeWarning(UserWarning):
+    """The recipe, or the loop that follows it, is probably not what was meant.
+
+    Filter it with ``warnings.filterwarnings("ignore", category=legw.RecipeWarning)`` or make
+    it an error with ``"error"``.
+    """
 
 
 def scaling_power(scaling: str | float) -> float:
@@ -153,6 +182,35 @@ class BaseRecipe:
                      "must be strictly increasing")
             _require(all(_finite(m) and 0 < m < self.epochs for m in ms), "milestones", ms,
                      f"must lie strictly inside (0, {self.epochs}) epochs")
+        if scaling_power(self.scaling) == 1.0 and self.warmup == "legw":
+            warnings.warn(RecipeWarning(
+                f"scaling={self.scaling!r} with warmup='legw' is linear LR scaling with a warmup "
+                f"of k times the base epochs, not the linear-scaling baseline (Goyal et al.: "
+                f"constant-epoch warmup); for that use BaseRecipe.for_method('linear', ...) or "
+                f"warmup='constant'"), stacklevel=3)
+
+    @classmethod
+    def for_method(cls, method: str, **fields: Any) -> BaseRecipe:
+        """The base recipe with the scaling and warmup rules of a named method (:data:`METHODS`).
+
+        ``for_method("linear", ...)`` is linear scaling with constant-epoch warmup, as
+        ``legw sweep --methods linear``; ``for_method("legw", ...)`` is sqrt scaling with LEGW.
+        ``fields`` are the other :class:`BaseRecipe` fields.
+        """
+        _require(method in METHODS, "method", method, f"must be one of {', '.join(METHODS)}")
+        for rule in ("scaling", "warmup"):
+            _require(rule not in fields, rule, fields.get(rule),
+                     f"is set by method {method!r}; give the method or the rules, not both")
+        return cls(**fields, **METHODS[method])
+
+    @property
+    def method(self) -> str | None:
+        """The name of the :data:`METHODS` entry whose rules this recipe uses, or ``None``."""
+        for name, rules in METHODS.items():
+            if (scaling_power(self.scaling) == scaling_power(rules["scaling"])
+                    and self.warmup == rules["warmup"]):
+                return name
+        return None
 
     def k(self, global_batch_size: int) -> float:
         """The batch ratio ``B / B0``."""
@@ -165,20 +223,33 @@ class BaseRecipe:
                   "none": 0.0}[self.warmup]
         return self.peak_lr * k ** scaling_power(self.scaling), warmup
 
-    def scale(self, global_batch_size: int, dataset_size: int, drop_last: bool = True) -> Recipe:
-        """Derive the recipe at ``global_batch_size`` for a data set of ``dataset_size`` samples."""
-        b, n = global_batch_size, dataset_size
+    def scale(self, global_batch_size: int, dataset_size: int | None = None,
+              drop_last: bool = True, *, steps_per_epoch: int | None = None) -> Recipe:
+        """Derive the recipe at ``global_batch_size``.
+
+        Give either ``dataset_size`` (samples per epoch: ``N // B`` steps per epoch with
+        ``drop_last``, ``ceil(N / B)`` without) or, for streamed data whose size is not a
+        sample count (e.g. tokens), ``steps_per_epoch`` (optimizer steps per epoch at this
+        batch size; ``drop_last`` does not apply).
+        """
+        b, n, spe = global_batch_size, dataset_size, steps_per_epoch
         _require(isinstance(b, int) and not isinstance(b, bool) and b > 0,
                  "global_batch_size", b, "must be a positive integer")
-        _require(isinstance(n, int) and not isinstance(n, bool) and n > 0,
-                 "dataset_size", n, "must be a positive integer")
-        if drop_last:
-            _require(b <= n, "global_batch_size", b,
-                     f"exceeds dataset_size {n} (no full batch with drop_last)")
+        _require((n is None) != (spe is None), "steps_per_epoch", spe,
+                 f"give exactly one of dataset_size (got {n!r}) and steps_per_epoch")
+        if spe is None:
+            _require(isinstance(n, int) and not isinstance(n, bool) and n > 0,
+                     "dataset_size", n, "must be a positive integer")
+            if drop_last:
+                _require(b <= n, "global_batch_size", b,
+                         f"exceeds dataset_size {n} (no full batch with drop_last)")
+            spe = n // b if drop_last else -(-n // b)
+        else:
+            _require(isinstance(spe, int) and not isinstance(spe, bool) and spe > 0,
+                     "steps_per_epoch", spe, "must be a positive integer")
         peak, warmup_epochs = self.peak_and_warmup(b)
         _require(self.end_lr <= peak or self.decay not in ("poly", "cosine"), "end_lr",
                  self.end_lr, f"must not exceed the peak LR {peak:g} at global_batch_size {b}")
-        spe = n // b if drop_last else -(-n // b)
         total = _round(self.epochs * spe)
         _require(total >= 1, "epochs", self.epochs,
                  f"gives 0 optimizer steps at {spe} steps per epoch (global_batch_size {b})")
@@ -188,6 +259,12 @@ class BaseRecipe:
         _require(warmup < total or warmup == 0, "warmup_epochs", warmup_epochs,
                  f"at global_batch_size {b} the warmup ({warmup} steps) must be shorter than "
                  f"training ({total} steps); shorten the base warmup or train longer")
+        if warmup > WARMUP_SHARE_WARNING * total:
+            warnings.warn(RecipeWarning(
+                f"at global_batch_size {b} the warmup is {warmup} of {total} steps "
+                f"({warmup / total:.0%} of training, {warmup_epochs:g} of {self.epochs:g} "
+                f"epochs): the peak LR is held briefly, if at all; train longer or shorten "
+                f"the base warmup"), stacklevel=2)
         ms_steps = tuple(_round(m * spe) for m in self.milestones)
         if self.decay != "multistep":
             ms_steps = ()
@@ -221,7 +298,8 @@ class Recipe:
 
     base: BaseRecipe
     global_batch_size: int
-    dataset_size: int
+    dataset_size: int | None
+    """Samples per epoch, or ``None`` when ``steps_per_epoch`` was given directly."""
     drop_last: bool
     peak_lr: float
     warmup_epochs: float
@@ -289,16 +367,23 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         """What determines this recipe, as plain data (the rest is derived again on load)."""
-        return {"base": self.base.to_dict(), "global_batch_size": self.global_batch_size,
-                "dataset_size": self.dataset_size, "drop_last": self.drop_last}
+        d = {"base": self.base.to_dict(), "global_batch_size": self.global_batch_size}
+        if self.dataset_size is None:
+            return d | {"steps_per_epoch": self.steps_per_epoch}
+        return d | {"dataset_size": self.dataset_size, "drop_last": self.drop_last}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
-        _require(isinstance(d, dict) and set(d) == {"base", "global_batch_size",
-                 "dataset_size", "drop_last"}, "recipe", d,
-                 "expected keys base, global_batch_size, dataset_size, drop_last")
-        return BaseRecipe.from_dict(d["base"]).scale(d["global_batch_size"], d["dataset_size"],
-                                                     drop_last=bool(d["drop_last"]))
+        keys = {"base", "global_batch_size"}
+        _require(isinstance(d, dict) and set(d) in (keys | {"dataset_size", "drop_last"},
+                                                    keys | {"steps_per_epoch"}), "recipe", d,
+                 "expected keys base, global_batch_size and either dataset_size, drop_last "
+                 "or steps_per_epoch")
+        base = BaseRecipe.from_dict(d["base"])
+        if "steps_per_epoch" in d:
+            return base.scale(d["global_batch_size"], steps_per_epoch=d["steps_per_epoch"])
+        return base.scale(d["global_batch_size"], d["dataset_size"],
+                          drop_last=bool(d["drop_last"]))
 
     def summary(self) -> dict[str, Any]:
         """The derived quantities, as printed by ``legw schedule --json``."""

@@ -172,20 +172,26 @@ def test_zero_weights_and_zero_grads(cls, defaults, chunk_size, fused):
     assert got[0].abs().sum() > 0  # a zero layer leaves zero
 
 
+@pytest.mark.parametrize("tensor_lr", [False, True])
 @pytest.mark.parametrize("fused", FUSED)
 @pytest.mark.parametrize("chunk_size", [None, 5])
 @pytest.mark.parametrize("nesterov", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_lars_without_trust_ratio_is_torch_sgd(nesterov, dtype, chunk_size, fused):
-    # bit for bit: the fused path is SGD(fused=True), the multi-tensor one SGD(foreach=True)
+def test_lars_without_trust_ratio_is_torch_sgd(nesterov, dtype, chunk_size, fused, tensor_lr):
+    # bit for bit: the fused path is SGD(fused=True), the multi-tensor one SGD(foreach=True),
+    # with a float LR and with a tensor LR that changes every step (filled in place)
     a, b = make_params(dtype), make_params(dtype)
-    hyper = dict(lr=0.3, momentum=0.9, weight_decay=1e-2, nesterov=nesterov)
+    hyper = dict(momentum=0.9, weight_decay=1e-2, nesterov=nesterov)
+    lr_a, lr_b = (torch.tensor(0.3), torch.tensor(0.3)) if tensor_lr else (0.3, 0.3)
     ours = LARS([{"params": a[:2]}, {"params": a[2:], "weight_decay": 0.0}], adapt=False,
-                chunk_size=chunk_size, fused=fused, **hyper)
+                lr=lr_a, chunk_size=chunk_size, fused=fused, **hyper)
     kind = {"fused": True} if fused else {"foreach": True}
     ref = torch.optim.SGD([{"params": b[:2]}, {"params": b[2:], "weight_decay": 0.0}],
-                          **kind, **hyper)
+                          lr=lr_b, **kind, **hyper)
     for t in range(5):
+        if tensor_lr:
+            lr_a.fill_(0.3 / (t + 1))
+            lr_b.fill_(0.3 / (t + 1))
         for pa, pb, g in zip(a, b, grads_at(t, dtype)):
             pa.grad, pb.grad = g.clone(), g.clone()
         ours.step()

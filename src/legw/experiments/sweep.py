@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from legw import schedule
 from legw.experiments.launcher import (
     LaunchOptions,
     PlannedRun,
@@ -33,19 +34,14 @@ from legw.io import atomic_write_json, read_dataclass
 from legw.training.config import TrainConfig
 
 METHODS: dict[str, dict[str, Any]] = {
-    # sqrt LR scaling + linear-epoch gradual warmup (the paper's method)
-    "legw": {"scaling": "sqrt", "warmup": "legw"},
-    # linear LR scaling + warmup of constant epochs (Goyal et al. 2017)
-    "linear": {"scaling": "linear", "warmup": "constant"},
-    "sqrt-nowarmup": {"scaling": "sqrt", "warmup": "none"},
+    # the named methods of legw.schedule (legw, linear, sqrt-nowarmup, unscaled): same meaning
+    **{name: dict(rules) for name, rules in schedule.METHODS.items()},
     # the gain measured from the gradient noise sets the LR and the steps (legw.adaptive)
     "adaptive": {"scaling": "adaptive"},
-    # the base recipe unchanged at every batch size
-    "unscaled": {"scaling": "none", "warmup": "constant"},
     # other optimizers with sqrt + LEGW; base LR from --adam-lr / --lars-lr / --lamb-lr
-    "adam": {"optimizer": "adam", "scaling": "sqrt", "warmup": "legw"},
-    "lars": {"optimizer": "lars", "scaling": "sqrt", "warmup": "legw"},
-    "lamb": {"optimizer": "lamb", "scaling": "sqrt", "warmup": "legw"},
+    "adam": {"optimizer": "adam", **schedule.METHODS["legw"]},
+    "lars": {"optimizer": "lars", **schedule.METHODS["legw"]},
+    "lamb": {"optimizer": "lamb", **schedule.METHODS["legw"]},
 }
 
 # Spec fields a continued sweep may change; changing any other would mix recipes in one table.

@@ -26,7 +26,8 @@ def trust_ratio(numerator: Tensor, denominator: Tensor, w_norm: Tensor, d_norm: 
     return torch.where(ok, numerator / denominator, torch.ones_like(numerator))
 
 
-def limit_trust(trust: Tensor, lr: float, max_trust: float | None, trust_clip: bool) -> Tensor:
+def limit_trust(trust: Tensor, lr: float | Tensor, max_trust: float | None,
+                trust_clip: bool) -> Tensor:
     """Apply the named trust-ratio variants, in this order.
 
     * ``max_trust`` (ratio clamp): ``trust <- min(trust, max_trust)``.
@@ -38,8 +39,38 @@ def limit_trust(trust: Tensor, lr: float, max_trust: float | None, trust_clip: b
     if max_trust is not None:
         trust = torch.clamp(trust, max=max_trust)
     if trust_clip:
-        trust = torch.clamp(trust / lr, max=1.0) if lr > 0 else torch.ones_like(trust)
+        if isinstance(lr, Tensor):  # no host read: a compiled step must not guard on the LR
+            trust = torch.where(lr > 0, torch.clamp(trust / lr, max=1.0), torch.ones_like(trust))
+        else:
+            trust = torch.clamp(trust / lr, max=1.0) if lr > 0 else torch.ones_like(trust)
     return trust
+
+
+def group_lr(group: dict[str, Any], device: torch.device) -> float | Tensor:
+    """The LR of ``group`` for a bucket on ``device``: a number, or a 0-dim tensor.
+
+    A tensor LR (as ``torch.optim.SGD(lr=torch.tensor(0.1))`` takes) is read by the kernels on
+    the device, never on the host, so ``torch.compile(optimizer.step)`` does not specialise on
+    its value and a scheduler that fills it in place needs no recompile. Like torch's
+    optimizers, a tensor LR on another accelerator is copied to the bucket's device.
+    """
+    lr = group["lr"]
+    if not isinstance(lr, Tensor):
+        return lr
+    lr = lr.view(())
+    if lr.device != device and lr.device.type != "cpu":
+        lr = lr.to(device)
+    return lr
+
+
+def add_scaled_(params: list[Tensor], updates: list[Tensor], lr: float | Tensor) -> None:
+    """``params -= lr * updates``, as ``torch.optim.SGD(foreach=True)`` does it: with
+    ``alpha=-lr`` in eager mode (bit-identical to torch), and as a multiply by the tensor LR
+    under ``torch.compile`` (``alpha`` is a host scalar, the tensor is not read there)."""
+    if isinstance(lr, Tensor) and torch.compiler.is_compiling():
+        torch._foreach_add_(params, torch._foreach_mul(updates, -lr))
+    else:
+        torch._foreach_add_(params, updates, alpha=-lr)
 
 
 def norm_dtype(tensors: Sequence[Tensor]) -> torch.dtype:
@@ -104,9 +135,20 @@ def check_flag(group: dict[str, Any], field: str) -> None:
         raise ValueError(f"{field}: expected True or False, got {group[field]!r}")
 
 
+def check_lr(group: dict[str, Any]) -> None:
+    """``lr`` is a number >= 0 or a one-element floating-point tensor holding one."""
+    lr = group["lr"]
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1 or not lr.is_floating_point():
+            raise ValueError(f"lr: a tensor LR must hold one floating-point value, got a "
+                             f"{lr.dtype} tensor of shape {tuple(lr.shape)}")
+        lr = lr.item()  # once, at construction
+    check_number({"lr": lr}, "lr", 0.0)
+
+
 def check_common(group: dict[str, Any]) -> None:
     """Checks of the keys LARS and LAMB share."""
-    check_number(group, "lr", 0.0)
+    check_lr(group)
     check_number(group, "weight_decay", 0.0)
     for flag in ("adapt", "always_adapt", "trust_clip"):
         check_flag(group, flag)
@@ -199,10 +241,13 @@ def use_fused(fused: bool | None, lists: Sequence[Sequence[Tensor]]) -> bool:
     """Whether a bucket (parallel lists: parameters, gradients, state) takes the fused kernels.
 
     ``fused=None`` (auto): when the device and dtype have them. Non-contiguous tensors always
-    take the multi-tensor path (the fused CPU kernels walk raw memory).
+    take the multi-tensor path (the fused CPU kernels walk raw memory), and so does a step
+    traced by ``torch.compile``: the fused kernels have no fake-tensor implementation, and
+    inductor fuses the multi-tensor chain into kernels of its own.
     """
     t = lists[0][0]
-    if fused is False or t.device.type not in fused_devices() or t.dtype not in FUSED_DTYPES:
+    if (fused is False or torch.compiler.is_compiling() or t.device.type not in fused_devices()
+            or t.dtype not in FUSED_DTYPES):
         return False
     return all(x.is_contiguous() and x.dtype == t.dtype for ts in lists for x in ts)
 

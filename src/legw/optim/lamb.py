@@ -35,7 +35,8 @@ class LAMB(C.BucketedOptimizer):
     Args:
         params: parameters or param groups (dicts); every hyperparameter below can be
             overridden per group.
-        lr: learning rate.
+        lr: learning rate: a number, or a one-element tensor (a compiled ``step`` then does
+            not recompile when a scheduler changes it in place).
         betas: ``(beta1, beta2)`` moment coefficients.
         eps: added to ``sqrt(v_hat)`` (1e-6 as in the LAMB paper's reference code).
         weight_decay: decoupled weight decay ``lambda`` inside ``u``.
@@ -52,7 +53,8 @@ class LAMB(C.BucketedOptimizer):
             Same state, same result to rounding. The fused path keeps one scratch buffer the
             size of the adapted parameters between steps (not part of the state).
 
-    State per parameter: ``step`` (a Python int), ``exp_avg`` and ``exp_avg_sq`` in the
+    State per parameter: ``step`` (a float32 CPU tensor, as in ``torch.optim.Adam``; a Python
+    int from an older checkpoint is converted), ``exp_avg`` and ``exp_avg_sq`` in the
     parameter's dtype. Norms are computed in float32 (float64 for float64 parameters).
     """
 
@@ -98,33 +100,38 @@ class LAMB(C.BucketedOptimizer):
             C.check_fused_params(group["params"])
 
     def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
-        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        lr, wd, eps = C.group_lr(group, params[0].device), group["weight_decay"], group["eps"]
         beta1, beta2 = group["betas"]
         steps = []
         for p in params:
             state = self.state[p]
             if not state:
-                state["step"] = 0
+                state["step"] = torch.zeros((), dtype=torch.float32)  # as torch.optim.Adam
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
+            elif not isinstance(state["step"], Tensor):  # a checkpoint with a Python int step
+                state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
             steps.append(state["step"])
+        torch._foreach_add_(steps, 1)
         exp_avg = [self.state[p]["exp_avg"] for p in params]
         exp_avg_sq = [self.state[p]["exp_avg_sq"] for p in params]
         if C.use_fused(self.fused, [params, grads, exp_avg, exp_avg_sq]):
             self._update_fused(params, grads, exp_avg, exp_avg_sq, steps, group)
             return
+        # Eager: the step counts as Python numbers (CPU tensors, no device sync). Compiled: as
+        # tensors, so the graph does not specialise (and recompile) on the step count.
+        ts = steps if torch.compiler.is_compiling() else [t.item() for t in steps]
         if group["bias_correction"]:
-            bc1 = [1 - beta1**t for t in steps]
-            bc2 = [1 - beta2**t for t in steps]
+            bc1 = [1 - beta1**t for t in ts]
+            bc2 = [1 - beta2**t for t in ts]
         else:
-            bc1 = bc2 = [1.0] * len(steps)
+            bc1 = bc2 = [1.0] * len(ts)
 
         # u = m_hat / (sqrt(v_hat) + eps) + wd * w is computed as
         # c * m / (sqrt(v) + eps * sqrt(bc2)) + wd * w with c = sqrt(bc2) / bc1, the same number
         # without the two passes that de-bias m and v separately.
-        eps_t = [eps * math.sqrt(b) for b in bc2]
-        c_t = [math.sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
+        eps_t = [eps * _sqrt(b) for b in bc2]
+        c_t = [_sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
         adapt = C.adapts(group)
         lists = [params, grads, exp_avg, exp_avg_sq]
         runs = C.plan(lists, self.chunk_size)
@@ -133,11 +140,17 @@ class LAMB(C.BucketedOptimizer):
             denom = torch._foreach_sqrt(C.take(exp_avg_sq, run))
             torch._foreach_add_(denom, [eps_t[i] for i, _, _ in run])
             c = [c_t[i] for i, _, _ in run]
-            if wd != 0:
+            m = C.take(exp_avg, run)
+            if isinstance(c[0], Tensor):  # compiled: no host scalars (inductor fuses the chain)
+                u = torch._foreach_div(m, denom)
+                torch._foreach_mul_(u, c)
+                if wd != 0:
+                    torch._foreach_add_(u, w, alpha=wd)
+            elif wd != 0:
                 u = torch._foreach_mul(w, wd)
-                torch._foreach_addcdiv_(u, C.take(exp_avg, run), denom, c)
+                torch._foreach_addcdiv_(u, m, denom, c)
             else:
-                u = torch._foreach_div(C.take(exp_avg, run), denom)
+                u = torch._foreach_div(m, denom)
                 torch._foreach_mul_(u, c)
             return u
 
@@ -155,7 +168,7 @@ class LAMB(C.BucketedOptimizer):
                 w_pieces += torch._foreach_norm(w, 2, dtype=C.norm_dtype(w))
                 u_pieces += torch._foreach_norm(u, 2, dtype=C.norm_dtype(w))
             else:
-                torch._foreach_add_(w, u, alpha=-lr)
+                C.add_scaled_(w, u, lr)
         if not adapt:
             return
 
@@ -173,7 +186,8 @@ class LAMB(C.BucketedOptimizer):
             torch._foreach_addcmul_(w, u, [scale[i] for i, _, _ in run])
 
     def _update_fused(self, params: list[Tensor], grads: list[Tensor], exp_avg: list[Tensor],
-                      exp_avg_sq: list[Tensor], steps: list[int], group: dict[str, Any]) -> None:
+                      exp_avg_sq: list[Tensor], steps: list[Tensor], group: dict[str, Any]
+                      ) -> None:
         """The same step through torch's fused Adam kernels.
 
         ``torch._fused_adamw_`` computes ``w <- w (1 - lr wd) - lr m_hat / (sqrt(v_hat) + eps)
@@ -184,15 +198,14 @@ class LAMB(C.BucketedOptimizer):
         "parameter" ``wd * w`` with ``lr = -1``, which leaves ``wd * w + m_hat / (sqrt(v_hat) +
         eps) = u`` in the scratch.
         """
-        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        lr, wd, eps = C.group_lr(group, params[0].device), group["weight_decay"], group["eps"]
         beta1, beta2 = group["betas"]
-        # The kernels take the step count as a tensor; without bias correction a step of 2^62
-        # makes 1 - beta^t == 1.0 exactly in float64 for every beta < 1.
+        # Without bias correction a step of 2^62 makes 1 - beta^t == 1.0 exactly in float64 for
+        # every beta < 1. The kernels read the step counts on the parameters' device.
         device = params[0].device
-        counts: dict[int, Tensor] = {}
         if not group["bias_correction"]:
-            steps = [2**62] * len(steps)
-        step_t = [counts.setdefault(t, torch.tensor(float(t), device=device)) for t in steps]
+            steps = [torch.tensor(2.0**62, device=device)] * len(steps)
+        step_t = [t if t.device == device else t.to(device, non_blocking=True) for t in steps]
         hyper = dict(beta1=beta1, beta2=beta2, eps=eps, amsgrad=False, maximize=False)
 
         if not C.adapts(group):  # AdamW (Adam when wd == 0), one kernel per tensor
@@ -237,3 +250,7 @@ class LAMB(C.BucketedOptimizer):
             out.append(flat[at:at + p.numel()].view(p.shape))
             at += p.numel()
         return out
+
+
+def _sqrt(x: float | Tensor) -> float | Tensor:
+    return x.sqrt() if isinstance(x, Tensor) else math.sqrt(x)

@@ -34,7 +34,8 @@ class LARS(C.BucketedOptimizer):
     Args:
         params: parameters or param groups (dicts); every hyperparameter below can be
             overridden per group, e.g. ``{"params": biases, "weight_decay": 0.0, "adapt": False}``.
-        lr: learning rate.
+        lr: learning rate: a number, or a one-element tensor (as torch's SGD takes; a
+            compiled ``step`` then does not recompile when a scheduler changes it in place).
         momentum: momentum coefficient ``m`` (0 disables the buffer).
         weight_decay: L2 coefficient ``lambda`` added to the gradient before scaling.
         trust_coefficient: ``eta_tc`` (0.001 in the paper and the TF reference).
@@ -101,7 +102,8 @@ class LARS(C.BucketedOptimizer):
             C.check_fused_params(group["params"])
 
     def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
-        lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+        lr = C.group_lr(group, params[0].device)
+        momentum, wd = group["momentum"], group["weight_decay"]
         adapt = C.adapts(group)
 
         # A zero buffer makes the first step v = 0 * m + d = d exactly, as torch's SGD.
@@ -158,4 +160,4 @@ class LARS(C.BucketedOptimizer):
                 torch._foreach_mul_(v, momentum)
                 torch._foreach_add_(v, d)
                 d = torch._foreach_add(d, v, alpha=momentum) if group["nesterov"] else v
-            torch._foreach_add_(w, d, alpha=-lr)
+            C.add_scaled_(w, d, lr)

@@ -1,0 +1,76 @@
+"""HF Trainer (transformers 5) with ``optimizers=(LAMB, LEGWScheduler)``: a tiny GPT-2 built
+from its config, synthetic token data, gradient accumulation. The LR of every optimizer step is
+the recipe's, a resumed run continues with the same LRs and weights, and a recipe shorter than
+the Trainer's loop (its default ``dataloader_drop_last=False``) gives a RecipeWarning."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.integration
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+
+from integration_helpers import lr_recorder  # noqa: E402
+
+from legw import BaseRecipe, LEGWScheduler, RecipeWarning  # noqa: E402
+from legw.optim import LAMB, param_groups  # noqa: E402
+
+MICRO, ACCUM, N, EPOCHS = 4, 2, 60, 2   # 15 batches/epoch -> 8 optimizer steps (last: 1 batch)
+BASE = BaseRecipe(base_batch_size=4, peak_lr=0.01, warmup_epochs=0.25, epochs=EPOCHS)
+RECIPE = BASE.scale(MICRO * ACCUM, N, drop_last=False)   # ceil(60 / 8) = 8 steps per epoch
+
+
+def token_data(n: int) -> list[dict[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    starts = torch.randint(0, 32, (n, 1), generator=gen)
+    ids = (starts + torch.arange(8)) % 32                      # learnable: count up mod 32
+    return [{"input_ids": row, "labels": row} for row in ids]
+
+
+def fit(tmp_path, recipe, *, save_steps: int = 0, resume: str | None = None):
+    """One Trainer run; returns (LRs of the optimizer steps, final weights, trainer)."""
+    config = transformers.GPT2Config(vocab_size=32, n_positions=8, n_embd=16, n_layer=1,
+                                     n_head=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config)
+    groups, _ = param_groups(model, weight_decay=1e-2)
+    optimizer = LAMB(groups, lr=0.0)
+    scheduler = LEGWScheduler(optimizer, recipe)
+    lrs = lr_recorder(optimizer)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=MICRO,
+        gradient_accumulation_steps=ACCUM, num_train_epochs=EPOCHS, use_cpu=True, seed=0,
+        save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
+        report_to="none", disable_tqdm=True, logging_strategy="no")
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=token_data(N),
+                                   optimizers=(optimizer, scheduler))
+    trainer.train(resume_from_checkpoint=resume)
+    return lrs, [p.detach().clone() for p in model.parameters()], trainer
+
+
+def test_trainer_lr_per_optimizer_step_and_resume(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecipeWarning)
+        lrs, weights, trainer = fit(tmp_path / "full", RECIPE, save_steps=5)
+        assert trainer.state.global_step == RECIPE.total_steps == 16
+        assert lrs == RECIPE.lrs()
+        resumed_lrs, resumed, _ = fit(tmp_path / "resumed", RECIPE,
+                                      resume=str(tmp_path / "full" / "checkpoint-5"))
+    assert resumed_lrs == RECIPE.lrs()[5:]
+    for a, b in zip(resumed, weights):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_recipe_shorter_than_the_trainer_loop_warns(tmp_path):
+    # the recipe assumes drop_last (60 // 8 = 7 steps per epoch); the Trainer keeps the last
+    # partial batch and runs 8: its last 2 steps would train at the end LR, 0
+    short = BASE.scale(MICRO * ACCUM, N)
+    assert short.total_steps == 14
+    with pytest.warns(RecipeWarning, match=r"optimizer step 14 is past the end of the recipe "
+                                           r"\(14 steps.*drop_last=False"):
+        lrs, _, _ = fit(tmp_path, short)
+    assert len(lrs) == 16 and lrs[14:] == [0.0, 0.0]
