@@ -51,7 +51,8 @@ def make_ptb_dir(root: Path, n_train: int = 3000, n_eval: int = 600, seed: int =
 
 def env(threads: int = 1) -> dict[str, str]:
     e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO / "src") + os.pathsep + e.get("PYTHONPATH", "")
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO / "tests"),
+                                       e.get("PYTHONPATH", "")])
     e["OMP_NUM_THREADS"] = str(threads)
     e.pop("RANK", None)
     e.pop("WORLD_SIZE", None)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import torch
-from trainer_helpers import env
+from helpers import env
 
 
 def lr_recorder(optimizer: torch.optim.Optimizer) -> list[float]:

@@ -1,6 +1,6 @@
 """LEGWScheduler follows the optimizer's own step count: exact LR per optimizer step however
 often ``scheduler.step()`` is called, and a RecipeWarning when the loop and the recipe disagree.
-The same against the real frameworks: ``test_integration_*.py``."""
+The same against the real frameworks: ``tests/integrations/``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """LARS / LAMB with a tensor LR (as torch's SGD / Adam take it): the same numbers as a float LR,
 on every path, and a LAMB step count that is a tensor. (LARS without the trust ratio is torch's
 SGD with a tensor LR too: ``test_optim.py``.) The compiled-step side (no recompile per
-LR value) is in ``test_integration_compile.py``."""
+LR value) is in ``tests/integrations/test_compile.py``."""
 
 from __future__ import annotations
 
