@@ -42,10 +42,11 @@ METHODS = ("adascale", "adaptive", "legw", "linear")
 
 
 def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
-                 eval_every_epoch: bool = True) -> dict[str, Any]:
+                 overrides: dict[str, Any], eval_every_epoch: bool = True) -> dict[str, Any]:
     from fairscale.optim import AdaScale
 
-    config = TrainConfig(task=task_name, global_batch_size=batch, seed=seed, data_dir=data_dir)
+    config = TrainConfig(task=task_name, global_batch_size=batch, seed=seed, data_dir=data_dir,
+                         **overrides)
     task, base = config.get_task(), config.base_recipe()
     seed_everything(seed)
     data = task.load(data_dir)
@@ -89,16 +90,16 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
 
 
 def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str | None,
-             out: Path) -> dict[str, Any]:
+             out: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     scaling = {"adaptive": "adaptive", "legw": "sqrt", "linear": "linear"}[method]
     warmup = "constant" if method == "linear" else "legw"
-    probe = TrainConfig(task=task_name)
+    probe = TrainConfig(task=task_name, **overrides)
     b0 = probe.base_recipe().base_batch_size
     run_dir = out.parent / "runs" / f"{task_name}-{method}-b{batch}-s{seed}"
     summary = train(TrainConfig(task=task_name, global_batch_size=batch, seed=seed,
                                 micro_batch_size=b0 if batch > b0 else None,
                                 scaling=scaling, warmup=warmup, data_dir=data_dir,
-                                quiet=True, out_dir=str(run_dir),
+                                quiet=True, out_dir=str(run_dir), **overrides,
                                 resume=(run_dir / "checkpoints").is_dir()))
     return {"final": summary["final"], "steps": summary["steps"], "epochs": summary["epochs"],
             "wall_time_s": summary["wall_time_s"], "status": summary["status"],
@@ -115,9 +116,13 @@ def main() -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/adascale/results.jsonl")
+    p.add_argument("--base-batch-size", type=int, help="override the task's base batch")
+    p.add_argument("--epochs", type=float, help="override the base recipe's epochs")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    overrides = {k: v for k, v in (("base_batch_size", args.base_batch_size),
+                                   ("epochs", args.epochs)) if v is not None}
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if out.exists():
@@ -132,9 +137,9 @@ def main() -> None:
                     continue
                 print(f"{args.task} {method} B={batch} seed {seed} ...", flush=True)
                 if method == "adascale":
-                    res = run_adascale(args.task, batch, seed, args.data_dir)
+                    res = run_adascale(args.task, batch, seed, args.data_dir, overrides)
                 else:
-                    res = run_legw(method, args.task, batch, seed, args.data_dir, out)
+                    res = run_legw(method, args.task, batch, seed, args.data_dir, out, overrides)
                 row = {"task": args.task, "method": method, "batch_size": batch, "seed": seed,
                        "test_error": 100 * (1 - res["final"]["test_accuracy"]), **res,
                        "torch": torch.__version__}

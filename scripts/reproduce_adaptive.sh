@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# docs/results.md study 11: adaptive scaling against AdaScale (fairscale), LEGW at equal epochs
+# and linear scaling, on the Fashion-MNIST LSTM and the small ResNet at global batch 1024, 4096
+# and 8192, from each task's base recipe (tuned at 128), one seed. One run at a time on one
+# thread; finished runs are skipped when the script is run again.
+# Usage: bash scripts/reproduce_adaptive.sh [OUT_DIR]   (default runs/reproduce/adaptive)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${LEGW_VENV:-.venv}/bin/python"
+R=${1:-runs/reproduce/adaptive}
+# fairscale is this benchmark's dependency only (not the library's); it imports with torch 2.13.
+"$PY" -c "import fairscale" 2>/dev/null || "$PY" -m pip install -q --no-deps "fairscale==0.4.13"
+for TASK in fashion-mnist-lstm fashion-mnist-resnet; do
+    OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task "$TASK" \
+        --batch-sizes 1024 4096 8192 --methods legw linear adaptive adascale \
+        --out "$R/$TASK/results.jsonl" --threads 1
+done
