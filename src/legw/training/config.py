@@ -135,10 +135,11 @@ class TrainConfig:
     adaptive_lr_power: float = field(default=0.5, metadata=flag(metavar="P"))
     """With --scaling adaptive, the LR multiplier is gain^P: 0.5 (default) is the sqrt rule on
     the batch's effective scale, 1 is AdaScale's."""
-    noise_window: int = field(default=50, metadata=flag(metavar="STEPS"))
+    noise_window: int | None = field(default=None, metadata=flag(metavar="STEPS"))
     """Steps over which the online gradient noise scale B_noise (logged per step to
     metrics.jsonl) is smoothed; 0 turns it off. Measured when a step has two or more
-    micro-gradients: gradient accumulation or DDP ranks (default 50)."""
+    micro-gradients: gradient accumulation or DDP ranks (default 50; with --scaling adaptive,
+    1000 x B0 / B steps but at least 10: a horizon of 1000 base batches, as AdaScale's)."""
     evaluate: bool = field(default=True, metadata=flag("--no-eval", negate=True))
     """Evaluate at each epoch end and at the end (--no-eval: training only, e.g. for
     benchmarks)."""
@@ -161,7 +162,7 @@ class TrainConfig:
         if self.keep_checkpoints < 1:
             raise ValueError(f"--keep-checkpoints: must be at least 1, got "
                              f"{self.keep_checkpoints!r}")
-        if self.noise_window == 1 or self.noise_window < 0:
+        if self.noise_window is not None and (self.noise_window == 1 or self.noise_window < 0):
             raise ValueError(f"--noise-window: must be 0 (off) or at least 2 steps, got "
                              f"{self.noise_window!r}")
         if not (math.isfinite(self.adaptive_lr_power) and 0 <= self.adaptive_lr_power <= 1):
@@ -207,6 +208,14 @@ class TrainConfig:
     def is_adaptive(self) -> bool:
         """``--scaling adaptive``: the run follows :class:`legw.adaptive.AdaptiveSchedule`."""
         return self.scaling == "adaptive"
+
+    def resolved_noise_window(self) -> int:
+        """``noise_window``, or its default (see the field)."""
+        if self.noise_window is not None:
+            return self.noise_window
+        if self.is_adaptive():
+            return max(10, round(1000 * self.base_recipe().base_batch_size / self.batch_size()))
+        return 50
 
     def batch_size(self) -> int:
         """The global batch size (the task's base batch unless given)."""

@@ -134,7 +134,7 @@ class _Trainer:
         ``micro`` (the first micro-step's gradient, ``b`` samples, when accumulating) or
         ``rank`` (each rank's gradient before the all-reduce, ``B / W`` samples, caught by a
         DDP communication hook); none with a single micro-gradient per step."""
-        window = self.config.noise_window
+        window = self.config.resolved_noise_window()
         if not window:
             return None, None
         if self.accum >= 2:
