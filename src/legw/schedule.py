@@ -158,6 +158,13 @@ class BaseRecipe:
         """The batch ratio ``B / B0``."""
         return global_batch_size / self.base_batch_size
 
+    def scaled_peak_lr(self, global_batch_size: int) -> float:
+        """``peak_lr * k ** a`` by the scaling rule (``inf`` when it overflows)."""
+        try:
+            return self.peak_lr * self.k(global_batch_size) ** scaling_power(self.scaling)
+        except OverflowError:
+            return math.inf
+
     def scale(self, global_batch_size: int, dataset_size: int, drop_last: bool = True) -> Recipe:
         """Derive the recipe at ``global_batch_size`` for a data set of ``dataset_size`` samples."""
         b, n = global_batch_size, dataset_size
@@ -169,12 +176,16 @@ class BaseRecipe:
             _require(b <= n, "global_batch_size", b,
                      f"exceeds dataset_size {n} (no full batch with drop_last)")
         k = self.k(b)
-        peak = self.peak_lr * k ** scaling_power(self.scaling)
+        peak = self.scaled_peak_lr(b)
+        _require(_finite(peak) and peak > 0, "scaling", self.scaling,
+                 f"gives a peak LR of {peak:g} at global_batch_size {b}")
         _require(self.end_lr <= peak or self.decay not in ("poly", "cosine"), "end_lr",
                  self.end_lr, f"must not exceed the peak LR {peak:g} at global_batch_size {b}")
         warmup_epochs = {"legw": self.warmup_epochs * k, "constant": self.warmup_epochs,
                          "none": 0.0}[self.warmup]
         spe = n // b if drop_last else -(-n // b)
+        _require(self.epochs * spe < 2**63, "epochs", self.epochs,
+                 f"gives more than 2^63 optimizer steps at {spe} steps per epoch")
         total = _round(self.epochs * spe)
         _require(total >= 1, "epochs", self.epochs,
                  f"gives 0 optimizer steps at {spe} steps per epoch (global_batch_size {b})")

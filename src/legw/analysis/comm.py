@@ -34,7 +34,6 @@ Steps are counted as the real-valued ``N / B`` (the talk's convention), not roun
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -202,8 +201,9 @@ def measure_rate(workload: Any) -> float:
 def curve_step_time(path: str):
     """Step time from an autobatch record: throughput interpolated in log2(local batch), held
     constant beyond the measured range."""
-    with open(path) as f:
-        record = json.load(f)
+    from legw.io import read_json
+
+    record = read_json(path)
     try:
         pts = sorted((p["micro_batch_size"], p["samples_per_s"]) for p in record["points"]
                      if p.get("samples_per_s"))

@@ -76,12 +76,28 @@ def load_latest(run_dir: str | Path, warn: Callable[[str], None] = print
         try:
             return load(path), path
         except Exception as e:  # noqa: BLE001 -- any read failure means "try the previous one"
-            errors.append(f"{path.name}: {type(e).__name__}: {e}")
-            warn(f"checkpoint {path} is unreadable ({type(e).__name__}); trying the previous one")
+            errors.append(f"{path.name}: {_why_unreadable(e)}")
+            warn(f"checkpoint {path} is unreadable ({_why_unreadable(e)}); trying the previous "
+                 "one")
     if errors:
         raise ValueError(f"--resume: no readable checkpoint in {checkpoint_dir(run_dir)} "
-                         f"({'; '.join(errors)})")
+                         f"({'; '.join(errors)}); restore a checkpoint, or train into a new "
+                         "--out")
     return None
+
+
+def _why_unreadable(error: Exception) -> str:
+    """A short reason on one line. torch's own messages run to many lines and advise loading
+    with ``weights_only=False``, which would run code from the file: legw never does."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:  # not only tensors and plain values
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0]
+        text = f"not a legw checkpoint: {detail.split('. ')[0].rstrip('.')}"
+    else:
+        text = text.strip().split("\n")[0].split(". ")[0].rstrip(".")
+    if "weights_only" in text:
+        text = "not a legw checkpoint"
+    return f"{type(error).__name__}: {text[:160]}"
 
 
 def rng_state() -> dict[str, Any]:

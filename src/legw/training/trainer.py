@@ -10,8 +10,11 @@ Per optimizer step (nanoGPT-style)::
 
 so the gradient is the mean over all ``B = b * W * A`` samples whatever ``W`` and ``A`` are.
 
-Exit status of ``legw train``: 0 completed, 2 usage error, 3 diverged (a non-finite loss or
-gradient norm stopped the run; ``summary.json`` records the step and epoch).
+Exit status of ``legw train``: 0 completed (or stopped at ``--max-steps``), 2 usage or disk
+error, 3 diverged (a non-finite loss or gradient norm stopped the run; ``summary.json`` records
+the step, the epoch and why). Everything a run can be refused for (flags, data, an output
+directory that cannot be written or already holds another run, a resume that would change the
+run) is checked before any file is written.
 """
 
 from __future__ import annotations
@@ -27,16 +30,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from legw.io import atomic_write_json
+from legw.io import atomic_write_json, check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
 from legw.training.config import TrainConfig
 from legw.training.device import autocast, select_device
-from legw.training.evaluate import image_metrics, perplexity
+from legw.training.evaluate import check_eval_data, image_metrics, perplexity
 from legw.training.position import Position, describe_run, resume_position
-from legw.training.run_files import RunLog, truncate_metrics
+from legw.training.run_files import RunLog, check_new_run_dir, truncate_metrics
 
 DIVERGED_EXIT_STATUS = 3
 
@@ -65,6 +68,9 @@ class _Trainer:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         self.run_dir = Path(config.run_dir())
+        check_writable_dir(self.run_dir, "--out")
+        if not config.resume:
+            check_new_run_dir(self.run_dir)
         self.B = config.batch_size()
         self.micro = config.micro_batch(env.world_size)
         self.accum = config.accumulation_steps(env.world_size)
@@ -72,6 +78,8 @@ class _Trainer:
 
         seed_everything(config.seed)
         self.data = task.load(config.data_dir)
+        if config.evaluate:
+            check_eval_data(task, self.data)
         if task.kind == "image":
             self.batches = ImageBatches(self.data.train, self.B, self.micro, env.rank,
                                         env.world_size, config.seed)
@@ -80,10 +88,7 @@ class _Trainer:
             self.batches = StreamBatches(self.data.train, self.B, self.micro, env.rank,
                                          env.world_size, task.bptt)
             dataset_size = stream_steps_per_epoch(len(self.data.train), self.B, task.bptt) * self.B
-        self.recipe = self.base.scale(self.B, dataset_size)
-        if self.recipe.peak_lr > torch.finfo(torch.float32).max:
-            raise ValueError(f"--base-lr: the peak LR at batch {self.B} is "
-                             f"{self.recipe.peak_lr:g}, beyond float32; use a smaller base LR")
+        self.recipe = config.scaled_recipe(dataset_size)
         assert self.recipe.steps_per_epoch == self.batches.steps_per_epoch
 
         torch.manual_seed(config.seed)  # the same initial weights on every rank
@@ -116,12 +121,21 @@ class _Trainer:
         warn = self.log.info
         found = checkpoint.load_latest(self.run_dir, warn=warn)
         if found is None:
+            self._check_recorded_run()
             warn(f"resume: no checkpoint in {checkpoint.checkpoint_dir(self.run_dir)}; "
                  "starting fresh")
+            if dist.is_main():  # records of an attempt that saved nothing
+                truncate_metrics(self.run_dir / "metrics.jsonl", 0)
             return
         state, path = found
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "config" in state:  # checkpoints hold it; without it the model load still checks
+            self.config.check_resume(state["config"], state["recipe"], str(path))
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise ValueError(f"--resume: {path} does not fit this run's model and optimizer "
+                             f"({type(e).__name__}); train into a new --out") from None
         self.pos, elastic = resume_position(state["position"], self.B, self.recipe)
         extra = state["extra"]
         self.last_eval, self.wall_before = dict(extra["last_eval"]), extra["wall_time_s"]
@@ -142,6 +156,18 @@ class _Trainer:
         if dist.is_main():
             truncate_metrics(self.run_dir / "metrics.jsonl", int(state["position"]["step"]))
         warn(f"resumed from {path} at step {self.pos.step}")
+
+    def _check_recorded_run(self) -> None:
+        """Without a checkpoint, compare with the run ``config.json`` records, if any."""
+        path = self.run_dir / "config.json"
+        if path.exists():
+            from legw.io import read_json
+
+            recorded = read_json(path)
+            if not (isinstance(recorded, dict) and isinstance(recorded.get("config"), dict)):
+                raise ValueError(f"--resume: {path} is not a legw config.json; move it away")
+            self.config.check_resume(recorded["config"], recorded.get("base_recipe") or {},
+                                     str(path))
 
     def _save(self) -> None:
         per_rank = {"rng": checkpoint.rng_state(),
@@ -170,7 +196,11 @@ class _Trainer:
         self.log.start_at(self.pos.step)
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in [*remove_temporaries(self.run_dir),
+                          *remove_temporaries(checkpoint.checkpoint_dir(self.run_dir))]:
+                self.log.info(f"removed {stale}, left by a run killed while writing it")
             atomic_write_json(self.run_dir / "config.json", describe_run(self))
+        self.log.info(f"data: {self.data.source}")
         self.log.info(f"{self.task.name}: global batch {self.B} = micro batch {self.micro} x "
                       f"world size {self.env.world_size} x {self.accum} accumulation steps; "
                       f"{self.recipe.steps_per_epoch} steps/epoch, peak LR "
@@ -260,13 +290,13 @@ class _Trainer:
             need_test = self.task.kind == "text" and "test_perplexity" not in self.last_eval
             if self.pos.step_in_epoch != 0 or not self.last_eval or need_test:
                 self._evaluate(final=True)
-        summary = {"status": "diverged" if self.diverged else "completed",
+        summary = {"status": self._status(),
                    "task": self.task.name, "metric": self.task.metric,
                    "global_batch_size": self.B, "seed": self.config.seed,
                    "steps": self.pos.step, "total_steps": self.recipe.total_steps,
                    "epochs": self.pos.epoch_position(self.recipe),
                    "samples_seen": self.pos.samples_seen, "final": self.last_eval,
-                   "diverged_at": self.diverged, "wall_time_s": self._wall(),
+                   "diverged_at": _why_diverged(self.diverged), "wall_time_s": self._wall(),
                    "run_dir": str(self.run_dir)}
         if dist.is_main():
             atomic_write_json(self.run_dir / "summary.json", summary)
@@ -276,3 +306,18 @@ class _Trainer:
             self.log.info(f"{summary['status']}{where}{metrics}; wall time "
                           f"{summary['wall_time_s']:.1f} s")
         return summary
+
+    def _status(self) -> str:
+        """``diverged``, ``completed`` (the whole schedule), or ``stopped`` (``--max-steps``)."""
+        if self.diverged:
+            return "diverged"
+        return "completed" if self.pos.step >= self.recipe.total_steps else "stopped"
+
+
+def _why_diverged(diverged: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The divergence record with its reason spelled out: strict JSON writes the non-finite
+    values themselves as ``null``."""
+    if diverged is None:
+        return None
+    bad = [f"{k} {diverged[k]}" for k in ("loss", "grad_norm") if not math.isfinite(diverged[k])]
+    return {**diverged, "reason": "non-finite " + " and ".join(bad)}
