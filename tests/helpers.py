@@ -78,3 +78,15 @@ def final_params(run_dir: Path) -> dict[str, torch.Tensor]:
     from legw.training.checkpoint import list_checkpoints, load
 
     return load(list_checkpoints(run_dir)[-1])["model"]
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run ``legw ARGV`` in-process; assert it failed as a user error (exit 2, one line on
+    stderr, no traceback) and return that line."""
+    from legw.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("legw"), err
+    return err.strip()

@@ -204,6 +204,8 @@ def curve_step_time(path: str):
     from legw.io import read_json
 
     record = read_json(path)
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a legw autobatch record (a JSON object with points)")
     try:
         pts = sorted((p["micro_batch_size"], p["samples_per_s"]) for p in record["points"]
                      if p.get("samples_per_s"))

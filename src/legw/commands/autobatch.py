@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     timer = time_training_step(workload.model, workload.loss_fn, workload.random_batch)
     load_before = load_average()
     points = measure_curve(timer, sizes, repeats=args.repeats, statistic=args.statistic)
+    if all(p.samples_per_s is None for p in points):
+        raise ValueError(f"--min-micro-batch-size: every size from {sizes[0]} to {sizes[-1]} "
+                         "ran out of memory; give smaller sizes")
     selection = select_micro_batch(points, args.tolerance)
     record: dict[str, Any] = {
         "task": args.task, "device": "cpu", "threads": torch.get_num_threads(),

@@ -67,18 +67,22 @@ def load_latest(run_dir: str | Path, warn: Callable[[str], None] = print
                 ) -> tuple[dict[str, Any], Path] | None:
     """The newest readable checkpoint of a run, or ``None`` when the run has none.
 
-    An unreadable checkpoint is reported through ``warn`` and the previous one is tried; when
-    none can be read this raises ``ValueError`` naming each file and its error.
+    An unreadable checkpoint is skipped for the previous one (reported through ``warn`` when
+    an older one loads); when none can be read this raises one ``ValueError`` naming each file
+    and its error.
     """
     paths = list_checkpoints(run_dir)
     errors = []
     for path in reversed(paths):
         try:
-            return load(path), path
+            state = load(path)
         except Exception as e:  # noqa: BLE001 -- any read failure means "try the previous one"
             errors.append(f"{path.name}: {_why_unreadable(e)}")
-            warn(f"checkpoint {path} is unreadable ({_why_unreadable(e)}); trying the previous "
-                 "one")
+            continue
+        for skipped, error in zip(reversed(paths), errors):
+            warn(f"checkpoint {skipped} is unreadable ({error.split(': ', 1)[1]}); using the "
+                 "previous one")
+        return state, path
     if errors:
         raise ValueError(f"--resume: no readable checkpoint in {checkpoint_dir(run_dir)} "
                          f"({'; '.join(errors)}); restore a checkpoint, or train into a new "

@@ -185,7 +185,7 @@ class TrainConfig:
         peak = base.scaled_peak_lr(self.batch_size())
         if peak > FLOAT32_MAX:
             raise ValueError(f"--base-lr: the peak LR at batch {self.batch_size()} is "
-                             f"{peak:g}, beyond float32; use a smaller base LR")
+                             f"{peak:g}, beyond float32; use a smaller base LR (or --scaling)")
 
     # --- derived values ---------------------------------------------------------------------
 
