@@ -106,7 +106,7 @@ _OS_HINTS = {
     errno.EROFS: "the file system is read-only; choose another location",
     errno.ENOTDIR: "a component of the path is a file; choose another path",
     errno.EEXIST: "a file is in the way; choose another path",
-    errno.EISDIR: "it is a directory; give a file name",
+    errno.EISDIR: "give a file name",
 }
 
 

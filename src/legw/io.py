@@ -105,6 +105,13 @@ def _check_creatable(directory: Path, target: Path, flag: str) -> None:
                          "another path or change its permissions")
 
 
+def check_input_file(path: str | os.PathLike, flag: str) -> None:
+    """``FileNotFoundError`` naming ``flag`` unless ``path`` is an existing file."""
+    if not Path(path).is_file():
+        what = "is a directory" if Path(path).is_dir() else "not found"
+        raise FileNotFoundError(f"{flag}: {path} {what}; give an existing file")
+
+
 def strict_json(obj: Any) -> Any:
     """A copy of ``obj`` with every non-finite float replaced by ``None`` (JSON ``null``):
     ``json.dumps`` would write ``NaN`` / ``Infinity``, which strict JSON readers reject."""

@@ -58,7 +58,7 @@ _POSITIVE = ("epochs", "total_flops", "samples_per_second", "bandwidth_gbps")
 
 def _check_args(args: argparse.Namespace) -> None:
     """Every flag checked up front, by name (the computation below would only name fields)."""
-    from legw.io import check_writable_file
+    from legw.io import check_input_file, check_writable_file
 
     if sum(x is not None for x in (args.preset, args.task, args.params)) != 1:
         raise ValueError("give exactly one of --preset, --task, --params")
@@ -86,6 +86,8 @@ def _check_args(args: argparse.Namespace) -> None:
     for name in ("out", "plot"):
         if getattr(args, name):
             check_writable_file(getattr(args, name), option(name))
+    if args.throughput_from:
+        check_input_file(args.throughput_from, "--throughput-from")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,8 +42,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.task is not None:
         values["task"] = args.task
     if args.config is not None:
-        from legw.io import read_dataclass
+        from legw.io import check_input_file, read_dataclass
 
+        check_input_file(args.config, "--config")
         return read_dataclass(TrainConfig, args.config, **values)
     if "task" not in values:
         raise ValueError("TASK: give a task preset (or --config FILE)")

@@ -15,6 +15,7 @@ Finished runs are skipped, interrupted ones resumed (``legw.experiments.launcher
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,9 @@ class SweepSpec(LaunchOptions):
                                  f"value {b}; choose a cap that divides every batch size")
         for seed in self.seeds:
             check_seed(seed, "--seeds")
+        for opt, lr in self.optimizer_lrs.items():
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+                raise ValueError(f"--{opt}-lr: must be a positive number, got {lr!r}")
 
     def base_lr(self, method: str) -> float | None:
         """The base LR the method trains with (``None``: the recipe's)."""

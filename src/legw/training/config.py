@@ -151,7 +151,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         get_task(self.task)
         if self.milestones is not None:
-            self.milestones = tuple(float(m) for m in self.milestones)
+            try:
+                self.milestones = tuple(float(m) for m in self.milestones)
+            except (TypeError, ValueError):
+                raise ValueError(f"--milestones: expected a list of epochs, got "
+                                 f"{self.milestones!r}") from None
+        for name in ("out_dir", "data_dir"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise ValueError(f"{_flag(name)}: give a directory, got {v!r}")
         for name in ("global_batch_size", "micro_batch_size", "base_batch_size", "max_steps",
                      "num_threads"):
             v = getattr(self, name)
