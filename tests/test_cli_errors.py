@@ -127,3 +127,12 @@ def test_closing_the_pipe_early_is_not_a_traceback():
     proc.stdout.close()  # `legw ... | head -c 10`
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == "", err
+
+
+def test_path_flags_are_named(mnist_dir, tmp_path, capsys):
+    missing = str(tmp_path / "missing.json")
+    assert "--config: " in one_line_error(capsys, ["train", "--config", missing])
+    assert "--throughput-from: " in one_line_error(
+        capsys, ["comm", "--preset", "resnet50", "--throughput-from", missing])
+    assert "--out: give a directory, got ''" in one_line_error(
+        capsys, ["train", "fashion-mnist-lstm", "--data-dir", str(mnist_dir), "--out", ""])

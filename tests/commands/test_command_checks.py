@@ -65,6 +65,9 @@ def test_undecodable_text_names_its_file(tmp_path, capsys):
     bad.write_text("{'points': []}")
     assert "curve.json: not valid JSON" in one_line_error(
         capsys, ["comm", "--preset", "resnet50", "--throughput-from", str(bad)])
+    bad.write_text('{"points": [{"micro_batch_size": "8", "samples_per_s": 100}]}')
+    assert "curve.json: micro batch sizes and throughputs must be positive numbers" in \
+        one_line_error(capsys, ["comm", "--preset", "resnet50", "--throughput-from", str(bad)])
 
 
 def test_a_non_image_file_in_an_image_folder_names_the_file(tmp_path):

@@ -77,6 +77,7 @@ def _sweep(tmp_path, *flags):
     (["--seeds", "-1"], "--seeds: must be an integer in [0, 2^32), got -1"),
     (["--batch-sizes", "96", "--micro-batch-size", "64"],
      "--micro-batch-size: 64 does not divide --batch-sizes value 96"),
+    (["--methods", "adam", "--adam-lr", "0"], "--adam-lr: must be a positive number, got 0.0"),
 ])
 def test_sweep_errors_name_the_sweeps_flags(tmp_path, capsys, flags, needle):
     assert needle in one_line_error(capsys, _sweep(tmp_path, *flags))
