@@ -73,7 +73,11 @@ def test_every_config_field_is_either_free_on_resume_or_compared():
 
     compared = set(TrainConfig(task="mnist-lstm").identity()) | set(RECIPE_FIELDS)
     fields = {f for f in TrainConfig.__dataclass_fields__}
-    assert compared | set(RESUME_FREE) == fields and not compared & set(RESUME_FREE)
+    unclassified = fields - compared - set(RESUME_FREE)
+    assert not unclassified, (f"TrainConfig fields {sorted(unclassified)}: add each to "
+                              "legw.training.config.RESUME_FREE if a resumed run may change it, "
+                              "else to TrainConfig.identity()")
+    assert not compared & set(RESUME_FREE)
     saved = TrainConfig(task="mnist-lstm", global_batch_size=64)
     elastic = TrainConfig(task="mnist-lstm", global_batch_size=128, micro_batch_size=32,
                           max_steps=9, optimizer="sgd", momentum=0.9)  # the task's own values

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from legw.io import atomic_write_text, json_text
+from legw.io import atomic_write_text, json_text, read_json
 
 RUN_RECORDS = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")
 """What a run writes into its directory (``launch.json`` and ``train.log`` come from a sweep)."""
@@ -28,6 +28,18 @@ def check_new_run_dir(run_dir: Path) -> None:
     if found:
         raise ValueError(f"--out: {run_dir} already holds a run ({', '.join(found)}); continue "
                          "it with --resume, or choose another --out")
+
+
+def recorded_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], str] | None:
+    """``(configuration, base recipe, path)`` as the run's ``config.json`` records them, or
+    ``None`` when it has none (what a resume without a checkpoint is compared with)."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        return None
+    recorded = read_json(path)
+    if not (isinstance(recorded, dict) and isinstance(recorded.get("config"), dict)):
+        raise ValueError(f"--resume: {path} is not a legw config.json; move it away")
+    return recorded["config"], recorded.get("base_recipe") or {}, str(path)
 
 
 def truncate_metrics(path: Path, step: int) -> None:

@@ -39,7 +39,12 @@ from legw.training.config import TrainConfig
 from legw.training.device import autocast, select_device
 from legw.training.evaluate import check_eval_data, image_metrics, perplexity
 from legw.training.position import Position, describe_run, resume_position
-from legw.training.run_files import RunLog, check_new_run_dir, truncate_metrics
+from legw.training.run_files import (
+    RunLog,
+    check_new_run_dir,
+    recorded_config,
+    truncate_metrics,
+)
 
 DIVERGED_EXIT_STATUS = 3
 
@@ -121,7 +126,9 @@ class _Trainer:
         warn = self.log.info
         found = checkpoint.load_latest(self.run_dir, warn=warn)
         if found is None:
-            self._check_recorded_run()
+            recorded = recorded_config(self.run_dir)  # an attempt that saved no checkpoint
+            if recorded is not None:
+                self.config.check_resume(*recorded)
             warn(f"resume: no checkpoint in {checkpoint.checkpoint_dir(self.run_dir)}; "
                  "starting fresh")
             if dist.is_main():  # records of an attempt that saved nothing
@@ -156,18 +163,6 @@ class _Trainer:
         if dist.is_main():
             truncate_metrics(self.run_dir / "metrics.jsonl", int(state["position"]["step"]))
         warn(f"resumed from {path} at step {self.pos.step}")
-
-    def _check_recorded_run(self) -> None:
-        """Without a checkpoint, compare with the run ``config.json`` records, if any."""
-        path = self.run_dir / "config.json"
-        if path.exists():
-            from legw.io import read_json
-
-            recorded = read_json(path)
-            if not (isinstance(recorded, dict) and isinstance(recorded.get("config"), dict)):
-                raise ValueError(f"--resume: {path} is not a legw config.json; move it away")
-            self.config.check_resume(recorded["config"], recorded.get("base_recipe") or {},
-                                     str(path))
 
     def _save(self) -> None:
         per_rank = {"rng": checkpoint.rng_state(),
