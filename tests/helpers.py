@@ -96,3 +96,15 @@ def draw(rng: random.Random, b: int, B: int) -> tuple[float, float]:
     mean = lambda rows: [sum(c) / len(rows) for c in zip(*rows)]  # noqa: E731
     sq = lambda v: sum(x * x for x in v)  # noqa: E731
     return sq(mean(samples[:b])), sq(mean(samples))
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run ``legw ARGV`` in-process; assert it failed as a user error (exit 2, one line on
+    stderr, no traceback) and return that line."""
+    from legw.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("legw"), err
+    return err.strip()

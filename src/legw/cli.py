@@ -4,13 +4,19 @@ Each command lives in ``legw.commands.<name>`` with ``add_arguments(parser)`` an
 ``run(args) -> int``. Modules are imported only when their command runs, so ``legw schedule``
 starts without importing torch.
 
-User errors (bad flags, invalid recipes, missing files) print one line on stderr and exit 2;
-set ``LEGW_DEBUG=1`` to see the traceback instead.
+One error boundary: a user or disk error (bad flags, invalid recipes, missing or unreadable
+files, an output path that cannot be written, a full disk, out of memory) prints one line on
+stderr naming the flag or file and exits 2; set ``LEGW_DEBUG=1`` to see the traceback instead.
+Anything else is a bug and keeps its traceback. Other exit statuses: 3 a diverged run
+(``legw train``), 1 a failed run in a sweep or study, 130 interrupted, 141 stdout closed early
+(``legw ... | head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import os
 import sys
@@ -63,13 +69,62 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = build_parser().parse_args(argv)
-        return _command_module(args._module).run(args)
-    except (UsageError, ValueError, FileNotFoundError) as e:
-        if os.environ.get("LEGW_DEBUG"):
-            raise
-        msg = str(e) if isinstance(e, UsageError) else f"legw: error: {e}"
-        print(msg, file=sys.stderr)
-        return 2
+        code = _command_module(args._module).run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `legw ... | head`: the reader has gone; not an error of legw's
+        _discard_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a process killed by it
     except KeyboardInterrupt:
         print("legw: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        message = user_error(e)
+        if message is None or os.environ.get("LEGW_DEBUG"):
+            raise
+        print(message, file=sys.stderr)
+        return 2
+
+
+def user_error(error: Exception) -> str | None:
+    """The one line the CLI prints for a user or disk error, ``None`` for anything else (a bug,
+    which keeps its traceback)."""
+    if isinstance(error, UsageError):
+        return str(error)
+    if isinstance(error, ValueError) or (isinstance(error, OSError) and error.errno is None):
+        return f"legw: error: {error}"  # legw's own messages name the flag or file
+    if isinstance(error, OSError):
+        return f"legw: error: {_os_error(error)}"
+    from legw.analysis.autobatch import is_out_of_memory
+
+    if is_out_of_memory(error):
+        return ("legw: error: out of memory; use a smaller --micro-batch-size (the global "
+                "batch is reached by gradient accumulation) or a smaller batch")
+    return None
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free disk space and run again (legw train --resume continues a run)",
+    errno.EDQUOT: "free disk space and run again (legw train --resume continues a run)",
+    errno.EACCES: "choose a writable location or change its permissions",
+    errno.EPERM: "choose a writable location or change its permissions",
+    errno.EROFS: "the file system is read-only; choose another location",
+    errno.ENOTDIR: "a component of the path is a file; choose another path",
+    errno.EEXIST: "a file is in the way; choose another path",
+    errno.EISDIR: "give a file name",
+}
+
+
+def _os_error(error: OSError) -> str:
+    where = " -> ".join(str(f) for f in (error.filename, error.filename2) if f is not None)
+    what = error.strerror or str(error)
+    hint = _OS_HINTS.get(error.errno, "check the path and the disk")
+    return f"{where}: {what}; {hint}" if where else f"{what}; {hint}"
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -10,7 +10,9 @@ house style) the help text, and its ``metadata`` the rest::
 
 ``add_arguments(group, Cls, names)`` adds the flags of those fields; ``given(args, Cls, names)``
 reads back the values the user gave (flags left out are absent, not ``None``, so a file or a
-stored spec can supply them). Errors name the flag through :func:`flag_name`. No torch.
+stored spec can supply them). Errors name the flag through :func:`flag_name`; numbers are read
+with :func:`integer` (64 bits) and :func:`number` (finite), which the hand-written flags of the
+commands use too. No torch.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -43,9 +46,34 @@ def flag(name: str | None = None, metavar: str | None = None, *,
     return meta
 
 
+def integer(text: str) -> int:
+    """An argparse type: an integer that fits in 64 bits (torch, numpy and checkpoints hold
+    no more), so an absurd value is refused naming its flag, not deep inside torch."""
+    value = int(text)
+    if not -2**63 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} does not fit in 64 bits")
+    return value
+
+
+def number(text: str) -> float:
+    """An argparse type: a finite number (``inf`` and ``nan`` are refused naming the flag)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+_ARG_TYPES: dict[type, Any] = {int: integer, float: number}
+
+
+def option(name: str) -> str:
+    """The flag of a hand-written argparse destination: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
 def flag_name(cls: type, name: str) -> str:
     """The flag of field ``name`` of dataclass ``cls``."""
-    return _fields(cls)[name].metadata.get("flag") or "--" + name.replace("_", "-")
+    return _fields(cls)[name].metadata.get("flag") or option(name)
 
 
 @functools.cache
@@ -83,7 +111,7 @@ def add_arguments(group: Any, cls: type, names: Iterable[str],
         if base is bool:
             kwargs["action"] = "store_false" if meta.get("negate") else "store_true"
         else:
-            kwargs["type"] = base
+            kwargs["type"] = _ARG_TYPES.get(base, base)
             if many:
                 kwargs["nargs"] = "+"
             if "metavar" in meta:

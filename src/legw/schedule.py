@@ -216,12 +216,19 @@ class BaseRecipe:
         """The batch ratio ``B / B0``."""
         return global_batch_size / self.base_batch_size
 
+    def scaled_peak_lr(self, global_batch_size: int) -> float:
+        """``peak_lr * k ** a`` by the scaling rule (``inf`` when it overflows)."""
+        try:
+            return self.peak_lr * self.k(global_batch_size) ** scaling_power(self.scaling)
+        except OverflowError:
+            return math.inf
+
     def peak_and_warmup(self, global_batch_size: int) -> tuple[float, float]:
         """``(peak LR, warmup epochs)`` at ``global_batch_size``: the scaling and warmup rules."""
         k = self.k(global_batch_size)
         warmup = {"legw": self.warmup_epochs * k, "constant": self.warmup_epochs,
                   "none": 0.0}[self.warmup]
-        return self.peak_lr * k ** scaling_power(self.scaling), warmup
+        return self.scaled_peak_lr(global_batch_size), warmup
 
     def scale(self, global_batch_size: int, dataset_size: int | None = None,
               drop_last: bool = True, *, steps_per_epoch: int | None = None) -> Recipe:
@@ -248,8 +255,12 @@ class BaseRecipe:
             _require(isinstance(spe, int) and not isinstance(spe, bool) and spe > 0,
                      "steps_per_epoch", spe, "must be a positive integer")
         peak, warmup_epochs = self.peak_and_warmup(b)
+        _require(_finite(peak) and peak > 0, "scaling", self.scaling,
+                 f"gives a peak LR of {peak:g} at global_batch_size {b}")
         _require(self.end_lr <= peak or self.decay not in ("poly", "cosine"), "end_lr",
                  self.end_lr, f"must not exceed the peak LR {peak:g} at global_batch_size {b}")
+        _require(self.epochs * spe < 2**63, "epochs", self.epochs,
+                 f"gives more than 2^63 optimizer steps at {spe} steps per epoch")
         total = _round(self.epochs * spe)
         _require(total >= 1, "epochs", self.epochs,
                  f"gives 0 optimizer steps at {spe} steps per epoch (global_batch_size {b})")

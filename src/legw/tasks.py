@@ -75,7 +75,7 @@ class Task:
 
 def _mnist_loader(name: str, channels: bool):
     def load(data_dir: str | None):
-        from legw.data.mnist import MEAN_STD, load_mnist
+        from legw.data.mnist import MEAN_STD, find_mnist, load_mnist
         from legw.data.sets import ImageData, TensorImages
 
         mean, std = MEAN_STD[name]
@@ -83,7 +83,8 @@ def _mnist_loader(name: str, channels: bool):
         for split in ("train", "test"):
             images, labels = load_mnist(name, split, data_dir=data_dir)
             parts.append(TensorImages(images, labels, mean, std, channels_first=channels))
-        return ImageData(train=parts[0], test=parts[1], num_classes=10)
+        source = find_mnist(name, "train", data_dir, download=False)[0].parent
+        return ImageData(train=parts[0], test=parts[1], num_classes=10, source=str(source))
 
     return load
 
@@ -94,7 +95,7 @@ def _load_ptb(data_dir: str | None):
 
     corpus = load_ptb(data_dir)
     return TextData(train=corpus.train, valid=corpus.valid, test=corpus.test,
-                    vocab_size=len(corpus.vocab))
+                    vocab_size=len(corpus.vocab), source=corpus.source)
 
 
 def _load_imagenet(data_dir: str | None):
@@ -108,8 +109,12 @@ def _load_imagenet(data_dir: str | None):
 
     train = ImageFolder(Path(data_dir) / "train", train=True)
     test = ImageFolder(Path(data_dir) / "val", train=False)
+    if test.classes != train.classes:
+        extra = sorted(set(test.classes) ^ set(train.classes))
+        raise ValueError(f"--data-dir: {data_dir}/val and {data_dir}/train must hold the same "
+                         f"class folders; {len(extra)} differ, e.g. {extra[0]!r}")
     return ImageData(train=DatasetImages(train), test=DatasetImages(test),
-                     num_classes=len(train.classes))
+                     num_classes=len(train.classes), source=str(data_dir))
 
 
 def _lstm_classifier(data):

@@ -84,8 +84,8 @@ def test_comm_task_counts_parameters(capsys):
     (["comm"], "exactly one of"),
     (["comm", "--params", "10", "--dataset-size", "5"], "--epochs"),
     (["comm", "--params", "10", "--dataset-size", "5", "--epochs", "1"], "--batch-size"),
-    (["comm", "--preset", "resnet50", "--batch-size", "0"], "global_batch_size"),
-    (["comm", "--preset", "resnet50", "--samples-per-second", "-1"], "samples_per_second"),
+    (["comm", "--preset", "resnet50", "--batch-size", "0"], "--batch-size: must be"),
+    (["comm", "--preset", "resnet50", "--samples-per-second", "-1"], "--samples-per-second"),
     (["comm", "--preset", "resnet50", "--bandwidth-gbps", "0"], "bandwidth"),
     (["comm", "--preset", "resnet50", "--plot", "x.png"], "compute rate"),
     (["comm", "--preset", "resnet50", "--measure"], "--task"),
@@ -95,7 +95,7 @@ def test_comm_task_counts_parameters(capsys):
     (["noise-scale", "fashion-mnist-lstm", "--draws", "1"], "--draws"),
     (["autobatch", "fashion-mnist-lstm", "--max-micro-batch-size", "100"], "power of two"),
     (["autobatch", "fashion-mnist-lstm", "--global-batch-size", "10", "--world-size", "3"],
-     "world_size"),
+     "--world-size"),
     (["autobatch", "fashion-mnist-lstm", "--tolerance", "2"], "--tolerance"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):

@@ -79,7 +79,7 @@ def test_plot_writes_a_png(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--base-batch-size", "128", "--base-lr", "abc", "--epochs", "5", "--dataset-size", "9"],
-     "argument --base-lr: invalid float value: 'abc'"),
+     "argument --base-lr: invalid number value: 'abc'"),
     (TABLE6[:8] + ["--decay", "step"], "invalid choice: 'step'"),
     (TABLE6 + ["--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["--base-batch-size", "128", "--epochs", "5", "--dataset-size", "60000"],

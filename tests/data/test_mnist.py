@@ -86,7 +86,12 @@ def test_lookup_order(isolated, monkeypatch):
     for f in cache.iterdir():
         f.unlink()
     assert len(load()[0]) == 3  # then the system directory
-    assert len(load(data_dir=isolated / "empty")[0]) == 3  # an empty data_dir falls through
+    # An explicit directory without the files is refused, never replaced by another copy.
+    with pytest.raises(FileNotFoundError, match=r"--data-dir: .*empty is not a directory"):
+        load(data_dir=isolated / "empty")
+    (isolated / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"--data-dir: .*empty has no train-images"):
+        load(data_dir=isolated / "empty")
 
 
 def test_a_directory_needs_both_files(isolated):
@@ -101,7 +106,7 @@ def test_a_directory_needs_both_files(isolated):
 def test_nowhere_found_says_how_to_get_the_data(isolated, monkeypatch):
     monkeypatch.setattr(mnist, "SYSTEM_DIRS", {"mnist": (), "fashion-mnist": ()})
     with pytest.raises(FileNotFoundError, match=r"not found together in .*put the 4 MNIST"):
-        load_mnist("mnist", "train", data_dir=isolated / "empty", download=False)
+        load_mnist("mnist", "train", download=False)
 
 
 def fake_mirror(files: dict[str, bytes], log: list[str], fail_first_mirror: bool = False):

@@ -28,5 +28,5 @@ def test_the_shared_run_trains_once_and_fills_every_row(tmp_path, capsys):
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["legw-b128-s0"]
     _, rows = read_rows(out / "results.json")
     assert [(r["method"], r["status"], r["run_dir"]) for r in rows] == [
-        ("legw", "completed", "runs/legw-b128-s0"), ("linear", "completed", "runs/legw-b128-s0")]
+        ("legw", "stopped", "runs/legw-b128-s0"), ("linear", "stopped", "runs/legw-b128-s0")]
     assert "[1/1] legw b=128 s=0: starting" in capsys.readouterr().err

@@ -74,10 +74,10 @@ def test_tune_records_trials_best_and_legw_then_skips(mnist_dir, tmp_path, capsy
     meta, rows = read_rows(out / "trials.json")
     assert [r["trial"] for r in rows][0] == "legw" and len(rows) == 3
     by_status = {r["status"] for r in rows}
-    assert by_status == {"completed", "diverged"}
+    assert by_status == {"stopped", "diverged"}  # --max-steps 3 of 8: stopped, evaluated
     diverged = [r for r in rows if r["status"] == "diverged"]
     assert len(diverged) == 1 and diverged[0]["peak_lr"] > 1e30
-    assert meta["best"]["trial"] == "lr0.2-w0" and meta["best"]["status"] == "completed"
+    assert meta["best"]["trial"] == "lr0.2-w0" and meta["best"]["status"] == "stopped"
     assert meta["legw"]["trial"] == "legw" and meta["legw"]["test_error"] is not None
     assert meta["legw_point"]["peak_lr"] == pytest.approx(0.4 * math.sqrt(32 / 128))
     for name in ("landscape.png", "lr_curve.png"):

@@ -47,10 +47,13 @@ def powers_of_two(smallest: int, largest: int) -> list[int]:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """True for ``MemoryError``, ``torch.OutOfMemoryError`` and allocator 'out of memory' errors."""
+    """True for ``MemoryError``, ``torch.OutOfMemoryError`` and the allocators' errors (CUDA's
+    "out of memory", the CPU allocator's "can't allocate memory")."""
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text
+                                                or "can't allocate memory" in text)
 
 
 @dataclass

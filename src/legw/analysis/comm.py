@@ -61,8 +61,13 @@ RESNET50_TALK_VALUES = {
 """The numbers the talk prints for two rows of Table 3, for comparison."""
 
 
+def _is_positive(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
 def _positive(value: float, field: str) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+    if not _is_positive(value):
         raise ValueError(f"{field} must be a positive number, got {value!r}")
 
 
@@ -202,11 +207,15 @@ def measure_rate(workload: Any) -> float:
 def curve_step_time(path: str) -> tuple[Callable[[float], float], str]:
     """Step time from an autobatch record file (see :func:`step_time_from_points`)."""
     record = read_json(path)
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a legw autobatch record (a JSON object with points)")
     try:
         points = [(p["micro_batch_size"], p["samples_per_s"]) for p in record["points"]
                   if p.get("samples_per_s")]
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not a legw autobatch record ({e})") from e
+    if not all(_is_positive(b) and _is_positive(r) for b, r in points):
+        raise ValueError(f"{path}: micro batch sizes and throughputs must be positive numbers")
     if not points:
         raise ValueError(f"{path}: no measured throughput")
     return step_time_from_points(points), f"throughput curve from {path}"

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from legw.schedule import BaseRecipe
+from legw.training.batches import stream_steps_per_epoch
 
 
 @dataclass
@@ -29,12 +30,15 @@ class Workload:
     random_batch: Callable[[int], tuple[Any, Any]]
     """``n -> (inputs, targets)`` of the right shape and dtype, random values (for timing)."""
     dataset_size: int
+    """Training samples per epoch of the data loaded (not the task's nominal size)."""
     recipe: BaseRecipe
     sample_fn: Callable[[int, Any], tuple[Any, Any]] | None = None
     """``(n, generator) -> (inputs, targets)``: ``n`` training samples, i.i.d. uniform."""
     optimizer: str = "sgd"
     hyper: dict[str, Any] | None = None
     clip_grad_norm: float | None = None
+    source: str = ""
+    """Where the data was read from."""
 
     def sample_batch(self, n: int, generator: Any = None) -> tuple[Any, Any]:
         """``n`` training samples drawn uniformly with replacement (i.i.d., as the noise-scale
@@ -67,7 +71,7 @@ def _image_workload(task: Any, data: Any, load_data: bool) -> Workload:
         return data.train.get(torch.randint(0, len(data.train), (n,), generator=generator))
 
     return Workload(task.name, model, torch.nn.functional.cross_entropy, random_batch,
-                    task.dataset_size, task.recipe, sample if load_data else None)
+                    len(data.train), task.recipe, sample if load_data else None)
 
 
 class _WindowLM(torch.nn.Module):
@@ -98,7 +102,10 @@ def _text_workload(task: Any, data: Any, load_data: bool) -> Workload:
         idx = starts[None, :] + torch.arange(bptt)[:, None]  # (T, n)
         return tokens[idx], tokens[idx + 1]
 
-    return Workload(task.name, model, loss_fn, random_batch, task.dataset_size, task.recipe,
+    # Samples per epoch as the trainer counts them at the base batch (streams x windows).
+    b0 = task.recipe.base_batch_size
+    size = stream_steps_per_epoch(len(tokens), b0, bptt) * b0
+    return Workload(task.name, model, loss_fn, random_batch, size, task.recipe,
                     sample if load_data else None)
 
 
@@ -112,9 +119,12 @@ def load_workload(name: str, *, load_data: bool = False, data_dir: str | None = 
     data = task.load(data_dir)
     build = _text_workload if task.kind == "text" else _image_workload
     w = build(task, data, load_data)
+    if w.dataset_size < 1:
+        raise ValueError(f"the training data in {data.source} is too short for one sample")
     w.optimizer = task.optimizer
     w.hyper = {"weight_decay": task.weight_decay}
     if task.optimizer in ("sgd", "lars"):
         w.hyper["momentum"] = task.momentum
     w.clip_grad_norm = task.clip_grad_norm
+    w.source = data.source
     return w

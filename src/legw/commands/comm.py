@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
+
+from legw.flags import integer, number, option
 
 TABLE3_BATCHES = [32, 256, 1024, 4096, 8192, 32768]
 DEFAULT_WORKERS = [1, 2, 4, 8, 16, 32, 64]
@@ -24,23 +25,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="the talk's Table 3: 26M params, N=1,281,167, 90 epochs, 1e18 flops")
     src.add_argument("--task", help="count the parameters of this task's model")
     src.add_argument("--data-dir", help="where the task's data lives (default: its loader's)")
-    src.add_argument("--params", type=int, metavar="N", help="number of parameters")
-    src.add_argument("--bytes-per-param", type=int, default=4, metavar="BYTES",
-                     help="bytes per gradient value all-reduced (default 4, fp32)")
-    src.add_argument("--dataset-size", type=int, metavar="N", help="samples per epoch")
-    src.add_argument("--epochs", type=float, help="epochs of the run (Table 3)")
-    src.add_argument("--total-flops", type=float, metavar="F",
+    src.add_argument("--params", type=integer, metavar="N", help="number of parameters")
+    src.add_argument("--bytes-per-param", type=integer, metavar="BYTES",
+                     help="bytes per parameter sent (default 4, fp32; overrides the preset)")
+    src.add_argument("--dataset-size", type=integer, metavar="N",
+                     help="samples per epoch (default: the preset's, or the --task data's)")
+    src.add_argument("--epochs", type=number, help="epochs of the run (Table 3)")
+    src.add_argument("--total-flops", type=number, metavar="F",
                      help="flops of the whole run, for the comp/comm ratio")
-    p.add_argument("--batch-size", type=int, nargs="+", metavar="B", help="global batch sizes")
+    p.add_argument("--batch-size", type=integer, nargs="+", metavar="B", help="global batch sizes")
     net = p.add_argument_group("prediction on p workers (ring all-reduce, alpha-beta model)")
-    net.add_argument("--workers", type=int, nargs="+", metavar="P", default=DEFAULT_WORKERS,
+    net.add_argument("--workers", type=integer, nargs="+", metavar="P", default=DEFAULT_WORKERS,
                      help="data-parallel worker counts (default 1 2 4 ... 64)")
-    net.add_argument("--latency-us", type=float, default=25.0, metavar="ALPHA",
+    net.add_argument("--latency-us", type=number, default=25.0, metavar="ALPHA",
                      help="per-message latency in microseconds (default 25, TCP/Ethernet)")
-    net.add_argument("--bandwidth-gbps", type=float, default=10.0, metavar="BETA",
+    net.add_argument("--bandwidth-gbps", type=number, default=10.0, metavar="BETA",
                      help="link bandwidth in Gbit/s (default 10, 10 GbE)")
     rate = net.add_mutually_exclusive_group()
-    rate.add_argument("--samples-per-second", type=float, metavar="R",
+    rate.add_argument("--samples-per-second", type=number, metavar="R",
                       help="one worker's training throughput (constant in the local batch)")
     rate.add_argument("--throughput-from", metavar="JSON",
                       help="a `legw autobatch` record: throughput as a function of local batch")
@@ -52,6 +54,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="FILE",
                    help="efficiency and epoch time vs workers, PNG (default runs/comm.png, "
                         "drawn when a compute rate gives the worker prediction)")
+
+
+_COUNTS = ("params", "bytes_per_param", "dataset_size")
+_POSITIVE = ("epochs", "total_flops", "samples_per_second", "bandwidth_gbps")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Every flag checked up front, by name (the computation below would only name fields)."""
+    from legw.io import check_input_file, check_writable_file
+
+    if sum(x is not None for x in (args.preset, args.task, args.params)) != 1:
+        raise ValueError("give exactly one of --preset, --task, --params")
+    values = [(n, getattr(args, n)) for n in _COUNTS]
+    values += [("batch_size", b) for b in args.batch_size or []]
+    values += [("workers", p) for p in args.workers]
+    for name, v in values:
+        if v is not None and v < 1:
+            raise ValueError(f"{option(name)}: must be a positive integer, got {v}")
+    for name in _POSITIVE:
+        v = getattr(args, name)
+        if v is not None and not v > 0:
+            raise ValueError(f"{option(name)}: must be positive, got {v:g}")
+    if args.latency_us < 0:
+        raise ValueError(f"--latency-us: must be >= 0, got {args.latency_us:g}")
+    if args.params is not None:
+        for name in ("dataset_size", "epochs", "batch_size"):
+            if not getattr(args, name):
+                raise ValueError(f"missing {option(name)} (a --params run has no default)")
+    if args.measure and args.task is None:
+        raise ValueError("--measure needs --task")
+    rate = args.samples_per_second or args.throughput_from or args.measure
+    if args.plot and not rate:
+        raise ValueError("--plot needs a compute rate: --samples-per-second, "
+                         "--throughput-from or --measure")
+    if args.plot is None and rate:
+        args.plot = "runs/comm.png"  # the default figure, when there is a prediction to draw
+    for name in ("out", "plot"):
+        if getattr(args, name):
+            check_writable_file(getattr(args, name), option(name))
+    if args.throughput_from:
+        check_input_file(args.throughput_from, "--throughput-from")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,9 +111,8 @@ def run(args: argparse.Namespace) -> int:
         table3_row,
     )
 
-    if sum(x is not None for x in (args.preset, args.task, args.params)) != 1:
-        raise ValueError("give exactly one of --preset, --task, --params")
-    setting: dict[str, Any] = {"bytes_per_param": args.bytes_per_param}
+    _check_args(args)  # before any data is loaded or timed
+    setting: dict[str, Any] = {"bytes_per_param": 4}
     workload = None
     if args.preset:
         setting.update(RESNET50_TABLE3)
@@ -82,21 +124,10 @@ def run(args: argparse.Namespace) -> int:
                        epochs=workload.recipe.epochs)
     else:
         setting["params"] = args.params
-    for flag in ("dataset_size", "epochs", "total_flops"):
-        if getattr(args, flag) is not None:
+    for flag in ("bytes_per_param", "dataset_size", "epochs", "total_flops"):
+        if getattr(args, flag) is not None:  # an explicit flag beats the preset and the task
             setting[flag] = getattr(args, flag)
-    for flag in ("dataset_size", "epochs"):
-        if setting.get(flag) is None:
-            raise ValueError(f"missing --{flag.replace('_', '-')}")
-    if args.measure and workload is None:
-        raise ValueError("--measure needs --task")
     batches = args.batch_size or (TABLE3_BATCHES if args.preset else default_batches(workload))
-    if batches is None:
-        raise ValueError("missing --batch-size")
-    for name in ("latency_us", "bandwidth_gbps"):
-        v = getattr(args, name)
-        if not (math.isfinite(v) and v >= 0) or (name == "bandwidth_gbps" and v == 0):
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {v}")
 
     rows = [table3_row(b, **setting) for b in batches]
     model_bytes = setting["params"] * setting["bytes_per_param"]
@@ -129,13 +160,10 @@ def run(args: argparse.Namespace) -> int:
         record["scaling"] = [r.to_dict() for r in scaling]
         record["skipped"] = skipped
 
-    if args.plot and "scaling" not in record:
-        raise ValueError("--plot needs a compute rate: --samples-per-second, "
-                         "--throughput-from or --measure")
     from legw.io import atomic_write_json
 
     atomic_write_json(args.out, record)
-    plot = args.plot or ("runs/comm.png" if "scaling" in record else None)
+    plot = args.plot
     if plot:
         plot_scaling(record, plot)
     if args.json:

@@ -20,8 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("base recipe (from --task; without it give --base-batch-size, "
                              "--base-lr, --epochs)")
     flags.add_arguments(g, TrainConfig, RECIPE_FIELDS)
-    p.add_argument("--dataset-size", type=int, metavar="N", help="training samples per epoch")
-    p.add_argument("--batch-size", type=int, nargs="+", metavar="B",
+    p.add_argument("--dataset-size", type=flags.integer, metavar="N",
+                   help="training samples per epoch")
+    p.add_argument("--batch-size", type=flags.integer, nargs="+", metavar="B",
                    help="global batch sizes (default: the base batch size)")
     p.add_argument("--keep-last", action="store_true",
                    help="count a partial last batch per epoch (default: drop it)")
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
         task = get_task(args.task)
         base = task.recipe.to_dict()
-        dataset_size = dataset_size or task.dataset_size
+        if dataset_size is None:  # 0 is a value (refused below), not "unset"
+            dataset_size = task.dataset_size
     given = flags.given(args, RECIPE_FIELDS)
     if not args.task:
         missing = [flags.flag_name(TrainConfig, f) for f in _REQUIRED if f not in given]
@@ -52,11 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plot:  # before printing, so a failed plot leaves no half-reported run
         from legw.analysis.recipes import plot_recipes
+        from legw.io import check_writable_file
 
-        try:
-            plot_recipes(recipes, args.plot)
-        except OSError as e:
-            raise ValueError(f"--plot: cannot write {args.plot!r}: {e.strerror or e}") from None
+        check_writable_file(args.plot, "--plot")
+        plot_recipes(recipes, args.plot)
     if args.json:
         print(json.dumps([r.summary() for r in recipes], indent=2))
     else:

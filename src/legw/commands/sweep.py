@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from legw import flags
-from legw.commands._study import add_study_arguments, command_line
+from legw.commands._study import add_study_arguments, command_line, study_dir
 from legw.experiments.launcher import LAUNCH_FIELDS, RUN_OVERRIDES
 
 SWEEP_FIELDS = ("batch_sizes", "methods", "seeds")
@@ -27,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sweep")
     flags.add_arguments(g, SweepSpec, SWEEP_FIELDS)
     for opt in LR_OPTIMIZERS:
-        g.add_argument(f"--{opt}-lr", type=float, metavar="LR",
+        g.add_argument(f"--{opt}-lr", type=flags.number, metavar="LR",
                        help=f"base LR of the {opt} method, tuned at the base batch")
     add_study_arguments(p)
 
@@ -37,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from legw.experiments.sweep import load_spec, merge_spec, run_sweep
 
     stop_on_sigterm()
-    out = Path(args.out)
+    out = study_dir(args)
     stored = load_spec(out)
     given: dict[str, Any] = {
         "task": args.task, **flags.given(args, (*SWEEP_FIELDS, *LAUNCH_FIELDS)),

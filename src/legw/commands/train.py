@@ -3,8 +3,8 @@
 Runs the same code as one process (``python -m legw train``) or N under
 ``torchrun --nproc_per_node N -m legw train``. ``--config FILE`` starts from a ``TrainConfig``
 written as JSON (what ``legw sweep`` and ``legw tune`` launch); flags given beside it override
-it. Exit status: 0 completed, 2 usage error, 3 diverged (non-finite loss; see
-``RUN/summary.json``).
+it. Exit status: 0 completed or stopped (``--max-steps``), 2 usage or disk error (one line on
+stderr), 3 diverged (non-finite loss; see ``RUN/summary.json``).
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.task is not None:
         values["task"] = args.task
     if args.config is not None:
-        from legw.io import read_dataclass
+        from legw.io import check_input_file, read_dataclass
 
+        check_input_file(args.config, "--config")
         return read_dataclass(TrainConfig, args.config, **values)
     if "task" not in values:
         raise ValueError("TASK: give a task preset (or --config FILE)")

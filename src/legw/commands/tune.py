@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from legw import flags
-from legw.commands._study import add_study_arguments, command_line
+from legw.commands._study import add_study_arguments, command_line, study_dir
 from legw.experiments.launcher import LAUNCH_FIELDS, RUN_OVERRIDES
 from legw.training.config import TrainConfig
 
@@ -36,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from legw.experiments.tune import load_tune_spec, merge_tune_spec, run_tune
 
     stop_on_sigterm()
-    out = Path(args.out)
+    out = study_dir(args)
     given = {"task": args.task, **flags.given(args, (*SEARCH_FIELDS, *LAUNCH_FIELDS)),
              "overrides": flags.given(args, (*RUN_OVERRIDES, "optimizer"))}
     spec = merge_tune_spec(load_tune_spec(out), given, out)

@@ -117,8 +117,12 @@ class ImageFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        with _pil_image().open(path) as f:
-            image = f.convert("RGB")
+        try:
+            with _pil_image().open(path) as f:
+                image = f.convert("RGB")
+        except OSError as e:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+            raise ValueError(f"{path}: not a readable image ({type(e).__name__}); remove or "
+                             "replace it") from None
         if self.train:
             return train_transform(image, self.image_size), label
         return eval_transform(image, self.image_size, self.resize_size), label

@@ -2,7 +2,7 @@
 
 Lookup order for the four IDX files ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``:
 
-1. ``data_dir`` when given;
+1. ``data_dir`` when given, and then only there (a directory without the files is an error);
 2. the cache: ``$LEGW_DATA/<name>`` if ``LEGW_DATA`` is set, else ``~/.cache/legw/<name>``;
 3. for Fashion-MNIST, ``/usr/share/datasets/fashion-mnist`` (Debian ``dataset-fashion-mnist``);
 4. a download from the official mirrors into the cache (when ``download=True``), each file
@@ -30,6 +30,7 @@ from legw.io import atomic_path
 
 SYSTEM_DIRS = {"mnist": (), "fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
 SPLITS = {"train": "train", "test": "t10k"}
+NUM_CLASSES = 10
 
 # Published SHA-256 of the gzip archives as served by the mirrors below. MNIST: the same digests
 # are listed by many projects for the ossci-datasets / cvdf mirrors of LeCun's files; Fashion-MNIST:
@@ -117,24 +118,22 @@ def split_name(prefix: str) -> str:
     return "test" if prefix == "t10k" else "train"
 
 
-def _locate(
-    name: str, prefix: str, data_dir: str | os.PathLike | None, download: bool,
-    fetch: Callable[[str], bytes],
+def find_mnist(
+    name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = True,
+    *, fetch: Callable[[str], bytes] = _fetch,
 ) -> tuple[Path, Path]:
-    """Return (images, labels) from the first directory holding both, else download them."""
+    """The (images, labels) files of a split: in ``data_dir`` when given (and only there: an
+    explicit directory without the files is an error, never a silent fall-back to another
+    copy), else the cache, the system directories, or a download into the cache."""
+    prefix = SPLITS[split]
     stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    directories = [Path(data_dir)] if data_dir is not None else []
-    directories += [cache_dir(name), *SYSTEM_DIRS[name]]
+    if data_dir is not None:
+        return _in_data_dir(name, prefix, Path(data_dir), stems)
+    directories = [cache_dir(name), *SYSTEM_DIRS[name]]
     for directory in directories:
         found = [_find(directory, stem) for stem in stems]
         if found[0] is not None and found[1] is not None:
             return found[0], found[1]
-        if data_dir is not None and directory == Path(data_dir) and found != [None, None]:
-            missing = stems[found.index(None)]
-            raise FileNotFoundError(
-                f"{name}: {directory} holds only half of the {split_name(prefix)} split: "
-                f"{missing}[.gz] is missing; add it or remove the other file"
-            )
     if not download:
         searched = ", ".join(str(d) for d in directories)
         raise FileNotFoundError(
@@ -150,6 +149,24 @@ def _locate(
     return paths[0], paths[1]
 
 
+def _in_data_dir(name: str, prefix: str, directory: Path, stems: tuple[str, str]
+                 ) -> tuple[Path, Path]:
+    if not directory.is_dir():
+        raise FileNotFoundError(f"--data-dir: {directory} is not a directory; "
+                                f"{HOW_TO_GET[name]}")
+    found = [_find(directory, stem) for stem in stems]
+    if found[0] is not None and found[1] is not None:
+        return found[0], found[1]
+    if found != [None, None]:
+        missing = stems[found.index(None)]
+        raise FileNotFoundError(
+            f"{name}: {directory} holds only half of the {split_name(prefix)} split: "
+            f"{missing}[.gz] is missing; add it or remove the other file"
+        )
+    raise FileNotFoundError(f"--data-dir: {directory} has no {stems[0]}[.gz] and "
+                            f"{stems[1]}[.gz]; {HOW_TO_GET[name]}")
+
+
 def load_mnist(
     name: str,
     split: str,
@@ -163,7 +180,7 @@ def load_mnist(
     Args:
         name: ``"mnist"`` or ``"fashion-mnist"``.
         split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
-        data_dir: a directory searched first for the four IDX files.
+        data_dir: the directory holding the four IDX files (then no other is searched).
         download: fetch missing files from the official mirrors into the cache.
         fetch: ``url -> bytes`` used for downloading (replaceable in tests).
 
@@ -174,8 +191,7 @@ def load_mnist(
         raise ValueError(f"name must be one of {sorted(SHA256)}, got {name!r}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    prefix = SPLITS[split]
-    images_path, labels_path = _locate(name, prefix, data_dir, download, fetch)
+    images_path, labels_path = find_mnist(name, split, data_dir, download, fetch=fetch)
     images = read_idx(images_path, expect_ndim=3)
     labels = read_idx(labels_path, expect_ndim=1)
     if images.shape[1:] != (28, 28):
@@ -185,6 +201,10 @@ def load_mnist(
             f"{name} {split}: {images_path} has {len(images)} images but "
             f"{labels_path} has {len(labels)} labels"
         )
+    if len(labels) and labels.max() >= NUM_CLASSES:
+        i = int(np.argmax(labels >= NUM_CLASSES))
+        raise ValueError(f"{labels_path}: label {labels[i]} of sample {i} is outside "
+                         f"0..{NUM_CLASSES - 1}; the file is not MNIST-like labels")
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
 

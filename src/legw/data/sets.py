@@ -66,6 +66,8 @@ class ImageData:
     train: ImageSet
     test: ImageSet
     num_classes: int
+    source: str = ""
+    """Where the data was read from (a directory), for start-up lines and messages."""
 
 
 @dataclass
@@ -74,3 +76,6 @@ class TextData:
     valid: torch.Tensor
     test: torch.Tensor
     vocab_size: int
+    source: str = ""
+    """Where the data was read from (a directory or a package), for start-up lines and
+    messages."""

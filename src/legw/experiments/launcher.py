@@ -4,15 +4,17 @@ Each run is ``python -m legw train --config RUN/launch.json`` (its ``TrainConfig
 :func:`train_argv`) in its own run directory, so a crash or a divergence ends that run only.
 What a run directory says decides what happens to it:
 
-==============================================  ==========================================
-run directory                                    action
-==============================================  ==========================================
-``summary.json`` status completed / diverged     skipped (its record is read back)
-checkpoints, no final summary                    resumed with ``--resume``
-anything else (absent, killed before a save)     started afresh (stale files removed)
-==============================================  ==========================================
+====================================================  ====================================
+run directory                                          action
+====================================================  ====================================
+``summary.json`` status completed / stopped / diverged  skipped (its record is read back)
+checkpoints, no final summary                          resumed with ``--resume``
+anything else (absent, killed before a save)           started afresh (stale files removed)
+====================================================  ====================================
 
-Exit status 0 is completed, 3 diverged (``legw train``); anything else is recorded as
+``stopped`` is a run cut by ``--max-steps``: every run of a study shares that override, so
+such a run is as finished as the study asks. Exit status 0 is completed or stopped, 3 diverged
+(``legw train``); anything else is recorded as
 ``failed`` with the return code and the last lines of the run's ``train.log``, and is retried
 the next time the sweep is invoked.
 """
@@ -34,7 +36,7 @@ from legw.flags import flag
 from legw.io import atomic_write_json, read_json
 from legw.training.config import TrainConfig
 
-FINISHED = ("completed", "diverged")
+FINISHED = ("completed", "stopped", "diverged")
 
 LAUNCH_FIELDS = ("micro_batch_size", "jobs", "threads", "data_dir")
 """The :class:`LaunchOptions` fields that are flags of ``legw sweep`` and ``legw tune``."""
@@ -138,7 +140,7 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 
 
 def run_state(run_dir: Path) -> str:
-    """``finished`` (completed or diverged), ``resumable`` (has a checkpoint) or ``fresh``."""
+    """``finished`` (see :data:`FINISHED`), ``resumable`` (has a checkpoint) or ``fresh``."""
     summary = read_summary(run_dir)
     if summary is not None and summary.get("status") in FINISHED:
         return "finished"
@@ -167,7 +169,7 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
             log=print) -> Iterator[tuple[PlannedRun, dict[str, Any]]]:
     """Run what is not finished, ``jobs`` at a time; yield ``(run, outcome)`` as each ends.
 
-    ``outcome`` has ``status`` (``completed``, ``diverged``, ``failed``), ``skipped`` (true for
+    ``outcome`` has ``status`` (:data:`FINISHED` or ``failed``), ``skipped`` (true for
     runs finished before this call), ``returncode`` and, for failures, ``error``.
     """
     if jobs < 1:

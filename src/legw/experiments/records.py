@@ -4,7 +4,8 @@ A row is read from the run directory only (``summary.json``, ``config.json``), s
 rebuilt at any time from the runs on disk. Columns (``ROW_FIELDS``):
 
 * coordinates: ``task``, ``method`` / ``trial``, ``optimizer``, ``batch_size``, ``seed``;
-* ``status``: ``completed``, ``diverged``, ``failed`` or ``pending``;
+* ``status``: ``completed``, ``stopped`` (cut by ``--max-steps``), ``diverged``, ``failed`` or
+  ``pending``;
 * final metrics: ``test_accuracy`` (fraction) and ``test_error`` (``100 * (1 - accuracy)``,
   percent) for image tasks; ``valid_perplexity`` / ``test_perplexity`` for language models;
   ``test_loss``;
@@ -19,13 +20,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from legw.io import atomic_write_json, atomic_write_text
+from legw.io import atomic_write_json, atomic_write_text, read_json
 
 ROW_FIELDS = (
     "task", "method", "trial", "optimizer", "batch_size", "seed", "status",
@@ -34,16 +34,35 @@ ROW_FIELDS = (
     "wall_time_s", "diverged_step", "run_dir", "error",
 )
 
+EVALUATED = ("completed", "stopped")
+"""Statuses whose last evaluation is the run's final metric. A ``stopped`` run was cut by
+``--max-steps``, an override every run of a sweep or study shares: its metrics compare with the
+others' (a diverged run's last evaluation predates the divergence: not a final metric)."""
+
 OBJECTIVES = {"accuracy": ("test_error", "test error (%)"),
               "perplexity": ("test_perplexity", "test perplexity")}
 """Task metric -> (row column, axis label) of the lower-is-better number to compare."""
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+STATUSES = ("completed", "stopped", "diverged", "failed", "pending")
+
+_TEXT_COLUMNS = ("task", "method", "trial", "optimizer", "status", "run_dir", "error")
+_REQUIRED = {"sweep": {"method": str, "batch_size": int, "seed": int, "run_dir": str},
+             "tune": {"trial": str, "method": str, "peak_lr": float, "warmup_epochs": float}}
+"""Per kind of record file, the row columns the report needs, and their types."""
+_META = {"sweep": ("kind", "task", "spec", "rows"),
+         "tune": ("kind", "task", "batch_size", "metric", "objective", "spec", "legw_point",
+                  "legw", "best", "rows")}
+
+
+def read_run_file(path: Path) -> dict[str, Any] | None:
+    """A run's JSON file, or ``None`` when it is absent, unreadable or not an object (a table
+    is rebuilt from what the runs left, whatever state they are in)."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = read_json(path)
+    except (FileNotFoundError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def run_row(run_dir: Path, labels: dict[str, Any], root: Path, status: str | None = None,
@@ -57,14 +76,14 @@ def run_row(run_dir: Path, labels: dict[str, Any], root: Path, status: str | Non
     row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
     row.update(labels)
     row["run_dir"] = os.path.relpath(run_dir, root)
-    config = _read_json(run_dir / "config.json")
+    config = read_run_file(run_dir / "config.json")
     if config is not None:
         resolved, recipe = config["resolved"], config["recipe"]
         row.update(task=resolved["task"], optimizer=resolved["optimizer"],
                    batch_size=resolved["global_batch_size"], seed=config["config"]["seed"],
                    peak_lr=recipe["peak_lr"], warmup_epochs=recipe["warmup_epochs"],
                    warmup_steps=recipe["warmup_steps"], total_steps=recipe["total_steps"])
-    summary = _read_json(run_dir / "summary.json")
+    summary = read_run_file(run_dir / "summary.json")
     if summary is not None:
         final = summary.get("final") or {}
         row.update(status=summary["status"], epochs=summary["epochs"], steps=summary["steps"],
@@ -73,7 +92,7 @@ def run_row(run_dir: Path, labels: dict[str, Any], root: Path, status: str | Non
                    task=summary["task"])
         # A diverged run's last evaluation predates the divergence: not a final metric.
         for key in ("test_accuracy", "test_loss", "valid_perplexity", "test_perplexity"):
-            row[key] = final.get(key) if summary["status"] == "completed" else None
+            row[key] = final.get(key) if summary["status"] in EVALUATED else None
         if row["test_accuracy"] is not None:
             row["test_error"] = 100.0 * (1.0 - row["test_accuracy"])
         if summary.get("diverged_at"):
@@ -85,9 +104,9 @@ def run_row(run_dir: Path, labels: dict[str, Any], root: Path, status: str | Non
 
 
 def objective(row: dict[str, Any], metric: str) -> float | None:
-    """The lower-is-better final number of a completed run (``None`` otherwise)."""
+    """The lower-is-better final number of a completed or stopped run (``None`` otherwise)."""
     value = row.get(OBJECTIVES[metric][0])
-    if row.get("status") != "completed" or value is None or not math.isfinite(value):
+    if row.get("status") not in EVALUATED or value is None or not math.isfinite(value):
         return None
     return float(value)
 
@@ -105,11 +124,66 @@ def write_rows(stem: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> 
 
 
 def read_rows(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``(meta, rows)`` of a ``.json`` written by :func:`write_rows`."""
-    data = _read_json(path)
-    if data is None:
-        raise FileNotFoundError(f"no readable records at {path}")
-    rows = data.pop("rows", None)
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: not a legw record file (no 'rows' list)")
-    return data, rows
+    """``(meta, rows)`` of a ``.json`` written by :func:`write_rows`; a file of another shape,
+    with an unknown field or a value of the wrong type raises ``ValueError`` naming it."""
+    data = read_json(path)
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind not in _META or not isinstance(data.get("rows"), list):
+        raise ValueError(f"{path}: not a legw record file (expected an object with \"kind\": "
+                         "\"sweep\" or \"tune\" and a \"rows\" list)")
+    _no_unknown(data, _META[kind], path, "")
+    if not isinstance(data.get("spec", {}), dict):
+        raise ValueError(f"{path}: spec is not an object")
+    from legw.tasks import TASKS
+
+    if data.get("task") not in TASKS:
+        raise ValueError(f"{path}: unknown task {data.get('task')!r}")
+    if kind == "tune":
+        _check_tune_meta(data, path)
+    rows = data.pop("rows")
+    for i, row in enumerate(rows):
+        _check_row(row, path, f"row {i}", _REQUIRED[kind])
+    return data, [{**dict.fromkeys(ROW_FIELDS), **row} for row in rows]
+
+
+def _no_unknown(obj: dict[str, Any], known: tuple[str, ...], path: Path, where: str) -> None:
+    unknown = sorted(set(obj) - set(known))
+    if unknown:
+        raise ValueError(f"{path}: {where}unknown field {unknown[0]!r}")
+
+
+def _check_row(row: Any, path: Path, where: str, required: dict[str, type]) -> None:
+    """A row holds only :data:`ROW_FIELDS` of the right types, and the ``required`` ones."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}: {where} is not an object")
+    _no_unknown(row, ROW_FIELDS, path, f"{where}: ")
+    if row.get("status") not in STATUSES:
+        raise ValueError(f"{path}: {where}: status {row.get('status')!r} is not one of "
+                         f"{', '.join(STATUSES)}")
+    for key, value in row.items():
+        kind = str if key in _TEXT_COLUMNS else float
+        if value is None and key not in required:
+            continue
+        if not _is(value, required.get(key, kind)):
+            raise ValueError(f"{path}: {where}: {key} {value!r} is not a "
+                             f"{'text' if kind is str else 'number'}")
+
+
+def _check_tune_meta(data: dict[str, Any], path: Path) -> None:
+    if data.get("metric") not in OBJECTIVES or not _is(data.get("batch_size"), int):
+        raise ValueError(f"{path}: a tune record needs a metric ({', '.join(OBJECTIVES)}) and "
+                         "an integer batch_size")
+    point = data.get("legw_point")
+    if not (isinstance(point, dict) and _is(point.get("peak_lr"), float)
+            and _is(point.get("warmup_epochs"), float)):
+        raise ValueError(f"{path}: legw_point needs numbers peak_lr and warmup_epochs")
+    for key in ("legw", "best"):
+        if data.get(key) is not None:
+            _check_row(data[key], path, key, _REQUIRED["tune"])
+
+
+def _is(value: Any, kind: type) -> bool:
+    """``isinstance`` where an int is a float too and a bool is neither."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if kind is float else kind)

@@ -21,8 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from legw.experiments.records import OBJECTIVES, objective, read_rows
-from legw.io import atomic_write_text
+from legw.experiments.records import OBJECTIVES, objective, read_rows, read_run_file
+from legw.io import atomic_write_text, check_writable_dir
 
 
 def find_records(root: Path) -> tuple[list[Path], list[Path]]:
@@ -40,7 +40,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
@@ -142,7 +142,8 @@ def sweep_tables(rows: list[dict[str, Any]], metric: str) -> str:
         groups[(r["method"], r["batch_size"])].append(r)
     label = OBJECTIVES[metric][1]
     lines = [f"Final {label}, lower is better; mean ± std over completed seeds "
-             "(`n/N`: completed / planned seeds; `div`: diverged).", "",
+             "(`n/N`: completed / planned seeds; `div`: diverged; a run stopped by "
+             "`--max-steps` counts with its last evaluation).", "",
              "| method | " + " | ".join(f"B={b}" for b in sizes) + " |",
              "|---|" + "---|" * len(sizes)]
     for m in methods:
@@ -191,15 +192,16 @@ def _fmt_num(values: list[Any], fmt: str) -> str:
 
 def _base_recipe_line(sweep_dir: Path, rows: list[dict[str, Any]]) -> str:
     for r in rows:
-        path = sweep_dir / r["run_dir"] / "config.json"
-        if path.exists():
-            cfg = json.loads(path.read_text())
+        cfg = read_run_file(sweep_dir / r["run_dir"] / "config.json")
+        try:
             b = cfg["base_recipe"]
             return (f"Base recipe (before each method's scaling/warmup rule): batch "
                     f"{b['base_batch_size']}, peak LR {b['peak_lr']:g}, warmup "
                     f"{b['warmup_epochs']:g} epochs, {b['epochs']:g} epochs, {b['decay']} decay; "
                     f"optimizer {cfg['resolved']['optimizer']}; "
                     f"torch {cfg['versions']['torch']}, {cfg['versions']['platform']}.")
+        except (KeyError, TypeError, ValueError):  # absent or not a legw config.json
+            continue
     return ""
 
 
@@ -209,12 +211,18 @@ def write_report(root: Path, out: Path | None = None,
     from legw.experiments import plots
 
     out = out or root
-    out.mkdir(parents=True, exist_ok=True)
     sweeps, tunes = find_records(root)
+    for d in extra_tune_dirs:
+        if not (d / "trials.json").is_file():
+            raise FileNotFoundError(f"--tune: no trials.json in {d}")
     tunes += [d for d in extra_tune_dirs if d not in tunes]
     if not sweeps and not tunes:
         raise FileNotFoundError(f"DIR: no results.json or trials.json in {root} or its "
                                 "subdirectories")
+    check_writable_dir(out, "--out")
+    records = [(d, read_rows(d / "results.json")) for d in sweeps]  # all checked before
+    studies = [(d, read_rows(d / "trials.json")) for d in tunes]    # anything is written
+    out.mkdir(parents=True, exist_ok=True)
     md = [f"# legw report: {root.resolve().name}", "", f"Records read from `{root}`; this "
           "report only reads records (`legw report` trains nothing).", ""]
     commands: list[str] = []
@@ -222,8 +230,7 @@ def write_report(root: Path, out: Path | None = None,
     # all batch sizes plus a comparison sweep at the largest): run dirs become absolute.
     by_task: dict[str, list[tuple[Path, dict[str, Any]]]] = defaultdict(list)
     pooled: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for sdir in sweeps:
-        meta, rows = read_rows(sdir / "results.json")
+    for sdir, (meta, rows) in records:
         for r in rows:
             r["run_dir"] = str((sdir / r["run_dir"]).resolve())
         by_task[meta["task"]].append((sdir, meta))
@@ -273,8 +280,7 @@ def write_report(root: Path, out: Path | None = None,
                    "(McCandlish et al. 2018): batches well below it scale almost perfectly, "
                    "batches above it need more epochs.", "",
                    f"![gradient noise scale]({figs['noise']})", ""]
-    for tdir in tunes:
-        meta, rows = read_rows(tdir / "trials.json")
+    for tdir, (meta, rows) in studies:
         result = {**meta, "rows": rows}
         name = tdir.name
         plots.plot_landscape(result, out / f"landscape-{name}.png")
@@ -303,7 +309,7 @@ def _tune_summary(result: dict[str, Any]) -> str:
     legw, best = result.get("legw"), result.get("best")
     lines = [f"{len(done)} tuned trials ({len(ok)} completed, "
              f"{sum(r['status'] == 'diverged' for r in done)} diverged), "
-             f"search `{result['spec']['search']}`.", "",
+             f"search `{result.get('spec', {}).get('search')}`.", "",
              f"| trial | peak LR | warmup epochs | {label} | status |", "|---|---|---|---|---|"]
     shown = ([legw] if legw else []) + ok[:10]
     for r in shown:

@@ -15,6 +15,7 @@ Finished runs are skipped, interrupted ones resumed (``legw.experiments.launcher
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 from legw import schedule
 from legw.experiments.launcher import (
+    FINISHED,
     LaunchOptions,
     PlannedRun,
     continue_spec,
@@ -30,8 +32,8 @@ from legw.experiments.launcher import (
 )
 from legw.experiments.records import read_rows, run_row, write_rows
 from legw.flags import flag
-from legw.io import atomic_write_json, read_dataclass
-from legw.training.config import TrainConfig
+from legw.io import atomic_write_json, read_dataclass, remove_temporaries
+from legw.training.config import TrainConfig, check_seed
 
 METHODS: dict[str, dict[str, Any]] = {
     # the named methods of legw.schedule (legw, linear, sqrt-nowarmup, unscaled): same meaning
@@ -72,11 +74,28 @@ class SweepSpec(LaunchOptions):
         for name in ("batch_sizes", "methods", "seeds"):
             if not getattr(self, name):
                 raise ValueError(f"--{name.replace('_', '-')}: give at least one value")
+        self._check_runs()
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from "
                              f"{', '.join(METHODS)}")
         self.plan()  # every run's configuration is checked before any run starts
+
+    def _check_runs(self) -> None:
+        """The checks a run's ``TrainConfig`` would make on one batch size or seed, made here
+        first so the message names the sweep's flags (``--batch-sizes``, ``--seeds``)."""
+        for b in self.batch_sizes:
+            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+                raise ValueError(f"--batch-sizes: must be positive integers, got {b!r}")
+            cap = self.micro_batch_size
+            if cap is not None and b > cap and b % cap:
+                raise ValueError(f"--micro-batch-size: {cap} does not divide --batch-sizes "
+                                 f"value {b}; choose a cap that divides every batch size")
+        for seed in self.seeds:
+            check_seed(seed, "--seeds")
+        for opt, lr in self.optimizer_lrs.items():
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+                raise ValueError(f"--{opt}-lr: must be a positive number, got {lr!r}")
 
     def base_lr(self, method: str) -> float | None:
         """The base LR the method trains with (``None``: the recipe's)."""
@@ -165,6 +184,7 @@ def run_sweep(spec: SweepSpec, out: Path, command: str | None = None,
     ``command`` (the command line, for the records) is appended to ``spec.commands``.
     """
     out.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(out)  # left by a sweep killed while writing its records
     if command:
         spec.commands.append(command)
     atomic_write_json(out / "sweep.json", spec.to_dict())
@@ -179,7 +199,7 @@ def run_sweep(spec: SweepSpec, out: Path, command: str | None = None,
         outcomes[run.name] = outcome
         write_rows(out / "results", sweep_rows(spec, out, outcomes), meta)
     rows = read_rows(out / "results.json")[1]
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "diverged", "failed")}
+    counts = {s: sum(r["status"] == s for r in rows) for s in (*FINISHED, "failed")}
     log(f"sweep done in {time.perf_counter() - t0:.0f} s: "
         + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; {out / 'results.csv'}")
     return rows

@@ -24,6 +24,7 @@ is larger), ``random`` (log-uniform ``eta``, uniform ``w`` over the grid's range
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import random
 from dataclasses import dataclass, field
@@ -39,9 +40,9 @@ from legw.experiments.launcher import (
 )
 from legw.experiments.records import objective, run_row, write_rows
 from legw.flags import flag
-from legw.io import atomic_write_json, read_dataclass, read_json
+from legw.io import atomic_write_json, read_dataclass, read_json, remove_temporaries
 from legw.schedule import scaling_power
-from legw.training.config import TrainConfig
+from legw.training.config import FLOAT32_MAX, TrainConfig
 
 SEARCHES = ("grid", "random", "optuna")
 DEFAULT_LR_FACTORS = tuple(2.0 ** e for e in range(-3, 4))
@@ -82,12 +83,27 @@ class TuneSpec(LaunchOptions):
             raise ValueError(f"--trials: must be at least 1, got {self.trials!r}")
         if not self.lr_factors or not all(f > 0 and math.isfinite(f) for f in self.lr_factors):
             raise ValueError(f"--lr-factors: need positive numbers, got {self.lr_factors!r}")
+        if self.search == "optuna" and importlib.util.find_spec("optuna") is None:
+            raise ValueError("--search: optuna is not installed; pip install optuna, or use "
+                             "--search grid or random")
         if self.warmup_epochs is not None and not all(w >= 0 for w in self.warmup_epochs):
             raise ValueError(f"--warmup-epochs: need numbers >= 0, got {self.warmup_epochs!r}")
         self.legw_config(Path("tune"))  # checks task, batch size and overrides
         if not self.warmups():
             raise ValueError(f"--warmup-epochs: none is shorter than the training "
                              f"({self.epochs():g} epochs), got {self.warmup_epochs!r}")
+        self._check_lr_range()
+
+    def _check_lr_range(self) -> None:
+        """Every trial's peak LR (LEGW's times a factor) must be a valid one: positive, and
+        within float32. Checked before the first trial trains."""
+        lr0 = self.legw_point()[0]
+        for f in (min(self.lr_factors), max(self.lr_factors)):
+            lr = lr0 * f
+            if not 0 < lr <= FLOAT32_MAX:
+                raise ValueError(f"--lr-factors: {f:g} x the LEGW peak LR {lr0:.4g} gives "
+                                 f"{lr:.4g}, outside (0, {FLOAT32_MAX:.3g}] (float32); use "
+                                 "factors nearer 1")
 
     def legw_config(self, out: Path) -> TrainConfig:
         """The untuned sqrt + LEGW recipe at ``batch_size`` (the ``legw`` trial)."""
@@ -169,6 +185,7 @@ def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
              log=print) -> dict[str, Any]:
     """Run (or continue) the study in ``out``; returns the content of ``trials.json``."""
     out.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(out)  # left by a study killed while writing its records
     if command:
         spec.commands.append(command)
     atomic_write_json(out / "tune.json", spec.to_dict())
@@ -236,10 +253,7 @@ class _Study:
 
 def _optuna_search(spec: TuneSpec, out: Path, state: _Study, log) -> None:
     """TPE over log2(eta / eta_legw) and w; finished trials on disk are told first."""
-    try:
-        import optuna
-    except ImportError:
-        raise ValueError("--search: optuna is not installed (pip install optuna)") from None
+    import optuna  # installed: TuneSpec checks
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     lr0 = spec.legw_point()[0]
     lo, hi = math.log2(min(spec.lr_factors)), math.log2(max(spec.lr_factors))

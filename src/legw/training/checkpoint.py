@@ -67,21 +67,41 @@ def load_latest(run_dir: str | Path, warn: Callable[[str], None] = print
                 ) -> tuple[dict[str, Any], Path] | None:
     """The newest readable checkpoint of a run, or ``None`` when the run has none.
 
-    An unreadable checkpoint is reported through ``warn`` and the previous one is tried; when
-    none can be read this raises ``ValueError`` naming each file and its error.
+    An unreadable checkpoint is skipped for the previous one (reported through ``warn`` when
+    an older one loads); when none can be read this raises one ``ValueError`` naming each file
+    and its error.
     """
     paths = list_checkpoints(run_dir)
     errors = []
     for path in reversed(paths):
         try:
-            return load(path), path
+            state = load(path)
         except Exception as e:  # noqa: BLE001 -- any read failure means "try the previous one"
-            errors.append(f"{path.name}: {type(e).__name__}: {e}")
-            warn(f"checkpoint {path} is unreadable ({type(e).__name__}); trying the previous one")
+            errors.append(f"{path.name}: {_why_unreadable(e)}")
+            continue
+        for skipped, error in zip(reversed(paths), errors):
+            warn(f"checkpoint {skipped} is unreadable ({error.split(': ', 1)[1]}); using the "
+                 "previous one")
+        return state, path
     if errors:
         raise ValueError(f"--resume: no readable checkpoint in {checkpoint_dir(run_dir)} "
-                         f"({'; '.join(errors)})")
+                         f"({'; '.join(errors)}); restore a checkpoint, or train into a new "
+                         "--out")
     return None
+
+
+def _why_unreadable(error: Exception) -> str:
+    """A short reason on one line. torch's own messages run to many lines and advise loading
+    with ``weights_only=False``, which would run code from the file: legw never does."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:  # not only tensors and plain values
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0]
+        text = f"not a legw checkpoint: {detail.split('. ')[0].rstrip('.')}"
+    else:
+        text = text.strip().split("\n")[0].split(". ")[0].rstrip(".")
+    if "weights_only" in text:
+        text = "not a legw checkpoint"
+    return f"{type(error).__name__}: {text[:160]}"
 
 
 def rng_state() -> dict[str, Any]:

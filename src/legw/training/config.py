@@ -17,10 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from legw.flags import flag, flag_name
-from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe
+from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe, Recipe
 from legw.tasks import Task, get_task
 
 DEVICES = ("auto", "cpu", "cuda")
+SEED_LIMIT = 2**32
+"""Seeds lie in ``[0, 2^32)``: numpy's range, and the data order seeds a torch generator with
+``seed * 1_000_003 + epoch``, which must fit in 64 bits."""
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: a peak LR above it cannot be written into an optimizer."""
+RESUME_FREE = ("global_batch_size", "micro_batch_size", "device", "out_dir", "resume", "quiet",
+               "keep_checkpoints", "checkpoint_every", "max_steps", "data_dir", "num_threads",
+               "evaluate", "eval_every", "noise_window")
+"""The fields a resumed run may change: the batch (elastic resume) and how the run executes.
+Any other change would continue one run as another (see :meth:`TrainConfig.check_resume`)."""
 
 RECIPE_FIELDS = {
     "base_batch_size": "base_batch_size", "base_lr": "peak_lr",
@@ -60,7 +70,13 @@ class naming_flags(contextlib.AbstractContextManager):
 
 
 def _flag(name: str) -> str:
-    return flag_name(TrainConfig, name)
+    return "TASK" if name == "task" else flag_name(TrainConfig, name)
+
+
+def check_seed(seed: Any, flag: str = "--seed") -> None:
+    """``ValueError`` naming ``flag`` unless ``seed`` is an integer in ``[0, 2^32)``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"{flag}: must be an integer in [0, 2^32), got {seed!r}")
 
 
 @dataclass
@@ -147,7 +163,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         get_task(self.task)
         if self.milestones is not None:
-            self.milestones = tuple(float(m) for m in self.milestones)
+            try:
+                self.milestones = tuple(float(m) for m in self.milestones)
+            except (TypeError, ValueError):
+                raise ValueError(f"--milestones: expected a list of epochs, got "
+                                 f"{self.milestones!r}") from None
+        for name in ("out_dir", "data_dir"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise ValueError(f"{_flag(name)}: give a directory, got {v!r}")
         for name in ("global_batch_size", "micro_batch_size", "base_batch_size", "max_steps",
                      "num_threads"):
             v = getattr(self, name)
@@ -159,6 +183,7 @@ class TrainConfig:
                 raise ValueError(f"{_flag(name)}: must be a non-negative number, got {v!r}")
         if self.momentum is not None and self.momentum >= 1:
             raise ValueError(f"--momentum: must be below 1, got {self.momentum!r}")
+        check_seed(self.seed)
         if self.keep_checkpoints < 1:
             raise ValueError(f"--keep-checkpoints: must be at least 1, got "
                              f"{self.keep_checkpoints!r}")
@@ -185,7 +210,11 @@ class TrainConfig:
         b, m = self.global_batch_size, self.micro_batch_size
         if b is not None and m is not None and b % m:
             raise ValueError(f"--micro-batch-size: {m} does not divide --batch-size {b}")
-        self.base_recipe()  # recipe overrides are checked here, naming the field
+        base = self.base_recipe()  # recipe overrides are checked here, naming the field
+        peak = base.scaled_peak_lr(self.batch_size())
+        if peak > FLOAT32_MAX:
+            raise ValueError(f"--base-lr: the peak LR at batch {self.batch_size()} is "
+                             f"{peak:g}, beyond float32; use a smaller base LR (or --scaling)")
 
     # --- derived values ---------------------------------------------------------------------
 
@@ -216,6 +245,12 @@ class TrainConfig:
         if self.is_adaptive():
             return max(10, round(1000 * self.base_recipe().base_batch_size / self.batch_size()))
         return 50
+
+    def scaled_recipe(self, dataset_size: int) -> Recipe:
+        """The base recipe scaled to this run's batch and ``dataset_size`` training samples;
+        ``ValueError`` naming the flag when the result is not a valid schedule."""
+        with naming_flags():
+            return self.base_recipe().scale(self.batch_size(), dataset_size)
 
     def batch_size(self) -> int:
         """The global batch size (the task's base batch unless given)."""
@@ -253,6 +288,41 @@ class TrainConfig:
         c = self.get_task().clip_grad_norm if self.clip_grad_norm is None else self.clip_grad_norm
         return c if c else None
 
+    def identity(self) -> dict[str, Any]:
+        """What makes a run this run, resolved against the task: the task, seed, optimizer
+        and its hyperparameters (the base recipe is compared separately)."""
+        adaptive = self.is_adaptive()
+        return {"task": self.task, "seed": self.seed, "optimizer": self.optimizer_name(),
+                "weight_decay": self.resolved_weight_decay(),
+                "momentum": self.resolved_momentum(), "clip_grad_norm": self.resolved_clip(),
+                # the base recipe of an adaptive run keeps sqrt as its rule: compare the switch
+                "scaling": "adaptive" if adaptive else self.base_recipe().scaling,
+                "adaptive_lr_power": self.adaptive_lr_power if adaptive else None}
+
+    def check_resume(self, saved_config: dict[str, Any], saved_recipe: dict[str, Any],
+                     source: str) -> None:
+        """Refuse to continue the run recorded in ``source`` (its configuration and base
+        recipe) as another one: every field but :data:`RESUME_FREE` must resolve to the same
+        value. ``ValueError`` names the first flag that differs; nothing is changed."""
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        try:
+            saved = TrainConfig(**{k: v for k, v in saved_config.items() if k in known})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"--resume: {source} records a configuration this version cannot "
+                             f"read ({e}); train into a new --out") from None
+        theirs, mine = saved.identity(), self.identity()
+        diffs = [(_flag(k), mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]]
+        by_recipe_field = {v: k for k, v in RECIPE_FIELDS.items()}
+        recipe = self.base_recipe().to_dict()
+        diffs += [(_flag(by_recipe_field[k]), recipe[k], saved_recipe[k]) for k in recipe
+                  if k in by_recipe_field and k in saved_recipe
+                  and _plain(recipe[k]) != _plain(saved_recipe[k])]
+        if diffs:
+            flag, new, old = diffs[0]
+            raise ValueError(f"{flag}: {new!r} differs from {old!r}, recorded in {source}; a "
+                             f"resumed run may change only the batch size and how it runs, so "
+                             f"resume with the same {flag}, or train into a new --out")
+
     def run_dir(self) -> str:
         return self.out_dir or f"runs/{self.task}-b{self.batch_size()}-s{self.seed}"
 
@@ -269,3 +339,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"config: unknown fields {unknown}")
         return cls(**d)
+
+
+def _plain(value: Any) -> Any:
+    """Lists and tuples compare equal (a checkpoint may hold either)."""
+    return list(value) if isinstance(value, (list, tuple)) else value

@@ -8,6 +8,7 @@ rank 0 computes it and the sum is all-reduced (the other ranks contribute zeros)
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,4 +64,26 @@ def perplexity(model: torch.nn.Module, tokens: torch.Tensor, n_streams: int, bpt
             sums[1] += y.numel()
         model.train(was_training)
     dist.all_reduce_sum(sums)
-    return math.exp(sums[0].item() / sums[1].item())
+    mean = sums[0].item() / sums[1].item()
+    return math.exp(mean) if mean < _LOG_FLOAT_MAX else math.inf  # math.exp would raise
+
+
+_LOG_FLOAT_MAX = math.log(1.7976931348623157e308)
+
+
+def check_eval_data(task: Any, data: Any) -> None:
+    """Refuse, before training starts, evaluation data the evaluation cannot use: an empty
+    image test split, or validation / test text too short for the task's evaluation streams
+    (each needs two rows: one input and its target)."""
+    if task.kind == "image":
+        if len(data.test) == 0:
+            raise ValueError(f"the test split of {data.source} is empty; give the test files, "
+                             "or train with --no-eval")
+        return
+    need = 2 * task.eval_batch_size
+    for split in ("valid", "test"):
+        n = len(getattr(data, split))
+        if n < need:
+            raise ValueError(f"the {split} split of {data.source} has {n} tokens, fewer than "
+                             f"the {need} that evaluation over {task.eval_batch_size} streams "
+                             "needs; give the whole split, or train with --no-eval")

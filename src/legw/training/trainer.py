@@ -10,8 +10,11 @@ Per optimizer step (nanoGPT-style)::
 
 so the gradient is the mean over all ``B = b * W * A`` samples whatever ``W`` and ``A`` are.
 
-Exit status of ``legw train``: 0 completed, 2 usage error, 3 diverged (a non-finite loss or
-gradient norm stopped the run; ``summary.json`` records the step and epoch).
+Exit status of ``legw train``: 0 completed (or stopped at ``--max-steps``), 2 usage or disk
+error, 3 diverged (a non-finite loss or gradient norm stopped the run; ``summary.json`` records
+the step, the epoch and why). Everything a run can be refused for (flags, data, an output
+directory that cannot be written or already holds another run, a resume that would change the
+run) is checked before any file is written.
 """
 
 from __future__ import annotations
@@ -29,16 +32,21 @@ import torch.nn.functional as F
 
 from legw.adaptive import AdaptiveSchedule, gain
 from legw.gradient_noise import OnlineNoiseScale
-from legw.io import atomic_write_json
+from legw.io import atomic_write_json, check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
 from legw.training.config import TrainConfig
 from legw.training.device import autocast, select_device
-from legw.training.evaluate import image_metrics, perplexity
+from legw.training.evaluate import check_eval_data, image_metrics, perplexity
 from legw.training.position import Position, describe_run, resume_position
-from legw.training.run_files import RunLog, truncate_metrics
+from legw.training.run_files import (
+    RunLog,
+    check_new_run_dir,
+    recorded_config,
+    truncate_metrics,
+)
 
 DIVERGED_EXIT_STATUS = 3
 
@@ -67,6 +75,9 @@ class _Trainer:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         self.run_dir = Path(config.run_dir())
+        check_writable_dir(self.run_dir, "--out")
+        if not config.resume:
+            check_new_run_dir(self.run_dir)
         self.B = config.batch_size()
         self.micro = config.micro_batch(env.world_size)
         self.accum = config.accumulation_steps(env.world_size)
@@ -74,6 +85,8 @@ class _Trainer:
 
         seed_everything(config.seed)
         self.data = task.load(config.data_dir)
+        if config.evaluate:
+            check_eval_data(task, self.data)
         if task.kind == "image":
             self.batches = ImageBatches(self.data.train, self.B, self.micro, env.rank,
                                         env.world_size, config.seed)
@@ -82,10 +95,7 @@ class _Trainer:
             self.batches = StreamBatches(self.data.train, self.B, self.micro, env.rank,
                                          env.world_size, task.bptt)
             dataset_size = stream_steps_per_epoch(len(self.data.train), self.B, task.bptt) * self.B
-        self.recipe = self.base.scale(self.B, dataset_size)
-        if self.recipe.peak_lr > torch.finfo(torch.float32).max:
-            raise ValueError(f"--base-lr: the peak LR at batch {self.B} is "
-                             f"{self.recipe.peak_lr:g}, beyond float32; use a smaller base LR")
+        self.recipe = config.scaled_recipe(dataset_size)
         assert self.recipe.steps_per_epoch == self.batches.steps_per_epoch
 
         torch.manual_seed(config.seed)  # the same initial weights on every rank
@@ -158,12 +168,23 @@ class _Trainer:
         warn = self.log.info
         found = checkpoint.load_latest(self.run_dir, warn=warn)
         if found is None:
+            recorded = recorded_config(self.run_dir)  # an attempt that saved no checkpoint
+            if recorded is not None:
+                self.config.check_resume(*recorded)
             warn(f"resume: no checkpoint in {checkpoint.checkpoint_dir(self.run_dir)}; "
                  "starting fresh")
+            if dist.is_main():  # records of an attempt that saved nothing
+                truncate_metrics(self.run_dir / "metrics.jsonl", 0)
             return
         state, path = found
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "config" in state:  # checkpoints hold it; without it the model load still checks
+            self.config.check_resume(state["config"], state["recipe"], str(path))
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise ValueError(f"--resume: {path} does not fit this run's model and optimizer "
+                             f"({type(e).__name__}); train into a new --out") from None
         self.pos, elastic = resume_position(state["position"], self.B, self.recipe)
         extra = state["extra"]
         if self.noise is not None and extra.get("noise") and not elastic:
@@ -221,7 +242,11 @@ class _Trainer:
         self.log.start_at(self.pos.step)
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in [*remove_temporaries(self.run_dir),
+                          *remove_temporaries(checkpoint.checkpoint_dir(self.run_dir))]:
+                self.log.info(f"removed {stale}, left by a run killed while writing it")
             atomic_write_json(self.run_dir / "config.json", describe_run(self))
+        self.log.info(f"data: {self.data.source}")
         self.log.info(f"{self.task.name}: global batch {self.B} = micro batch {self.micro} x "
                       f"world size {self.env.world_size} x {self.accum} accumulation steps; "
                       f"{self.recipe.steps_per_epoch} steps/epoch, peak LR "
@@ -348,9 +373,9 @@ class _Trainer:
             need_test = self.task.kind == "text" and "test_perplexity" not in self.last_eval
             if self.pos.step_in_epoch != 0 or not self.last_eval or need_test:
                 self._evaluate(final=True)
-        complete = (self.adaptive.done if self.adaptive
-                    else self.pos.step >= self.recipe.total_steps)
-        summary = {"status": "diverged" if self.diverged else "completed",
+        complete = self._complete()
+        summary = {"status": "diverged" if self.diverged else
+                   "completed" if complete else "stopped",
                    "task": self.task.name, "metric": self.task.metric,
                    "global_batch_size": self.B, "seed": self.config.seed,
                    "steps": self.pos.step,
@@ -358,7 +383,7 @@ class _Trainer:
                    else self.recipe.total_steps,
                    "epochs": self.pos.epoch_position(self.recipe),
                    "samples_seen": self.pos.samples_seen, "final": self.last_eval,
-                   "diverged_at": self.diverged, "wall_time_s": self._wall(),
+                   "diverged_at": _why_diverged(self.diverged), "wall_time_s": self._wall(),
                    "run_dir": str(self.run_dir)}
         if dist.is_main():
             atomic_write_json(self.run_dir / "summary.json", summary)
@@ -369,8 +394,23 @@ class _Trainer:
                           f"{summary['wall_time_s']:.1f} s")
         return summary
 
+    def _complete(self) -> bool:
+        """The whole schedule ran: the recipe's steps, or the adaptive position its budget."""
+        if self.adaptive is not None:
+            return self.adaptive.done
+        return self.pos.step >= self.recipe.total_steps
+
 
 def _grad_sq(model: torch.nn.Module) -> torch.Tensor:
     """``sum |p.grad|^2`` over the parameters, as a tensor (no host synchronisation)."""
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     return torch.nn.utils.get_total_norm(grads).float() ** 2
+
+
+def _why_diverged(diverged: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The divergence record with its reason spelled out: strict JSON writes the non-finite
+    values themselves as ``null``."""
+    if diverged is None:
+        return None
+    bad = [f"{k} {diverged[k]}" for k in ("loss", "grad_norm") if not math.isfinite(diverged[k])]
+    return {**diverged, "reason": "non-finite " + " and ".join(bad)}
