@@ -20,6 +20,7 @@ import errno
 import importlib
 import os
 import sys
+import warnings
 
 COMMANDS = {
     "train": ("legw.commands.train", "train a task preset at a global batch size"),
@@ -65,8 +66,14 @@ def _command_module(module: str):
     return importlib.import_module(module)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """legw's own warnings (a recipe that will not train as meant) as one line on stderr."""
+    print(f"legw: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    warnings.showwarning = _show_warning
     try:
         args = build_parser().parse_args(argv)
         code = _command_module(args._module).run(args)
