@@ -48,7 +48,7 @@ def _snapshot(run_dir):
     (["--epochs", "5"], "--epochs: 5.0 differs from 10"),
     (["--base-lr", "0.1"], "--base-lr: 0.1 differs from 0.4"),
     (["--seed", "1"], "--seed: 1 differs from 0"),
-    (["--scaling", "linear"], "--scaling: 'linear' differs from 'sqrt'"),
+    (["--scaling", "linear", "--warmup", "constant"], "--scaling: 'linear' differs from 'sqrt'"),
 ])
 def test_resume_refuses_another_run_before_touching_a_file(mnist_dir, run_copy, capsys, flags,
                                                            culprit):
