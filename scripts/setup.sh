@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Create the virtual environment (default .venv) with torch 2.13.0 (CPU build) and legw.
-# Usage: source-free; prints the venv's python path on the last line.
+# Usage: bash scripts/setup.sh (LEGW_EXTRAS=test for the test set-up); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${LEGW_VENV:-.venv}
+echo "setting up $VENV (torch 2.13.0 CPU, legw[${LEGW_EXTRAS:-data}]): a few minutes the first time"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY="$VENV/bin/python"
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build. The pin is repeated
@@ -16,3 +17,4 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; 
     { apt-get install -y -q dataset-fashion-mnist || sudo -n apt-get install -y -q dataset-fashion-mnist; } \
         >/dev/null 2>&1 || echo "note: could not install dataset-fashion-mnist (apt); Fashion-MNIST runs need it"
 fi
+echo "ready: $VENV/bin/legw (or: source $VENV/bin/activate)"
