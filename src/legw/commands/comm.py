@@ -7,10 +7,15 @@ import argparse
 import json
 from typing import Any
 
+from legw.commands._machines import (
+    add_machine_arguments,
+    check_machine_arguments,
+    given_compute_time,
+    network,
+)
 from legw.flags import integer, number, option
 
 TABLE3_BATCHES = [32, 256, 1024, 4096, 8192, 32768]
-DEFAULT_WORKERS = [1, 2, 4, 8, 16, 32, 64]
 
 SLIP_NOTE = ("note: the talk prints 3,686 messages at batch 32,768. The formula gives "
              "{exact:,.0f} (= 3.6M / 1024 = {decimal:,.0f} from the rounded batch-32 row). 3,686 "
@@ -34,20 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--total-flops", type=number, metavar="F",
                      help="flops of the whole run, for the comp/comm ratio")
     p.add_argument("--batch-size", type=integer, nargs="+", metavar="B", help="global batch sizes")
-    net = p.add_argument_group("prediction on p workers (ring all-reduce, alpha-beta model)")
-    net.add_argument("--workers", type=integer, nargs="+", metavar="P", default=DEFAULT_WORKERS,
-                     help="data-parallel worker counts (default 1 2 4 ... 64)")
-    net.add_argument("--latency-us", type=number, default=25.0, metavar="ALPHA",
-                     help="per-message latency in microseconds (default 25, TCP/Ethernet)")
-    net.add_argument("--bandwidth-gbps", type=number, default=10.0, metavar="BETA",
-                     help="link bandwidth in Gbit/s (default 10, 10 GbE)")
-    rate = net.add_mutually_exclusive_group()
-    rate.add_argument("--samples-per-second", type=number, metavar="R",
-                      help="one worker's training throughput (constant in the local batch)")
-    rate.add_argument("--throughput-from", metavar="JSON",
-                      help="a `legw autobatch` record: throughput as a function of local batch")
-    rate.add_argument("--measure", action="store_true",
-                      help="time the --task model's training step here, at its base batch size")
+    add_machine_arguments(p.add_argument_group("prediction on p workers (ring all-reduce, "
+                                                "alpha-beta model)"),
+                          measure_help="time the --task model's training step here, at its "
+                                       "base batch size")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--out", metavar="FILE", default="runs/comm.json",
                    help="JSON record (default runs/comm.json)")
@@ -62,13 +57,12 @@ _POSITIVE = ("epochs", "total_flops", "samples_per_second", "bandwidth_gbps")
 
 def _check_args(args: argparse.Namespace) -> None:
     """Every flag checked up front, by name (the computation below would only name fields)."""
-    from legw.io import check_input_file, check_writable_file
+    from legw.io import check_writable_file
 
     if sum(x is not None for x in (args.preset, args.task, args.params)) != 1:
         raise ValueError("give exactly one of --preset, --task, --params")
     values = [(n, getattr(args, n)) for n in _COUNTS]
     values += [("batch_size", b) for b in args.batch_size or []]
-    values += [("workers", p) for p in args.workers]
     for name, v in values:
         if v is not None and v < 1:
             raise ValueError(f"{option(name)}: must be a positive integer, got {v}")
@@ -76,8 +70,6 @@ def _check_args(args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if v is not None and not v > 0:
             raise ValueError(f"{option(name)}: must be positive, got {v:g}")
-    if args.latency_us < 0:
-        raise ValueError(f"--latency-us: must be >= 0, got {args.latency_us:g}")
     if args.params is not None:
         for name in ("dataset_size", "epochs", "batch_size"):
             if not getattr(args, name):
@@ -93,8 +85,7 @@ def _check_args(args: argparse.Namespace) -> None:
     for name in ("out", "plot"):
         if getattr(args, name):
             check_writable_file(getattr(args, name), option(name))
-    if args.throughput_from:
-        check_input_file(args.throughput_from, "--throughput-from")
+    check_machine_arguments(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
         RESNET50_TABLE3,
         RESNET50_TALK_VALUES,
         constant_rate,
-        curve_step_time,
         default_batches,
         format_report,
         measure_rate,
@@ -138,19 +128,14 @@ def run(args: argparse.Namespace) -> int:
         record["notes"].append(SLIP_NOTE.format(exact=exact, decimal=3.6e6 / 1024))
         record["talk"] = {str(k): v for k, v in RESNET50_TALK_VALUES.items()}
 
-    compute_time, rate_source = None, None
-    if args.samples_per_second is not None:
-        compute_time = constant_rate(args.samples_per_second)
-        rate_source = f"{args.samples_per_second:g} samples/s (given)"
-    elif args.throughput_from:
-        compute_time, rate_source = curve_step_time(args.throughput_from)
-    elif args.measure:
+    compute_time, rate_source = given_compute_time(args) or (None, None)
+    if args.measure:
         sps = measure_rate(workload)
         compute_time = constant_rate(sps)
         rate_source = (f"{sps:.1f} samples/s measured here ({args.task}, batch "
                        f"{workload.recipe.base_batch_size})")
     if compute_time is not None:
-        latency, bandwidth = args.latency_us * 1e-6, args.bandwidth_gbps * 1e9 / 8
+        latency, bandwidth = network(args)
         scaling, skipped = predict_scaling(batches, args.workers, model_bytes=model_bytes,
                                            dataset_size=setting["dataset_size"],
                                            compute_time=compute_time, latency=latency,

@@ -15,7 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-DEFAULT_WORKERS = [1, 2, 4, 8, 16, 32, 64]
+from legw.commands._machines import (
+    add_machine_arguments,
+    check_machine_arguments,
+    given_compute_time,
+    network,
+)
+from legw.flags import integer, number
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,32 +33,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--from-run", metavar="RUN",
                    help="a legw train run directory whose metrics.jsonl has online B_noise "
                         "(its base recipe and batch are the base); no measurement run")
-    m.add_argument("--steps", type=int, metavar="N",
+    m.add_argument("--steps", type=integer, metavar="N",
                    help="steps of the measurement run at the base batch (default: 1 epoch)")
-    m.add_argument("--seconds", type=float, metavar="S",
+    m.add_argument("--seconds", type=number, metavar="S",
                    help="time budget of the measurement run instead of --steps")
-    m.add_argument("--micro-batch-size", type=int, metavar="b",
+    m.add_argument("--micro-batch-size", type=integer, metavar="b",
                    help="micro batch of the measurement run (default: half the base batch)")
     m.add_argument("--run-dir", metavar="DIR",
                    help="where the measurement run goes (default runs/plan-TASK)")
     m.add_argument("--data-dir", metavar="DIR", help="directory with the data set files")
-    m.add_argument("--threads", type=int, metavar="N", help="torch threads")
+    m.add_argument("--threads", type=integer, metavar="N", help="torch threads")
     c = p.add_argument_group("candidates and machines")
-    c.add_argument("--batch-sizes", type=int, nargs="+", metavar="B",
+    c.add_argument("--batch-sizes", type=integer, nargs="+", metavar="B",
                    help="global batch sizes to plan (default: base batch x 1, 2, 4, ... 64)")
-    c.add_argument("--workers", type=int, nargs="+", metavar="P", default=DEFAULT_WORKERS,
-                   help="worker counts (default 1 2 4 ... 64)")
-    c.add_argument("--cost-limit", type=float, metavar="H",
+    c.add_argument("--cost-limit", type=number, metavar="H",
                    help="worker-hours the plan may cost (default: 2x the cheapest plan)")
-    c.add_argument("--latency-us", type=float, default=25.0, metavar="ALPHA",
-                   help="all-reduce per-message latency in microseconds (default 25)")
-    c.add_argument("--bandwidth-gbps", type=float, default=10.0, metavar="BETA",
-                   help="link bandwidth in Gbit/s (default 10)")
-    rate = c.add_mutually_exclusive_group()
-    rate.add_argument("--samples-per-second", type=float, metavar="R",
-                      help="one worker's training throughput (constant in the local batch)")
-    rate.add_argument("--throughput-from", metavar="JSON",
-                      help="a legw autobatch record: throughput as a function of local batch")
+    add_machine_arguments(c, measure_help=None)
     o = p.add_argument_group("output")
     o.add_argument("--out", default="runs/plan.json", metavar="FILE",
                    help="JSON record (default runs/plan.json)")
@@ -63,19 +59,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from legw.analysis import planner
-    from legw.analysis.comm import constant_rate, curve_step_time
     from legw.io import atomic_write_json
 
     _check(args)
     source = _from_run(args) if args.from_run else _measure(args)
     records, base, dataset_size, micro, task = source
-    if args.samples_per_second is not None:
-        compute_time = constant_rate(args.samples_per_second)
-        rate_source = f"{args.samples_per_second:g} samples/s (given)"
-    elif args.throughput_from:
-        compute_time, rate_source = curve_step_time(args.throughput_from)
-    else:
-        compute_time, rate_source = _measure_throughput(args, task, micro)
+    compute_time, rate_source = (given_compute_time(args)
+                                 or _measure_throughput(args, task, micro))
     from legw.analysis.workload import load_workload
 
     model_bytes = 4 * load_workload(task, data_dir=args.data_dir).num_params()
@@ -84,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
     batches = args.batch_sizes or [base.base_batch_size * 2 ** k for k in range(7)]
     plan = planner.make_plan(profile, base, dataset_size, batch_sizes=batches,
                              workers=args.workers, model_bytes=model_bytes,
-                             compute_time=compute_time, latency=args.latency_us * 1e-6,
-                             bandwidth=args.bandwidth_gbps * 1e9 / 8, cost_limit=args.cost_limit)
+                             compute_time=compute_time, latency=network(args)[0],
+                             bandwidth=network(args)[1], cost_limit=args.cost_limit)
     plan.update(task=task, throughput=rate_source,
                 noise_source=args.from_run or str(_run_dir(args)))
     atomic_write_json(args.out, plan)
@@ -97,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> None:
+    from legw.io import check_writable_file
+
     if args.from_run is None and args.task is None:
         raise ValueError("TASK: give a task preset (or --from-run RUN)")
     if args.from_run and (args.steps or args.seconds):
@@ -107,14 +99,15 @@ def _check(args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ValueError(f"--{name.replace('_', '-')}: must be at least 1, got {v}")
-    for name in ("seconds", "samples_per_second", "cost_limit", "bandwidth_gbps"):
+    for name in ("seconds", "cost_limit"):
         v = getattr(args, name)
         if v is not None and not v > 0:
             raise ValueError(f"--{name.replace('_', '-')}: must be positive, got {v}")
-    if not args.latency_us >= 0:
-        raise ValueError(f"--latency-us: must be >= 0, got {args.latency_us}")
-    if any(b < 1 for b in args.batch_sizes or []) or any(w < 1 for w in args.workers):
-        raise ValueError("--batch-sizes/--workers: must be positive integers")
+    if any(b < 1 for b in args.batch_sizes or []):
+        raise ValueError("--batch-sizes: must be positive integers")
+    check_machine_arguments(args)
+    for name in ("out", "plot"):
+        check_writable_file(getattr(args, name), f"--{name}")
 
 
 def _run_dir(args: argparse.Namespace) -> Path:

@@ -27,12 +27,13 @@ from legw.experiments.launcher import (
     LaunchOptions,
     PlannedRun,
     continue_spec,
+    open_study,
     run_all,
     run_config,
 )
 from legw.experiments.records import read_rows, run_row, write_rows
 from legw.flags import flag
-from legw.io import atomic_write_json, read_dataclass, remove_temporaries
+from legw.io import read_dataclass
 from legw.training.config import TrainConfig, check_seed
 
 METHODS: dict[str, dict[str, Any]] = {
@@ -183,11 +184,7 @@ def run_sweep(spec: SweepSpec, out: Path, command: str | None = None,
 
     ``command`` (the command line, for the records) is appended to ``spec.commands``.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(out)  # left by a sweep killed while writing its records
-    if command:
-        spec.commands.append(command)
-    atomic_write_json(out / "sweep.json", spec.to_dict())
+    open_study(out, "sweep.json", spec, command)
     plan = spec.plan(out)
     outcomes: dict[str, dict[str, Any]] = {}
     meta = {"kind": "sweep", "task": spec.task, "spec": spec.to_dict()}

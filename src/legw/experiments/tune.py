@@ -35,12 +35,13 @@ from legw.experiments.launcher import (
     LaunchOptions,
     PlannedRun,
     continue_spec,
+    open_study,
     run_all,
     run_config,
 )
 from legw.experiments.records import objective, run_row, write_rows
 from legw.flags import flag
-from legw.io import atomic_write_json, read_dataclass, read_json, remove_temporaries
+from legw.io import read_dataclass, read_json
 from legw.schedule import scaling_power
 from legw.training.config import FLOAT32_MAX, TrainConfig
 
@@ -184,11 +185,7 @@ def merge_tune_spec(stored: TuneSpec | None, given: dict[str, Any], out: Path) -
 def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
              log=print) -> dict[str, Any]:
     """Run (or continue) the study in ``out``; returns the content of ``trials.json``."""
-    out.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(out)  # left by a study killed while writing its records
-    if command:
-        spec.commands.append(command)
-    atomic_write_json(out / "tune.json", spec.to_dict())
+    open_study(out, "tune.json", spec, command)
     legw = spec.legw_run(out)
     log(f"tune {spec.task} at batch {spec.batch_size}: {spec.search} search, {spec.trials} "
         f"trials + the LEGW point (peak LR {legw.labels['peak_lr']:.4g}, warmup "
