@@ -301,6 +301,10 @@ def test_template_bf16_params(name):
 def test_bf16_close_to_float64(fused):
     for cls, defaults in ((LARS, LARS_CASES[0]), (LAMB, LAMB_CASES[0])):
         ps = [torch.nn.Parameter(p.detach().to(torch.bfloat16)) for p in make_params()]
+        if fused and cls is LARS:  # torch's fused CPU SGD is wrong in bf16: test_lars_half_cpu
+            with pytest.raises(ValueError, match="fused: no fused kernel"):
+                cls(ps, fused=fused, **defaults)
+            continue
         opt = cls(ps, fused=fused, **defaults)
         for t in range(3):
             for p, g in zip(ps, grads_at(t, torch.bfloat16)):

@@ -213,6 +213,13 @@ def take(tensors: Sequence[Tensor], run: Sequence[tuple[int, int, int]]) -> list
 FUSED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 """Dtypes torch's fused SGD/Adam kernels are built for (CPU and CUDA)."""
 
+FUSED_SGD_CPU_DTYPES = (torch.float64, torch.float32)
+"""Dtypes in which torch's fused *CPU* SGD kernel is right. In torch 2.13.0,
+``torch.optim.SGD(fused=True)`` on CPU float16 / bfloat16 tensors of 16 or more values is wrong
+(measured: 64 values, lr 0.5, gradients ~0.1: 0.13 off the float64 result after one step, with
+or without momentum, where the multi-tensor path is 0.004 off; float32 is exact; fused AdamW is
+fine), so LARS takes the multi-tensor path there."""
+
 
 def fused_devices() -> list[str]:
     """Device types with torch's fused optimizer kernels (``cpu``, ``cuda``, ... by version)."""
@@ -226,28 +233,34 @@ def check_fused(fused: bool | None) -> None:
         raise ValueError(f"fused: expected True, False or None, got {fused!r}")
 
 
-def check_fused_params(params: Sequence[Tensor]) -> None:
-    """For ``fused=True``: every parameter must be on a fused-kernel device, in a fused dtype."""
+def check_fused_params(params: Sequence[Tensor],
+                       cpu_dtypes: Sequence[torch.dtype] = FUSED_DTYPES) -> None:
+    """For ``fused=True``: every parameter must be on a fused-kernel device, in a fused dtype
+    (on the CPU, one of ``cpu_dtypes``)."""
     devices = fused_devices()
     for p in params:
-        if p.device.type not in devices or p.dtype not in FUSED_DTYPES:
+        dtypes = cpu_dtypes if p.device.type == "cpu" else FUSED_DTYPES
+        if p.device.type not in devices or p.dtype not in dtypes:
             raise ValueError(
                 f"fused: no fused kernel for a {p.dtype} parameter on {p.device.type} "
                 f"(shape {tuple(p.shape)}); use fused=None (auto) or fused=False"
             )
 
 
-def use_fused(fused: bool | None, lists: Sequence[Sequence[Tensor]]) -> bool:
+def use_fused(fused: bool | None, lists: Sequence[Sequence[Tensor]],
+              cpu_dtypes: Sequence[torch.dtype] = FUSED_DTYPES) -> bool:
     """Whether a bucket (parallel lists: parameters, gradients, state) takes the fused kernels.
 
-    ``fused=None`` (auto): when the device and dtype have them. Non-contiguous tensors always
+    ``fused=None`` (auto): when the device and dtype have them (on the CPU: a dtype in
+    ``cpu_dtypes``). Non-contiguous tensors always
     take the multi-tensor path (the fused CPU kernels walk raw memory), and so does a step
     traced by ``torch.compile``: the fused kernels have no fake-tensor implementation, and
     inductor fuses the multi-tensor chain into kernels of its own.
     """
     t = lists[0][0]
+    dtypes = cpu_dtypes if t.device.type == "cpu" else FUSED_DTYPES
     if (fused is False or torch.compiler.is_compiling() or t.device.type not in fused_devices()
-            or t.dtype not in FUSED_DTYPES):
+            or t.dtype not in dtypes):
         return False
     return all(x.is_contiguous() and x.dtype == t.dtype for ts in lists for x in ts)
 

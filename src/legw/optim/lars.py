@@ -53,9 +53,11 @@ class LARS(C.BucketedOptimizer):
         fused: finish the step with torch's fused single-pass SGD kernel
             (``torch._fused_sgd_``, the kernel of ``torch.optim.SGD(fused=True)``) instead of a
             chain of multi-tensor ops. ``None`` (default): wherever the device and dtype have
-            it; ``True``: required (``ValueError`` otherwise); ``False``: never. Same state,
-            same result to rounding; without the trust ratio the fused path is exactly
-            ``torch.optim.SGD(fused=True)`` and the other exactly ``SGD(foreach=True)``.
+            it (not CPU float16 / bfloat16, where torch 2.13's fused CPU SGD kernel is wrong:
+            ``C.FUSED_SGD_CPU_DTYPES``); ``True``: required (``ValueError`` otherwise);
+            ``False``: never. Same state, same result to rounding; without the trust ratio the
+            fused path is exactly ``torch.optim.SGD(fused=True)`` and the other exactly
+            ``SGD(foreach=True)``.
 
     State (``state[p]["momentum_buffer"]``, as ``torch.optim.SGD``) has the parameter's dtype.
     Norms are computed in float32 (float64 for float64 parameters).
@@ -99,7 +101,7 @@ class LARS(C.BucketedOptimizer):
         if group["nesterov"] and group["momentum"] == 0:
             raise ValueError("nesterov: needs momentum > 0, got momentum=0")
         if self.fused:
-            C.check_fused_params(group["params"])
+            C.check_fused_params(group["params"], C.FUSED_SGD_CPU_DTYPES)
 
     def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
         lr = C.group_lr(group, params[0].device)
@@ -115,7 +117,7 @@ class LARS(C.BucketedOptimizer):
                     state["momentum_buffer"] = torch.zeros_like(
                         p, memory_format=torch.preserve_format)
                 bufs.append(state["momentum_buffer"])
-        fused = C.use_fused(self.fused, [params, grads, bufs])
+        fused = C.use_fused(self.fused, [params, grads, bufs], C.FUSED_SGD_CPU_DTYPES)
         lists = [params, grads, *([bufs] if bufs else [])]
 
         if not adapt and fused:  # exactly torch.optim.SGD(fused=True): one kernel per tensor

@@ -1,0 +1,165 @@
+"""The CUDA paths: LARS / LAMB kernels on the GPU against the float64 reference, a few steps of
+every preset that has generated data, checkpoints moved between CPU and GPU, and NCCL.
+
+Skipped as a whole where CUDA is unavailable (CI, the CPU development machine); select with
+``pytest -m cuda tests/cuda``. Each test takes seconds on one GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    pytest.skip("CUDA is not available", allow_module_level=True)
+
+import torch.distributed as dist
+from helpers import make_mnist_dir, make_ptb_dir, read_jsonl
+from test_optimizers import CASES, GROUPS, grads_at, ids, make_params, run_ref
+
+from legw.training import dist as legw_dist
+from legw.training.config import TrainConfig
+from legw.training.trainer import train
+
+pytestmark = pytest.mark.cuda
+
+CUDA = torch.device("cuda", 0)
+
+# ---------------------------------------------------------------------------------- optimizers
+
+# (rtol, atol) against the float64 reference after 4 steps. fp32: norms and updates in fp32,
+# the kernels' order of operations differs from the reference's. bf16: every step rounds the
+# parameters (and moments) to 8 mantissa bits, ~0.4 % of a weight of size 1.
+TOLERANCE = {torch.float32: (1e-4, 1e-5), torch.bfloat16: (3e-2, 3e-2)}
+
+
+def run_on(device: torch.device, cls, defaults: dict, steps: int, dtype: torch.dtype,
+           fused: bool, tensor_lr: bool = False) -> list[torch.Tensor]:
+    """``cls`` over the shared parameters and gradients of ``test_optimizers``, on ``device``."""
+    ps = [torch.nn.Parameter(p.detach().to(device, dtype)) for p in make_params()]
+    hyper = dict(defaults)
+    if tensor_lr:
+        hyper["lr"] = torch.tensor(float(hyper["lr"]), device=device)
+    opt = cls([{"params": [ps[i] for i in idx], **over} for idx, over in GROUPS],
+              fused=fused, **hyper)
+    for t in range(steps):
+        for p, g in zip(ps, grads_at(t)):
+            p.grad = g.to(device, dtype)
+        opt.step()
+    return [p.detach().double().cpu() for p in ps]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
+@pytest.mark.parametrize("cls,defaults", CASES, ids=ids)
+def test_optimizer_matches_float64_reference(cls, defaults, fused, dtype):
+    got = run_on(CUDA, cls, defaults, 4, dtype, fused)
+    want = run_ref(cls, GROUPS, defaults, steps=4)
+    rtol, atol = TOLERANCE[dtype]
+    for p, w in zip(got, want):
+        assert torch.isfinite(p).all()
+        torch.testing.assert_close(p, w, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
+@pytest.mark.parametrize("cls,defaults", [CASES[0], CASES[-1]], ids=ids)
+def test_tensor_lr_on_the_device(cls, defaults, fused):
+    # a CUDA 0-dim LR is read by the kernels on the device: same result as the float LR
+    got = run_on(CUDA, cls, defaults, 4, torch.float32, fused, tensor_lr=True)
+    plain = run_on(CUDA, cls, defaults, 4, torch.float32, fused)
+    for a, b in zip(got, plain):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------------- trainer
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory) -> Path:
+    return make_mnist_dir(tmp_path_factory.mktemp("mnist"), n_train=192, n_test=64)
+
+
+@pytest.fixture(scope="module")
+def ptb_dir(tmp_path_factory) -> Path:
+    return make_ptb_dir(tmp_path_factory.mktemp("ptb"))
+
+
+def _config(task: str, data: Path, out: Path, **kw) -> TrainConfig:
+    # mnist: 192 samples at batch 64 = 3 steps per epoch, one epoch; ptb: stopped at 3 steps
+    base = dict(task=task, data_dir=str(data), out_dir=str(out), global_batch_size=64,
+                epochs=1.0, max_steps=3, quiet=True, num_threads=1, device="cuda")
+    if task == "ptb-small":
+        base.update(global_batch_size=4, epochs=13.0)
+    return TrainConfig(**{**base, **kw})
+
+
+def _train_records(run: Path) -> list[dict]:
+    return [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "train"]
+
+
+@pytest.mark.parametrize("task", ["fashion-mnist-lstm", "fashion-mnist-resnet", "ptb-small"])
+def test_presets_train_a_few_steps(task, mnist_dir, ptb_dir, tmp_path):
+    data = ptb_dir if task == "ptb-small" else mnist_dir
+    summary = train(_config(task, data, tmp_path / "run"))
+    assert summary["steps"] == 3
+    assert summary["status"] == ("stopped" if task == "ptb-small" else "completed")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
+    records = _train_records(tmp_path / "run")
+    assert [r["step"] for r in records] == [0, 1, 2]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    assert all(torch.isfinite(torch.tensor(v)).item() for v in summary["final"].values())
+
+
+@pytest.mark.parametrize("first,second", [("cuda", "cpu"), ("cpu", "cuda")])
+def test_checkpoint_moves_between_cpu_and_gpu(first, second, mnist_dir, tmp_path):
+    # 192 samples at batch 32: 6 steps per epoch, 2 epochs; 2 steps on one device, the rest on
+    # the other; the LRs written are the recipe's at every step
+    kw = dict(global_batch_size=32, epochs=2.0, evaluate=False)
+    out = tmp_path / "run"
+    train(_config("fashion-mnist-lstm", mnist_dir, out, device=first, max_steps=2, **kw))
+    config = _config("fashion-mnist-lstm", mnist_dir, out, device=second, max_steps=None,
+                     resume=True, **kw)
+    summary = train(config)
+    assert summary["status"] == "completed" and summary["steps"] == 12
+    records = _train_records(out)
+    assert [r["step"] for r in records] == list(range(12))
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    recipe = config.scaled_recipe(192)
+    assert recipe.total_steps == 12
+    assert [r["lr"] for r in records] == pytest.approx(
+        [recipe.lr_at_step(s) for s in range(12)], rel=1e-12)
+
+
+# -------------------------------------------------------------------------------------- NCCL
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_nccl_world_size_one_all_reduce():
+    # legw's dist.init joins a group only for world size > 1 (torchrun with several ranks), so
+    # a one-GPU machine checks NCCL itself: a TCP store on localhost, one all-reduce through
+    # legw's helper, and the trainer-side helpers see the group
+    assert not dist.is_initialized()
+    store = dist.TCPStore("127.0.0.1", _free_port(), 1, is_master=True)
+    dist.init_process_group("nccl", store=store, rank=0, world_size=1,
+                            device_id=CUDA)
+    try:
+        assert dist.get_backend() == "nccl"
+        t = torch.arange(4.0, device=CUDA)
+        legw_dist.all_reduce_mean(t)
+        torch.cuda.synchronize()
+        assert torch.equal(t.cpu(), torch.arange(4.0))
+        assert legw_dist.is_main() and legw_dist.gather_to_main({"a": 1}) == [{"a": 1}]
+    finally:
+        legw_dist.cleanup()
+    assert not dist.is_initialized()
+    assert "RANK" not in os.environ  # nothing leaked into later trainer tests
