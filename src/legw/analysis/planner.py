@@ -165,6 +165,14 @@ def make_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, *,
                 f"needs {f:.2f}x the epochs ({base.epochs * f:.1f} instead of {base.epochs:g})"
                 for b, f in sorted({(r.global_batch_size, r.epochs_factor) for r in rows})
                 if f > 1.1]
+    crit = profile.critical_batch_size
+    above = sorted({r.global_batch_size for r in rows if r.global_batch_size > crit})
+    if above:
+        warnings.append(f"batches above the critical batch ({crit:.0f}: "
+                        f"{', '.join(map(str, above))}): the model counts optimisation steps; "
+                        "on legw's LSTM such batches stayed 0.5-0.7 points short of the base at "
+                        "the predicted budget (docs/results.md, study 10): treat these epochs as "
+                        "a lower bound")
     if profile.measured_fraction < 1:
         warnings.append(f"B_noise was measured over the first {profile.measured_fraction:.1%} "
                         "of the base run only and held at its last value after that: B_noise "
