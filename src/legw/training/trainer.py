@@ -247,11 +247,13 @@ class _Trainer:
                 self.log.info(f"removed {stale}, left by a run killed while writing it")
             atomic_write_json(self.run_dir / "config.json", describe_run(self))
         self.log.info(f"data: {self.data.source}")
+        budget = (f"adaptive: until the base recipe's {self.adaptive.base.total_steps} steps "
+                  f"are used up (at most {self.stop_step} steps)" if self.adaptive else
+                  f"peak LR {self.recipe.peak_lr:.6g}, warmup {self.recipe.warmup_steps} steps, "
+                  f"{self.stop_step} of {self.recipe.total_steps} steps")
         self.log.info(f"{self.task.name}: global batch {self.B} = micro batch {self.micro} x "
                       f"world size {self.env.world_size} x {self.accum} accumulation steps; "
-                      f"{self.recipe.steps_per_epoch} steps/epoch, peak LR "
-                      f"{self.recipe.peak_lr:.6g}, warmup {self.recipe.warmup_steps} steps, "
-                      f"{self.stop_step} of {self.recipe.total_steps} steps; run directory "
+                      f"{self.recipe.steps_per_epoch} steps/epoch, {budget}; run directory "
                       f"{self.run_dir}")
         try:
             while (self.pos.step < self.stop_step and self.diverged is None
