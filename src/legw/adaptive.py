@@ -96,10 +96,6 @@ class AdaptiveSchedule:
         """After the step: ``tau += 1`` in the base warmup, ``+= gain`` after it."""
         self.tau += 1.0 if self.in_warmup else self.gain
 
-    def epoch_fraction(self) -> float:
-        """How far through the base recipe the run is (``tau`` over the base's total steps)."""
-        return min(1.0, self.tau / self.base.total_steps)
-
     def state_dict(self) -> dict[str, Any]:
         return {"tau": self.tau, "gain": self.gain, "lr_power": self.lr_power}
 
