@@ -62,20 +62,23 @@ def run(args: argparse.Namespace) -> int:
     from legw.io import atomic_write_json
 
     _check(args)
-    source = _from_run(args) if args.from_run else _measure(args)
-    records, base, dataset_size, micro, task = source
-    compute_time, rate_source = (given_compute_time(args)
-                                 or _measure_throughput(args, task, micro))
+    rate = given_compute_time(args)
+    if args.from_run:
+        records, base, dataset_size, micro, task = _from_run(args)
+    else:
+        records, base, dataset_size, micro, task, rate = _measure(args, rate)
+    compute_time, rate_source = rate or _measure_throughput(args, task, micro)
     from legw.analysis.workload import load_workload
 
     model_bytes = 4 * load_workload(task, data_dir=args.data_dir).num_params()
     recipe = base.scale(base.base_batch_size, dataset_size)
     profile = planner.noise_profile(records, recipe.total_steps, micro, base.base_batch_size)
     batches = args.batch_sizes or [base.base_batch_size * 2 ** k for k in range(7)]
+    latency, bandwidth = network(args)
     plan = planner.make_plan(profile, base, dataset_size, batch_sizes=batches,
                              workers=args.workers, model_bytes=model_bytes,
-                             compute_time=compute_time, latency=network(args)[0],
-                             bandwidth=network(args)[1], cost_limit=args.cost_limit)
+                             compute_time=compute_time, latency=latency,
+                             bandwidth=bandwidth, cost_limit=args.cost_limit)
     plan.update(task=task, throughput=rate_source,
                 noise_source=args.from_run or str(_run_dir(args)))
     atomic_write_json(args.out, plan)
@@ -137,8 +140,10 @@ def _from_run(args: argparse.Namespace):
     return (read_metrics(run), base, resolved["dataset_size"], micro, resolved["task"])
 
 
-def _measure(args: argparse.Namespace):
-    """A short training run at the base batch with the online noise measurement on."""
+def _measure(args: argparse.Namespace, rate: tuple[Any, str] | None):
+    """A short training run at the base batch with the online noise measurement on; a
+    ``--seconds`` budget needs the throughput first (``rate``, measured here if not given),
+    which is returned for the plan too."""
     from legw.experiments.report import read_metrics
     from legw.training.config import TrainConfig
     from legw.training.trainer import train
@@ -151,15 +156,15 @@ def _measure(args: argparse.Namespace):
                          "smaller (the noise needs 2+ micro-batches per step)")
     steps = args.steps or probe.get_task().dataset_size // b0  # default: one epoch
     if args.seconds is not None:
-        fn, _ = _measure_throughput(args, args.task, micro)
-        steps = max(20, int(args.seconds / fn(b0)))
+        rate = rate or _measure_throughput(args, args.task, micro)
+        steps = max(20, int(args.seconds / rate[0](b0)))
     config = TrainConfig(task=args.task, global_batch_size=b0, micro_batch_size=micro,
                          max_steps=steps, out_dir=str(_run_dir(args)), data_dir=args.data_dir,
                          num_threads=args.threads, quiet=True, evaluate=False,
                          keep_checkpoints=1)
     summary = train(config)
     return (read_metrics(Path(summary["run_dir"])), config.base_recipe(),
-            _dataset_size(Path(summary["run_dir"])), micro, args.task)
+            _dataset_size(Path(summary["run_dir"])), micro, args.task, rate)
 
 
 def _dataset_size(run: Path) -> int:
