@@ -1,0 +1,106 @@
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from legw.analysis.plan_validation import find_runs, format_validation, run_outcome, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(root: Path, name: str, batch: int, epochs: float, accuracy: float, losses: list[float],
+         status: str = "completed") -> Path:
+    """A run directory as the trainer writes it: ``losses`` spread over the last epoch."""
+    d = root / "runs" / name
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({
+        "status": status, "global_batch_size": batch, "epochs": epochs,
+        "final": {"test_accuracy": accuracy, "test_loss": 0.3}}))
+    with open(d / "metrics.jsonl", "w") as f:
+        f.write(json.dumps({"kind": "train", "step": 0, "epoch": 0.0, "loss": 9.0}) + "\n")
+        for i, loss in enumerate(losses):
+            f.write(json.dumps({"kind": "train", "step": i + 1,
+                                "epoch": epochs - 1 + i / len(losses), "loss": loss}) + "\n")
+        f.write(json.dumps({"kind": "eval", "step": 99, "epoch": epochs,
+                            "test_accuracy": accuracy}) + "\n")
+    return d
+
+
+def _plan(predicted: dict[int, float]) -> dict:
+    return {"rows": [{"global_batch_size": b, "workers": 1, "epochs": e}
+                     for b, e in predicted.items()]}
+
+
+def test_outcome_reads_error_and_last_epoch_train_loss(tmp_path):
+    d = _run(tmp_path, "a", 128, 10, 0.9, [0.3, 0.1])
+    out = run_outcome(d)
+    assert out["batch_size"] == 128 and out["epochs"] == 10
+    assert out["error"] == pytest.approx(10.0)
+    assert out["train_loss"] == pytest.approx(0.2)  # the 9.0 of epoch 0 is not in the last epoch
+
+
+def test_outcome_refuses_an_unfinished_run(tmp_path):
+    d = _run(tmp_path, "a", 128, 10, 0.9, [0.3], status="stopped")
+    with pytest.raises(ValueError, match="did not complete"):
+        run_outcome(d)
+
+
+def test_validate_interpolates_both_metrics_and_signs_the_error(tmp_path):
+    base = [run_outcome(_run(tmp_path, f"base{s}", 128, 10, acc, [0.2]))
+            for s, acc in enumerate((0.89, 0.91))]  # target: error 10 %, train loss 0.2
+    runs = [run_outcome(_run(tmp_path, "b10", 1024, 10, 0.86, [0.4])),
+            run_outcome(_run(tmp_path, "b40a", 1024, 40, 0.90, [0.1])),
+            run_outcome(_run(tmp_path, "b40b", 1024, 40, 0.92, [0.1])),  # seeds averaged
+            run_outcome(_run(tmp_path, "c10", 4096, 10, 0.80, [0.5]))]
+    result = validate(_plan({1024: 20.0, 4096: 8.0}), base, runs)
+    assert result["target_error"] == pytest.approx(10.0)
+    b1024, b4096 = result["rows"]
+    assert [b["runs"] for b in b1024["budgets"]] == [1, 2]
+    # error 14 % at 10 epochs, 9 % at 40: 10 % is crossed 4/5 of the way in log epochs
+    measured = math.exp(math.log(10) + 0.8 * math.log(4))
+    assert b1024["test_metric"]["measured"] == pytest.approx(measured)
+    assert b1024["test_metric"]["error_pct"] == pytest.approx(100 * (20 / measured - 1))
+    # train loss 0.4 -> 0.1: 0.2 crossed 2/3 of the way
+    assert b1024["train_loss"]["measured"] == pytest.approx(10 * 4 ** (2 / 3))
+    # never reached within 10 epochs: a prediction of 8 is at least 20 % under
+    assert not b4096["test_metric"]["reached"]
+    assert b4096["test_metric"]["error_pct"] == pytest.approx(-20.0)
+    table = format_validation(result)
+    assert "| 4096 |" in table and "> 10" in table and "≤ -20 %" in table
+
+
+def test_a_prediction_beyond_the_longest_budget_is_not_contradicted(tmp_path):
+    base = [run_outcome(_run(tmp_path, "base", 128, 10, 0.9, [0.2]))]
+    runs = [run_outcome(_run(tmp_path, "b", 512, 10, 0.85, [0.3]))]
+    row = validate(_plan({512: 14.0}), base, runs)["rows"][0]
+    assert row["test_metric"] == {"measured": None, "error_pct": None, "reached": False}
+    assert "consistent" in format_validation(validate(_plan({512: 14.0}), base, runs))
+
+
+def test_validate_refuses_a_batch_the_plan_lacks(tmp_path):
+    base = [run_outcome(_run(tmp_path, "base", 128, 10, 0.9, [0.2]))]
+    runs = [run_outcome(_run(tmp_path, "b", 512, 10, 0.85, [0.3]))]
+    with pytest.raises(ValueError, match="--batch-sizes 512"):
+        validate(_plan({1024: 14.0}), base, runs)
+
+
+def test_script_finds_runs_in_sweeps_and_fails_cleanly(tmp_path):
+    _run(tmp_path / "base", "legw-b128-s0", 128, 10, 0.9, [0.2])
+    _run(tmp_path / "sweep", "legw-b512-s0", 512, 10, 0.88, [0.3])
+    _run(tmp_path / "sweep", "legw-b512-s1", 512, 20, 0.91, [0.1])
+    assert len(find_runs([tmp_path / "sweep"])) == 2
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(_plan({512: 15.0})))
+    script = [sys.executable, str(ROOT / "scripts" / "validate_plan.py"), "--plan", str(plan),
+              "--base", str(tmp_path / "base")]
+    ok = subprocess.run(script + ["--runs", str(tmp_path / "sweep"), "--json",
+                                  str(tmp_path / "v.json")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "| 512 |" in ok.stdout
+    assert json.loads((tmp_path / "v.json").read_text())["rows"][0]["batch_size"] == 512
+    bad = subprocess.run(script + ["--runs", str(tmp_path / "missing")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing" in bad.stderr
