@@ -134,9 +134,10 @@ def _quantile(sorted_xs: Sequence[float], q: float) -> float:
 class OnlineNoiseScale:
     """``B_simple`` over the last ``window`` optimizer steps, from the norms a step already has.
 
-    Each step with two or more micro-gradients gives one draw: ``|G_b|^2`` of a micro-batch
-    gradient (``b`` samples; the first micro-step under accumulation, or a rank's own gradient
-    before the all-reduce) and ``|G_B|^2`` of the step's full gradient (``B`` samples). Draws of
+    Each step with two or more micro-gradients gives one draw: ``|G_b|^2``, the mean squared
+    norm of its micro-batch gradients (``b`` samples each; every micro-step under accumulation,
+    or each rank's own gradient before the all-reduce) and ``|G_B|^2`` of the step's full
+    gradient (``B`` samples). Draws of
     the window are combined as in :func:`estimate_from_norms` (the two terms averaged
     separately, then divided); the window smooths the per-step noise while following
     ``B_noise`` as it grows during training.

@@ -129,6 +129,26 @@ def test_plan_for_a_model_of_ones_own():
     json.dumps(plan)  # plain data
 
 
+def test_measure_noise_averages_every_micro_batch_and_removes_its_hooks():
+    torch.manual_seed(0)
+    model = TinyMLP()
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    norms = []
+    for i in range(4):  # the four micro-batch gradients at the starting weights
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x[i * 8:(i + 1) * 8]), y[i * 8:(i + 1) * 8]).backward()
+        norms.append(sum(float(p.grad.double().square().sum()) for p in model.parameters()))
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    big = sum(float(p.grad.double().square().sum()) for p in model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    rec = planner.measure_noise(model, nn.functional.cross_entropy, iter([(x, y)]), opt,
+                                steps=1, micro_batches=4)[0]
+    small = big + rec["noise_trace_sigma"] * (1 / 8 - 1 / 32)
+    assert small == pytest.approx(sum(norms) / 4, rel=1e-6)
+    assert all(not p._backward_hooks for p in model.parameters())
+
+
 def test_cli_measures_and_writes_the_plan(tmp_path, capsys):
     data = make_mnist_dir(tmp_path / "data", n_train=1024)
     out, png = tmp_path / "plan.json", tmp_path / "plan.png"

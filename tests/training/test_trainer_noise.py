@@ -26,26 +26,53 @@ def train_records(out):
     return [r for r in read_jsonl(out / "metrics.jsonl") if r["kind"] == "train"]
 
 
-def test_accumulation_logs_b_noise_from_the_first_micro_batch(tmp_path):
+def _mean_micro_sq(data, ranks: int) -> float:
+    """Step 0's mean squared micro-batch gradient norm, recomputed independently: the micro
+    batches of 8 samples of every rank's share of the first global batch of 32."""
+    task = get_task("fashion-mnist-lstm")
+    seed_everything(0)
+    d: ImageData = task.load(str(data))
+    torch.manual_seed(0)
+    model = task.build_model(d)
+    norms = []
+    for rank in range(ranks):
+        for x, y in ImageBatches(d.train, 32, 8, rank, ranks, seed=0).micro_batches(0, 0):
+            model.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            norms.append(sum(float(p.grad.double().square().sum())
+                             for p in model.parameters()))
+    assert len(norms) == 4
+    return sum(norms) / len(norms)
+
+
+def _small_sq(rec: dict, b: int, B: int) -> float:
+    """``|g_b|^2`` back from a record: tr(Sigma) (1/b - 1/B) = |g_b|^2 - |g_B|^2."""
+    return rec["grad_norm"] ** 2 + rec["noise_trace_sigma"] * (1 / b - 1 / B)
+
+
+def test_accumulation_logs_b_noise_from_every_micro_batch(tmp_path):
     data = make_mnist_dir(tmp_path / "data")
     train(config(data, tmp_path / "run", micro_batch_size=8))
     recs = train_records(tmp_path / "run")
     assert "b_noise" not in recs[0] and all("b_noise" in r for r in recs[1:])
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
     assert (resolved["noise_source"], resolved["noise_small_batch_size"]) == ("micro", 8)
+    assert _small_sq(recs[0], 8, 32) == pytest.approx(_mean_micro_sq(data, 1), rel=1e-4)
 
-    # step 0's small-batch norm, recomputed independently: the first micro-batch of 8 samples
-    task = get_task("fashion-mnist-lstm")
-    seed_everything(0)
-    d: ImageData = task.load(str(data))
-    torch.manual_seed(0)
-    model = task.build_model(d)
-    x, y = ImageBatches(d.train, 32, 8, 0, 1, seed=0).micro_batches(0, 0)[0]
-    F.cross_entropy(model(x), y).backward()
-    expected = sum(float(p.grad.double().square().sum()) for p in model.parameters())
-    big = recs[0]["grad_norm"] ** 2
-    small = big + recs[0]["noise_trace_sigma"] * (1 / 8 - 1 / 32)
-    assert small == pytest.approx(expected, rel=1e-4)
+
+def test_ddp_with_accumulation_averages_every_micro_batch_of_every_rank(tmp_path):
+    data = make_mnist_dir(tmp_path / "data")
+    done = run(torchrun_cmd(2, "train", "fashion-mnist-lstm", "--data-dir", str(data),
+                            "--batch-size", "32", "--micro-batch-size", "8", "--epochs", "2",
+                            "--base-lr", "0.5", "--base-warmup-epochs", "0.25",
+                            "--max-steps", "2", "--noise-window", "3", "--threads", "1",
+                            "--quiet", "--out", str(tmp_path / "ddp")))
+    assert done.returncode == 0, done.stderr[:3000]
+    resolved = json.loads((tmp_path / "ddp" / "config.json").read_text())["resolved"]
+    assert (resolved["accumulation_steps"], resolved["noise_source"]) == (2, "micro")
+    rec = train_records(tmp_path / "ddp")[0]
+    # the hooks see each rank's local micro-gradients, not the all-reduced one
+    assert _small_sq(rec, 8, 32) == pytest.approx(_mean_micro_sq(data, 2), rel=1e-4)
 
 
 def test_one_micro_gradient_per_step_logs_nothing_and_off_means_off(tmp_path):

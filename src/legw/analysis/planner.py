@@ -260,10 +260,10 @@ def measure_noise(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
     trainer's ``metrics.jsonl`` (``step``, ``noise_grad_sq``, ``noise_trace_sigma``,
     ``samples_per_s``), for :func:`noise_profile`.
 
-    ``batches`` yields ``(inputs, targets)`` at the base batch size (first dimension);
-    each is split into ``micro_batches`` micro-batches and accumulated, and the first
-    micro-batch's gradient is the small-batch draw. ``recipe`` (a scaled
-    :class:`~legw.schedule.Recipe`) sets the LR of each step when given.
+    ``batches`` yields ``(inputs, targets)`` at the base batch size (first dimension); each is
+    split into ``micro_batches`` micro-batches and accumulated, and the micro-batch gradients
+    (read by parameter hooks, as in the trainer) are the small-batch draws. ``recipe`` (a
+    scaled :class:`~legw.schedule.Recipe`) sets the LR of each step when given.
     """
     import time
 
@@ -275,31 +275,43 @@ def measure_noise(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
     if micro_batches < 2:
         raise ValueError(f"micro_batches: need at least 2 to measure noise, got {micro_batches}")
     params = [p for p in model.parameters() if p.requires_grad]
+    micro_sq = torch.zeros((), dtype=torch.float64)
+
+    def add_micro_sq(grad: torch.Tensor) -> None:  # one micro-step's gradient
+        flat = grad.detach().reshape(-1).double()
+        micro_sq.add_(torch.dot(flat, flat).cpu())
+
+    handles = [p.register_hook(add_micro_sq) for p in params]
     out: list[dict[str, Any]] = []
-    for step, (x, y) in zip(range(steps), batches):
-        if recipe is not None:
-            apply_recipe(optimizer, recipe, step)
-        t0 = time.perf_counter()
-        n = len(x)
-        if n % micro_batches:
-            raise ValueError(f"batches: a batch of {n} does not split into {micro_batches} "
-                             "equal micro-batches")
-        b = n // micro_batches
-        optimizer.zero_grad(set_to_none=True)
-        for i in range(micro_batches):
-            loss = loss_fn(model(x[i * b:(i + 1) * b]), y[i * b:(i + 1) * b])
-            (loss / micro_batches).backward()
-            if i == 0:
-                small = float(sum(p.grad.double().square().sum() for p in params
-                                  if p.grad is not None)) * micro_batches ** 2
-        big = float(sum(p.grad.double().square().sum() for p in params if p.grad is not None))
-        optimizer.step()
-        g, tr = unbiased_terms(small, big, b, n)
-        dt = time.perf_counter() - t0
-        out.append({"kind": "train", "step": step, "noise_grad_sq": g, "noise_trace_sigma": tr,
-                    "micro_batch_size": b, "samples_per_s": n / dt if dt > 0 else math.nan})
-        if not torch.isfinite(loss.detach()):
-            raise ValueError(f"training diverged at step {step}")
+    try:
+        for step, (x, y) in zip(range(steps), batches):
+            if recipe is not None:
+                apply_recipe(optimizer, recipe, step)
+            t0 = time.perf_counter()
+            n = len(x)
+            if n % micro_batches:
+                raise ValueError(f"batches: a batch of {n} does not split into "
+                                 f"{micro_batches} equal micro-batches")
+            b = n // micro_batches
+            optimizer.zero_grad(set_to_none=True)
+            micro_sq.zero_()
+            for i in range(micro_batches):
+                loss = loss_fn(model(x[i * b:(i + 1) * b]), y[i * b:(i + 1) * b])
+                (loss / micro_batches).backward()
+            small = float(micro_sq) * micro_batches  # mean_i |g_i|^2 = A sum_i |g_i / A|^2
+            big = float(sum(p.grad.double().square().sum() for p in params
+                            if p.grad is not None))
+            optimizer.step()
+            g, tr = unbiased_terms(small, big, b, n)
+            dt = time.perf_counter() - t0
+            out.append({"kind": "train", "step": step, "noise_grad_sq": g,
+                        "noise_trace_sigma": tr, "micro_batch_size": b,
+                        "samples_per_s": n / dt if dt > 0 else math.nan})
+            if not torch.isfinite(loss.detach()):
+                raise ValueError(f"training diverged at step {step}")
+    finally:
+        for h in handles:
+            h.remove()
     if len(out) < steps:
         raise ValueError(f"batches: the source ran out after {len(out)} of {steps} steps")
     return out

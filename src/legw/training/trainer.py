@@ -140,14 +140,26 @@ class _Trainer:
                                           self.config.adaptive_lr_power)
 
     def _noise_scale(self) -> tuple[OnlineNoiseScale | None, str | None]:
-        """The online ``B_noise`` estimate and where its small-batch gradient comes from:
-        ``micro`` (the first micro-step's gradient, ``b`` samples, when accumulating) or
+        """The online ``B_noise`` estimate and where its small-batch gradients come from:
+        ``micro`` (every micro-step's gradient, ``b`` samples each, when accumulating) or
         ``rank`` (each rank's gradient before the all-reduce, ``B / W`` samples, caught by a
         DDP communication hook); none with a single micro-gradient per step."""
         window = self.config.resolved_noise_window()
         if not window:
             return None, None
         if self.accum >= 2:
+            # Each parameter's hook sees the gradient of one micro-step's backward before it is
+            # added to .grad (under DDP: this rank's, before the all-reduce), so the sum over
+            # parameters and micro-steps is sum_i |g_i / A|^2 without copying a gradient.
+            self._micro_sq = torch.zeros((), device=self.device)
+
+            def add_micro_sq(grad: torch.Tensor) -> None:
+                flat = grad.detach().reshape(-1).float()
+                self._micro_sq.add_(torch.dot(flat, flat))
+
+            for p in self.model.parameters():
+                if p.requires_grad:
+                    p.register_hook(add_micro_sq)
             return OnlineNoiseScale(self.micro, self.B, window), "micro"
         if self.env.is_distributed:
             from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import (
@@ -312,10 +324,11 @@ class _Trainer:
                     else:
                         loss = F.cross_entropy(self.ddp(x).float(), y)
                 (loss / self.accum).backward()
-            if i == 0 and self.noise_source == "micro":  # the grads hold g_1 / A
-                small_sq = _grad_sq(self.model) * self.accum ** 2
             loss_sum += loss.detach()
-        if self.noise_source == "rank":
+        if self.noise_source == "micro":  # mean_i |g_i|^2 = A * sum_i |g_i / A|^2
+            small_sq = self._micro_sq * self.accum
+            self._micro_sq = torch.zeros_like(self._micro_sq)
+        elif self.noise_source == "rank":
             small_sq = torch.stack(self._rank_grad_sq).sum()
             self._rank_grad_sq.clear()
         # one all-reduce for the loss and the small-batch norm (averaged over ranks)
@@ -401,12 +414,6 @@ class _Trainer:
         if self.adaptive is not None:
             return self.adaptive.done
         return self.pos.step >= self.recipe.total_steps
-
-
-def _grad_sq(model: torch.nn.Module) -> torch.Tensor:
-    """``sum |p.grad|^2`` over the parameters, as a tensor (no host synchronisation)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads).float() ** 2
 
 
 def _why_diverged(diverged: dict[str, Any] | None) -> dict[str, Any] | None:
