@@ -49,8 +49,10 @@ best_lr() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"
 # 7. Small ResNet + LARS, 25 epochs (the preset's untuned Table-6 recipe, as study 4).
 "$LEGW" sweep fashion-mnist-resnet --out "$R/resnet-base-noise" --methods legw \
     --batch-sizes 128 --micro-batch-size 64 $ONE
-"$LEGW" sweep fashion-mnist-resnet --out "$R/resnet-25ep" --methods legw \
-    --batch-sizes 128 8192 --epochs 25 --micro-batch-size 1024 $ONE
+for B in 8192 128; do
+    "$LEGW" sweep fashion-mnist-resnet --out "$R/resnet-25ep/b$B" --methods legw \
+        --batch-sizes "$B" --epochs 25 --micro-batch-size 1024 $ONE
+done
 
 # 8. Optimizers. Each base LR is tuned at 128 only: the LEGW point (factor 1) + 5 grid LRs,
 # warmup fixed at the base's 0.1 epochs. LARS and LAMB get weight decay (the trust ratio is

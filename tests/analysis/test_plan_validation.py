@@ -104,3 +104,19 @@ def test_script_finds_runs_in_sweeps_and_fails_cleanly(tmp_path):
     bad = subprocess.run(script + ["--runs", str(tmp_path / "missing")], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing" in bad.stderr
+
+
+def test_gap_script_averages_seeds_and_pairs_budgets(tmp_path):
+    for name, batch, epochs, acc in (("s10a", 128, 10, 0.90), ("s10b", 128, 10, 0.88),
+                                     ("l10", 8192, 10, 0.80), ("l25", 8192, 25, 0.85)):
+        _run(tmp_path, name, batch, epochs, acc, [0.2])
+    script = [sys.executable, str(ROOT / "scripts" / "gap_vs_epochs.py"), "--runs",
+              str(tmp_path), "--small", "128", "--large", "8192"]
+    done = subprocess.run(script + ["--out", str(tmp_path / "gap.png")], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    # 25 epochs was run at 8192 only: one row, error 11 % (2 seeds) vs 20 %
+    assert done.stdout.splitlines()[2:] == ["| 10 | 11.00 (2 seeds) | 20.00 | 9.00 |"]
+    assert (tmp_path / "gap.png").stat().st_size > 0
+    none = subprocess.run(script[:-1] + ["512"], capture_output=True, text=True)
+    assert none.returncode == 2 and "no epoch budget" in none.stderr
