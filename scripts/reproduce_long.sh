@@ -49,6 +49,12 @@ best_lr() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"
 # 7. Small ResNet + LARS, 25 epochs (the preset's untuned Table-6 recipe, as study 4).
 "$LEGW" sweep fashion-mnist-resnet --out "$R/resnet-base-noise" --methods legw \
     --batch-sizes 128 --micro-batch-size 64 $ONE
+# legw plan's validation on the ResNet: `legw plan --from-run resnet-base-noise/runs/legw-b128-s0`
+# predicts 14.6 epochs at 512 and 33.0 at 2048 (the 10-epoch runs of study 4 are the other budget).
+"$LEGW" sweep fashion-mnist-resnet --out "$R/plan-check/resnet-b512-15ep" --methods legw \
+    --batch-sizes 512 --epochs 15 --micro-batch-size 1024 $ONE
+"$LEGW" sweep fashion-mnist-resnet --out "$R/plan-check/resnet-b2048-33ep" --methods legw \
+    --batch-sizes 2048 --epochs 33 --micro-batch-size 1024 $ONE
 for B in 8192 128; do
     "$LEGW" sweep fashion-mnist-resnet --out "$R/resnet-25ep/b$B" --methods legw \
         --batch-sizes "$B" --epochs 25 --micro-batch-size 1024 $ONE
