@@ -95,7 +95,8 @@ def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str |
     warmup = "constant" if method == "linear" else "legw"
     probe = TrainConfig(task=task_name, **overrides)
     b0 = probe.base_recipe().base_batch_size
-    run_dir = out.parent / "runs" / f"{task_name}-{method}-b{batch}-s{seed}"
+    suffix = f"-p{overrides['adaptive_lr_power']:g}" if "adaptive_lr_power" in overrides else ""
+    run_dir = out.parent / "runs" / f"{task_name}-{method}{suffix}-b{batch}-s{seed}"
     summary = train(TrainConfig(task=task_name, global_batch_size=batch, seed=seed,
                                 micro_batch_size=b0 if batch > b0 else None,
                                 scaling=scaling, warmup=warmup, data_dir=data_dir,
@@ -118,6 +119,9 @@ def main() -> None:
     p.add_argument("--out", default="runs/adascale/results.jsonl")
     p.add_argument("--base-batch-size", type=int, help="override the task's base batch")
     p.add_argument("--epochs", type=float, help="override the base recipe's epochs")
+    p.add_argument("--adaptive-lr-power", type=float, default=0.5,
+                   help="adaptive's LR multiplier is gain**P (1: AdaScale's); rows are kept "
+                        "apart by P")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -128,19 +132,24 @@ def main() -> None:
     if out.exists():
         for line in out.read_text().splitlines():
             r = json.loads(line)
-            done.add((r["task"], r["method"], r["batch_size"], r["seed"]))
+            done.add((r["task"], r["method"], r["batch_size"], r["seed"],
+                      r.get("adaptive_lr_power", 0.5) if r["method"] == "adaptive" else None))
     for seed in args.seeds:
         for batch in args.batch_sizes:
             for method in args.methods:
-                key = (args.task, method, batch, seed)
+                power = args.adaptive_lr_power if method == "adaptive" else None
+                key = (args.task, method, batch, seed, power)
                 if key in done:
                     continue
                 print(f"{args.task} {method} B={batch} seed {seed} ...", flush=True)
                 if method == "adascale":
                     res = run_adascale(args.task, batch, seed, args.data_dir, overrides)
                 else:
-                    res = run_legw(method, args.task, batch, seed, args.data_dir, out, overrides)
+                    extra = {"adaptive_lr_power": power} if power not in (None, 0.5) else {}
+                    res = run_legw(method, args.task, batch, seed, args.data_dir, out,
+                                   {**overrides, **extra})
                 row = {"task": args.task, "method": method, "batch_size": batch, "seed": seed,
+                       **({"adaptive_lr_power": power} if power is not None else {}),
                        "test_error": 100 * (1 - res["final"]["test_accuracy"]), **res,
                        "torch": torch.__version__}
                 with open(out, "a") as f:
@@ -148,9 +157,11 @@ def main() -> None:
                 print(f"  error {row['test_error']:.2f} %, {res['steps']} steps, "
                       f"{res['epochs']:.1f} epochs, {res['wall_time_s']:.0f} s", flush=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    print(f"{'method':>9} {'batch':>6} {'error %':>8} {'steps':>6} {'epochs':>7} {'wall s':>7}")
+    print(f"{'method':>11} {'batch':>6} {'error %':>8} {'steps':>6} {'epochs':>7} {'wall s':>7}")
     for r in sorted(rows, key=lambda r: (r["batch_size"], r["method"])):
-        print(f"{r['method']:>9} {r['batch_size']:>6} {r['test_error']:>8.2f} {r['steps']:>6} "
+        name = r["method"] + (f" p{r['adaptive_lr_power']:g}"
+                              if r.get("adaptive_lr_power") not in (None, 0.5) else "")
+        print(f"{name:>11} {r['batch_size']:>6} {r['test_error']:>8.2f} {r['steps']:>6} "
               f"{r['epochs']:>7.1f} {r['wall_time_s']:>7.0f}")
 
 
