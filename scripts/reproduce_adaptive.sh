@@ -12,6 +12,10 @@ R=${1:-runs/reproduce/adaptive}
 "$PY" -c "import fairscale" 2>/dev/null || "$PY" -m pip install -q --no-deps "fairscale==0.4.13"
 for TASK in fashion-mnist-lstm fashion-mnist-resnet; do
     OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task "$TASK" \
-        --batch-sizes 1024 4096 8192 --methods legw linear adaptive adascale \
+        --batch-sizes 1024 4096 8192 --methods adaptive adascale legw linear \
         --out "$R/$TASK/results.jsonl" --threads 1
 done
+# Ablation on the LSTM: adaptive with the full gain as LR multiplier (AdaScale's) and LEGW warmup.
+OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm \
+    --batch-sizes 4096 8192 --methods adaptive --adaptive-lr-power 1 \
+    --out "$R/fashion-mnist-lstm/results.jsonl" --threads 1
