@@ -12,12 +12,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(root: Path, name: str, batch: int, epochs: float, accuracy: float, losses: list[float],
-         status: str = "completed") -> Path:
+         status: str = "completed", task: str = "fashion-mnist-lstm") -> Path:
     """A run directory as the trainer writes it: ``losses`` spread over the last epoch."""
     d = root / "runs" / name
     d.mkdir(parents=True)
     (d / "summary.json").write_text(json.dumps({
-        "status": status, "global_batch_size": batch, "epochs": epochs,
+        "status": status, "task": task, "global_batch_size": batch, "epochs": epochs,
         "final": {"test_accuracy": accuracy, "test_loss": 0.3}}))
     with open(d / "metrics.jsonl", "w") as f:
         f.write(json.dumps({"kind": "train", "step": 0, "epoch": 0.0, "loss": 9.0}) + "\n")
@@ -80,11 +80,14 @@ def test_a_prediction_beyond_the_longest_budget_is_not_contradicted(tmp_path):
     assert "consistent" in format_validation(validate(_plan({512: 14.0}), base, runs))
 
 
-def test_validate_refuses_a_batch_the_plan_lacks(tmp_path):
+def test_validate_refuses_a_batch_the_plan_lacks_and_mixed_tasks(tmp_path):
     base = [run_outcome(_run(tmp_path, "base", 128, 10, 0.9, [0.2]))]
     runs = [run_outcome(_run(tmp_path, "b", 512, 10, 0.85, [0.3]))]
     with pytest.raises(ValueError, match="--batch-sizes 512"):
         validate(_plan({1024: 14.0}), base, runs)
+    other = [run_outcome(_run(tmp_path, "c", 512, 20, 0.9, [0.1], task="fashion-mnist-resnet"))]
+    with pytest.raises(ValueError, match="mix tasks"):
+        validate(_plan({512: 14.0}), base, runs + other)
 
 
 def test_script_finds_runs_in_sweeps_and_fails_cleanly(tmp_path):

@@ -46,7 +46,8 @@ def run_outcome(run_dir: str | Path) -> dict[str, Any]:
                 losses.append(r["loss"])
     if not losses:
         raise ValueError(f"{run_dir}/metrics.jsonl: no training losses in the last epoch")
-    return {"batch_size": summary["global_batch_size"], "epochs": epochs, "error": error,
+    return {"task": summary["task"], "batch_size": summary["global_batch_size"],
+            "epochs": epochs, "error": error,
             "train_loss": statistics.fmean(losses), "run_dir": str(run_dir)}
 
 
@@ -69,10 +70,11 @@ def _error_pct(predicted: float, measured: float | None, longest: float) -> dict
     if measured is not None:
         return {"measured": measured, "error_pct": 100 * (predicted / measured - 1),
                 "reached": True}
-    # Not reached within the longest budget: the truth is above it, so a prediction within
-    # the budget is at least this far under (negative); one above it is not contradicted.
+    # Not reached within the longest budget: the truth is above it, so the prediction's error
+    # is at most this (negative: under-predicts). A prediction well beyond the budget is not
+    # contradicted; one within 2 % of it was run at its own (whole-epoch) budget and missed.
     bound = 100 * (predicted / longest - 1)
-    return {"measured": None, "error_pct": bound if bound <= 0 else None, "reached": False}
+    return {"measured": None, "error_pct": bound if bound <= 2 else None, "reached": False}
 
 
 def validate(plan: dict[str, Any], base_runs: Sequence[dict[str, Any]],
@@ -82,6 +84,10 @@ def validate(plan: dict[str, Any], base_runs: Sequence[dict[str, Any]],
     over-predicts). ``base_runs`` set the targets (their mean)."""
     if not base_runs:
         raise ValueError("validate: no base runs to set the target")
+    tasks = {r["task"] for r in [*base_runs, *runs]}
+    if len(tasks) > 1:
+        raise ValueError(f"the runs mix tasks ({', '.join(sorted(tasks))}); validate one "
+                         "task's runs against its own plan")
     target_error = statistics.fmean(r["error"] for r in base_runs)
     target_loss = statistics.fmean(r["train_loss"] for r in base_runs)
     spread = statistics.stdev(r["error"] for r in base_runs) if len(base_runs) > 1 else 0.0
