@@ -173,6 +173,11 @@ def make_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, *,
                         "on legw's LSTM such batches stayed 0.5-0.7 points short of the base at "
                         "the predicted budget (docs/results.md, study 10): treat these epochs as "
                         "a lower bound")
+    if any(r.epochs_factor > 1.1 for r in rows):
+        warnings.append("the epochs are those that match the base's optimisation progress; a "
+                        "batch that generalises worse than the base needs more for the test "
+                        "metric (legw's small ResNet did not reach its base at the predicted "
+                        "epochs even at 4x the base batch: docs/results.md, study 10)")
     if profile.measured_fraction < 1:
         warnings.append(f"B_noise was measured over the first {profile.measured_fraction:.1%} "
                         "of the base run only and held at its last value after that: B_noise "
