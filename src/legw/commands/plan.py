@@ -173,12 +173,21 @@ def _dataset_size(run: Path) -> int:
     return int(read_json(run / "config.json")["resolved"]["dataset_size"])
 
 
+def doublings(micro: int, largest: int) -> list[int]:
+    """``micro`` doubled while it stays within ``largest`` (``micro`` itself always): the local
+    batches whose throughput is timed (PTB's micro batch 10 is no power of two)."""
+    sizes = [micro]
+    while sizes[-1] * 2 <= largest:
+        sizes.append(sizes[-1] * 2)
+    return sizes
+
+
 def _measure_throughput(args: argparse.Namespace, task: str, micro: int
                         ) -> tuple[Any, str]:
     """Throughput vs local batch, timed here with ``legw autobatch``'s interleaved timer."""
     import torch
 
-    from legw.analysis.autobatch import measure_curve, powers_of_two, time_training_step
+    from legw.analysis.autobatch import measure_curve, time_training_step
     from legw.analysis.comm import step_time_from_points
     from legw.analysis.workload import load_workload
 
@@ -186,7 +195,7 @@ def _measure_throughput(args: argparse.Namespace, task: str, micro: int
         torch.set_num_threads(args.threads)
     w = load_workload(task, data_dir=args.data_dir)
     timer = time_training_step(w.model, w.loss_fn, w.random_batch)
-    points = measure_curve(timer, powers_of_two(micro, max(micro, 1024)), repeats=3)
+    points = measure_curve(timer, doublings(micro, 1024), repeats=3)
     measured = [(p.micro_batch_size, p.samples_per_s) for p in points if p.samples_per_s]
     return (step_time_from_points(measured),
             f"measured here: {', '.join(f'{b}: {r:.0f}/s' for b, r in measured)}")
