@@ -43,9 +43,12 @@ def test_warmup_takes_the_base_steps_then_tau_advances_by_the_gain():
         s.advance()
         steps += 1
     assert steps == 10 + math.ceil((80 - 10) / 4)   # warmup steps as at B0, then 4 per step
-    assert lrs[0] == pytest.approx(0.5 / 10 * 2.0)    # base LR at tau=0 times sqrt(gain)
-    assert lrs[9] == pytest.approx(0.5 * 2.0)         # end of warmup: the peak x sqrt(4)
-    assert lrs[10] == pytest.approx(s.base.lr_at_step(10) * 2.0)
+    assert lrs[0] == pytest.approx(0.5 / 10 * 4.0)    # base LR at tau=0 times the gain
+    assert lrs[9] == pytest.approx(0.5 * 4.0)         # end of warmup: the peak x 4
+    assert lrs[10] == pytest.approx(s.base.lr_at_step(10) * 4.0)
+    sqrt = AdaptiveSchedule.for_batch(BASE, 256, dataset_size=640, lr_power=0.5)
+    sqrt.set_gain(4.0)
+    assert sqrt.lr() == pytest.approx(0.5 / 10 * 2.0)  # P = 0.5: times sqrt(gain)
 
 
 def test_gain_k_is_legw_and_gain_one_is_the_base_run():

@@ -11,8 +11,8 @@ noise scale ``B_noise = tr(Sigma) / |G|^2`` measured online (legw.gradient_noise
 make the same progress; ``1 <= r <= k``), each optimizer step at ``B``:
 
 * trains at ``lr = base_lr(tau) * r ** lr_power`` where ``base_lr`` is the base recipe at its own
-  batch ``B0`` and ``tau`` the *position* in base steps; ``lr_power`` is 0.5 by default -- the
-  sqrt rule applied to the batch's effective scale ``r`` instead of ``k`` (AdaScale: 1);
+  batch ``B0`` and ``tau`` the *position* in base steps; ``lr_power`` is 1 by default (as
+  AdaScale; 0.5, the sqrt rule on the effective scale ``r``, was less accurate on the LSTM);
 * advances ``tau`` by 1 during the base warmup -- the warmup spans the same number of steps at
   every batch, which is LEGW's rule -- and by ``r`` after it (AdaScale advances by ``r``
   throughout);
@@ -54,7 +54,7 @@ class AdaptiveSchedule:
     ``base`` is the base recipe scaled at its own batch (``base.global_batch_size == B0``).
     """
 
-    def __init__(self, base: Recipe, batch_size: int, lr_power: float = 0.5) -> None:
+    def __init__(self, base: Recipe, batch_size: int, lr_power: float = 1.0) -> None:
         if base.global_batch_size != base.base.base_batch_size:
             raise ValueError(f"base: expected the recipe at its base batch "
                              f"{base.base.base_batch_size}, got batch {base.global_batch_size}")
@@ -69,7 +69,7 @@ class AdaptiveSchedule:
 
     @classmethod
     def for_batch(cls, base: BaseRecipe, batch_size: int, dataset_size: int,
-                  lr_power: float = 0.5) -> AdaptiveSchedule:
+                  lr_power: float = 1.0) -> AdaptiveSchedule:
         """From the base recipe (its ``scaling`` and ``warmup`` are not used: the gain is)."""
         return cls(base.scale(base.base_batch_size, dataset_size), batch_size, lr_power)
 

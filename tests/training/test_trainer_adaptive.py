@@ -35,8 +35,8 @@ def test_the_run_ends_when_the_position_reaches_the_base_budget(tmp_path):
     assert recs[-1]["tau"] < base_total <= recs[-1]["tau"] + recs[-1]["gain"]
     assert len(recs) < base_total                       # a bigger batch takes fewer steps
     base = BaseRecipe(32, 0.4, 0.25, 4.0).scale(32, 256)
-    for r in recs:  # the LR is the base recipe's at tau times sqrt(gain)
-        assert r["lr"] == pytest.approx(base.lr_at_step(r["tau"]) * r["gain"] ** 0.5)
+    for r in recs:  # the LR is the base recipe's at tau times the gain
+        assert r["lr"] == pytest.approx(base.lr_at_step(r["tau"]) * r["gain"])
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
     assert resolved["noise_source"] == "micro"
 

@@ -148,9 +148,9 @@ class TrainConfig:
     eval_every: float = field(default=0.0, metadata=flag(metavar="EPOCHS"))
     """Also evaluate every EPOCHS epochs, e.g. 0.25 (default 0: at each epoch end only); in
     epochs, not steps, so runs at different batch sizes are evaluated at the same points."""
-    adaptive_lr_power: float = field(default=0.5, metadata=flag(metavar="P"))
-    """With --scaling adaptive, the LR multiplier is gain^P: 0.5 (default) is the sqrt rule on
-    the batch's effective scale, 1 is AdaScale's."""
+    adaptive_lr_power: float = field(default=1.0, metadata=flag(metavar="P"))
+    """With --scaling adaptive, the LR multiplier is gain^P: 1 (default) is AdaScale's, 0.5
+    the sqrt rule on the batch's effective scale (less accurate on the LSTM: docs/adaptive.md)."""
     noise_window: int | None = field(default=None, metadata=flag(metavar="STEPS"))
     """Steps over which the online gradient noise scale B_noise (logged per step to
     metrics.jsonl) is smoothed; 0 turns it off. Measured when a step has two or more
