@@ -24,7 +24,7 @@ import torch
 from legw.gradient_noise import OnlineNoiseScale
 from legw.tasks import get_task
 from legw.training.config import TrainConfig
-from legw.training.trainer import train
+from legw.training.trainer import add_grad_sq, train
 
 
 def run_once(steps: int, batch: int, micro: int, window: int) -> tuple[float, float]:
@@ -56,8 +56,7 @@ def added_work_seconds(micro: int, batch: int, repeats: int = 200) -> float:
         acc = torch.zeros(())
         for _ in range(accum):
             for g in grads:  # what each parameter's hook does, once per micro-step
-                flat = g.detach().reshape(-1).float()
-                acc.add_(torch.dot(flat, flat))
+                add_grad_sq(acc, g)
         stats = torch.stack([torch.tensor(1.0), acc * accum]).tolist()
         noise.update(stats[1], 1.0)
         times.append(time.perf_counter() - t)

@@ -1,8 +1,8 @@
 """Adaptive scaling: the base recipe replayed at batch ``B`` with a gain measured while training.
 
 LEGW fixes the LR rule (``sqrt(k)``) and the budget (equal epochs). Past the critical batch the
-equal-epoch budget is what loses accuracy (docs/results.md). The adaptive rule keeps LEGW's LR
-rule and warmup but lets the gradient noise set the budget. With ``k = B / B0``, the gradient
+equal-epoch budget is what loses accuracy (docs/results.md). The adaptive rule keeps LEGW's
+warmup but lets the gradient noise set the LR and the budget. With ``k = B / B0``, the gradient
 noise scale ``B_noise = tr(Sigma) / |G|^2`` measured online (legw.gradient_noise) and
 
     r = (tr(Sigma) / B0 + |G|^2) / (tr(Sigma) / B + |G|^2)  =  (1 + B_noise/B0) / (1 + B_noise/B)

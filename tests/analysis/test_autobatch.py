@@ -6,6 +6,7 @@ import torch
 from legw.analysis.autobatch import (
     OOM,
     SKIPPED,
+    doublings,
     measure_curve,
     plan_batches,
     powers_of_two,
@@ -31,6 +32,12 @@ def fake_timer(throughput, oom_from=None, error=MemoryError):
 
     time_steps.calls = calls
     return time_steps
+
+
+def test_doublings_start_at_any_size():
+    assert doublings(10, 1024) == [10, 20, 40, 80, 160, 320, 640]  # PTB's micro batch
+    assert doublings(64, 256) == [64, 128, 256]
+    assert doublings(2048, 1024) == [2048]
 
 
 def test_powers_of_two():

@@ -182,10 +182,3 @@ def test_cli_refuses_a_run_without_noise_and_bad_budgets(tmp_path, capsys):
     assert main(["plan", "--from-run", str(run), "--samples-per-second", "1"]) == 2
     assert "measured no gradient noise" in capsys.readouterr().err
 
-
-def test_throughput_sizes_double_the_micro_batch_even_when_it_is_no_power_of_two():
-    from legw.commands.plan import doublings
-
-    assert doublings(10, 1024) == [10, 20, 40, 80, 160, 320, 640]
-    assert doublings(64, 256) == [64, 128, 256]
-    assert doublings(2048, 1024) == [2048]

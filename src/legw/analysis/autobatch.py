@@ -43,7 +43,16 @@ def powers_of_two(smallest: int, largest: int) -> list[int]:
             raise ValueError(f"{name} micro batch size must be a power of two, got {v!r}")
     if largest < smallest:
         raise ValueError(f"largest micro batch size {largest} < smallest {smallest}")
-    return [2**i for i in range(smallest.bit_length() - 1, largest.bit_length())]
+    return doublings(smallest, largest)
+
+
+def doublings(smallest: int, largest: int) -> list[int]:
+    """``smallest`` doubled while it stays within ``largest`` (``smallest`` itself always),
+    for sizes that are no power of two (PTB's micro batch 10)."""
+    sizes = [smallest]
+    while sizes[-1] * 2 <= largest:
+        sizes.append(sizes[-1] * 2)
+    return sizes
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -137,12 +137,14 @@ class PlanRow:
 
 
 def make_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, *,
-              batch_sizes: Sequence[int], workers: Sequence[int], model_bytes: float,
+              batch_sizes: Sequence[int] | None, workers: Sequence[int], model_bytes: float,
               compute_time: Callable[[float], float], latency: float = DEFAULT_LATENCY,
               bandwidth: float = TEN_GBE_BANDWIDTH, cost_limit: float | None = None
               ) -> dict[str, Any]:
     """Every ``(B, p)``: epochs and steps to match the base run, the LEGW recipe for that
-    budget, wall time and worker-hours; the recommendation; warnings. JSON-able."""
+    budget, wall time and worker-hours; the recommendation; warnings. JSON-able.
+    ``batch_sizes`` defaults to the base batch x 1, 2, 4, ... 64."""
+    batch_sizes = batch_sizes or [base.base_batch_size * 2 ** k for k in range(7)]
     scaling, skipped = predict_scaling(batch_sizes, workers, model_bytes=model_bytes,
                                        dataset_size=dataset_size, compute_time=compute_time,
                                        latency=latency, bandwidth=bandwidth)
@@ -276,17 +278,13 @@ def measure_noise(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
 
     from legw.gradient_noise import unbiased_terms
     from legw.lr_scheduler import apply_recipe
+    from legw.training.trainer import hook_grad_sq
 
     if micro_batches < 2:
         raise ValueError(f"micro_batches: need at least 2 to measure noise, got {micro_batches}")
     params = [p for p in model.parameters() if p.requires_grad]
-    micro_sq = torch.zeros((), dtype=torch.float64)
-
-    def add_micro_sq(grad: torch.Tensor) -> None:  # one micro-step's gradient
-        flat = grad.detach().reshape(-1).double()
-        micro_sq.add_(torch.dot(flat, flat).cpu())
-
-    handles = [p.register_hook(add_micro_sq) for p in params]
+    micro_sq = torch.zeros((), dtype=torch.float64, device=params[0].device)
+    handles = hook_grad_sq(params, micro_sq)
     out: list[dict[str, Any]] = []
     try:
         for step, (x, y) in zip(range(steps), batches):
@@ -339,7 +337,6 @@ def plan_for_model(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
     profile = noise_profile(records, recipe.total_steps, records[0]["micro_batch_size"],
                             base.base_batch_size)
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    batch_sizes = batch_sizes or [base.base_batch_size * 2 ** k for k in range(7)]
     return make_plan(profile, base, dataset_size, batch_sizes=batch_sizes, workers=workers,
                      model_bytes=model_bytes, compute_time=constant_rate(rates[len(rates) // 2]),
                      **network)

@@ -73,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
     model_bytes = 4 * load_workload(task, data_dir=args.data_dir).num_params()
     recipe = base.scale(base.base_batch_size, dataset_size)
     profile = planner.noise_profile(records, recipe.total_steps, micro, base.base_batch_size)
-    batches = args.batch_sizes or [base.base_batch_size * 2 ** k for k in range(7)]
     latency, bandwidth = network(args)
-    plan = planner.make_plan(profile, base, dataset_size, batch_sizes=batches,
+    plan = planner.make_plan(profile, base, dataset_size, batch_sizes=args.batch_sizes,
                              workers=args.workers, model_bytes=model_bytes,
                              compute_time=compute_time, latency=latency,
                              bandwidth=bandwidth, cost_limit=args.cost_limit)
@@ -173,21 +172,12 @@ def _dataset_size(run: Path) -> int:
     return int(read_json(run / "config.json")["resolved"]["dataset_size"])
 
 
-def doublings(micro: int, largest: int) -> list[int]:
-    """``micro`` doubled while it stays within ``largest`` (``micro`` itself always): the local
-    batches whose throughput is timed (PTB's micro batch 10 is no power of two)."""
-    sizes = [micro]
-    while sizes[-1] * 2 <= largest:
-        sizes.append(sizes[-1] * 2)
-    return sizes
-
-
 def _measure_throughput(args: argparse.Namespace, task: str, micro: int
                         ) -> tuple[Any, str]:
     """Throughput vs local batch, timed here with ``legw autobatch``'s interleaved timer."""
     import torch
 
-    from legw.analysis.autobatch import measure_curve, time_training_step
+    from legw.analysis.autobatch import doublings, measure_curve, time_training_step
     from legw.analysis.comm import step_time_from_points
     from legw.analysis.workload import load_workload
 

@@ -20,6 +20,7 @@ run) is checked before any file is written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import time
@@ -66,6 +67,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def add_grad_sq(into: torch.Tensor, grad: torch.Tensor) -> None:
+    """``into += |grad|^2``, on ``into``'s device and in its dtype (no host synchronisation)."""
+    flat = grad.detach().reshape(-1)
+    if flat.dtype != into.dtype:
+        flat = flat.to(into.dtype)
+    into.add_(torch.dot(flat, flat))
+
+
+def hook_grad_sq(params: Any, into: torch.Tensor) -> list[Any]:
+    """Hooks that add to ``into`` the squared norm of the gradient each backward produces for
+    ``params``, before it is added to ``.grad`` (under DDP: this rank's, before the
+    all-reduce). After ``A`` micro-steps of ``(loss_i / A).backward()`` ``into`` holds
+    ``sum_i |g_i / A|^2``, so ``mean_i |g_i|^2 = A * into``; no gradient is copied. Returns
+    the hook handles."""
+    hook = functools.partial(add_grad_sq, into)
+    return [p.register_hook(hook) for p in params if p.requires_grad]
 
 
 class _Trainer:
@@ -148,18 +167,8 @@ class _Trainer:
         if not window:
             return None, None
         if self.accum >= 2:
-            # Each parameter's hook sees the gradient of one micro-step's backward before it is
-            # added to .grad (under DDP: this rank's, before the all-reduce), so the sum over
-            # parameters and micro-steps is sum_i |g_i / A|^2 without copying a gradient.
             self._micro_sq = torch.zeros((), device=self.device)
-
-            def add_micro_sq(grad: torch.Tensor) -> None:
-                flat = grad.detach().reshape(-1).float()
-                self._micro_sq.add_(torch.dot(flat, flat))
-
-            for p in self.model.parameters():
-                if p.requires_grad:
-                    p.register_hook(add_micro_sq)
+            hook_grad_sq(self.model.parameters(), self._micro_sq)
             return OnlineNoiseScale(self.micro, self.B, window), "micro"
         if self.env.is_distributed:
             from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import (
@@ -327,7 +336,7 @@ class _Trainer:
             loss_sum += loss.detach()
         if self.noise_source == "micro":  # mean_i |g_i|^2 = A * sum_i |g_i / A|^2
             small_sq = self._micro_sq * self.accum
-            self._micro_sq = torch.zeros_like(self._micro_sq)
+            self._micro_sq.zero_()
         elif self.noise_source == "rank":
             small_sq = torch.stack(self._rank_grad_sq).sum()
             self._rank_grad_sq.clear()
