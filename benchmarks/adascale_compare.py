@@ -15,7 +15,9 @@ evaluation) at a global batch ``B`` from the same base recipe tuned at ``B0``:
 
 fairscale is a dependency of this script only (``pip install --no-deps fairscale==0.4.13``; it
 imports with torch 2.13). Results go to ``--out`` as one JSON line per finished run; a rerun
-skips finished runs, so the script can be stopped and restarted.
+skips finished runs and resumes interrupted ones from their last epoch (legw's runs from their
+checkpoints, AdaScale's from ``runs/TASK-adascale-bB-sS.pt``), so the script can be stopped and
+restarted; a resumed run ends exactly as an uninterrupted one.
 
     python benchmarks/adascale_compare.py --task fashion-mnist-lstm --batch-sizes 1024 4096 8192 \\
         --methods adascale adaptive legw linear --out runs/adascale/results.jsonl --threads 1
@@ -32,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from legw.io import atomic_path
 from legw.optim import build_optimizer, param_groups
 from legw.training.batches import ImageBatches
 from legw.training.config import TrainConfig
@@ -42,7 +45,10 @@ METHODS = ("adascale", "adaptive", "legw", "linear")
 
 
 def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
-                 overrides: dict[str, Any], eval_every_epoch: bool = True) -> dict[str, Any]:
+                 overrides: dict[str, Any], state_path: Path | None = None,
+                 eval_every_epoch: bool = True) -> dict[str, Any]:
+    """AdaScale's run; with ``state_path``, a checkpoint at every epoch end resumes it exactly
+    (model, optimizer, AdaScale's gain statistics, the position ``tau``, RNG, elapsed time)."""
     from fairscale.optim import AdaScale
 
     config = TrainConfig(task=task_name, global_batch_size=batch, seed=seed, data_dir=data_dir,
@@ -63,8 +69,16 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
     batches = ImageBatches(data.train, batch, b0, 0, 1, seed)
     spe = batches.steps_per_epoch
     clip = config.resolved_clip()
-    tau, step, gains, t0 = 0.0, 0, [], time.perf_counter()
-    evals = []
+    tau, step, gains, evals, elapsed = 0.0, 0, [], [], 0.0
+    if state_path is not None and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        inner.load_state_dict(state["optimizer"])  # AdaScale keeps its statistics in it
+        torch.set_rng_state(state["rng"])
+        tau, step, gains, evals, elapsed = (state[k] for k in
+                                            ("tau", "step", "gains", "evals", "elapsed"))
+        print(f"  resumed at step {step} (epoch {step / spe:g})", flush=True)
+    t0 = time.perf_counter() - elapsed
     while tau < base_recipe.total_steps:
         lr = base_recipe.lr_at_step(tau)
         for g in inner.param_groups:
@@ -79,10 +93,17 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
         tau += r
         gains.append(r)
         step += 1
-        if eval_every_epoch and step % spe == 0:
-            evals.append({"epoch": step / spe, **image_metrics(model, data.test,
-                                                               task.eval_batch_size,
-                                                               torch.device("cpu"), 0, 1)})
+        if step % spe == 0:
+            if eval_every_epoch:
+                evals.append({"epoch": step / spe, **image_metrics(model, data.test,
+                                                                   task.eval_batch_size,
+                                                                   torch.device("cpu"), 0, 1)})
+            if state_path is not None:
+                with atomic_path(state_path) as tmp:
+                    torch.save({"model": model.state_dict(), "optimizer": inner.state_dict(),
+                                "rng": torch.get_rng_state(),
+                                "tau": tau, "step": step, "gains": gains, "evals": evals,
+                                "elapsed": time.perf_counter() - t0}, tmp)
     final = image_metrics(model, data.test, task.eval_batch_size, torch.device("cpu"), 0, 1)
     return {"final": final, "steps": step, "epochs": step / spe,
             "wall_time_s": time.perf_counter() - t0, "mean_gain": sum(gains) / len(gains),
@@ -95,7 +116,7 @@ def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str |
     warmup = "constant" if method == "linear" else "legw"
     probe = TrainConfig(task=task_name, **overrides)
     b0 = probe.base_recipe().base_batch_size
-    suffix = f"-p{overrides['adaptive_lr_power']:g}" if "adaptive_lr_power" in overrides else ""
+    suffix = f"-p{overrides['adaptive_lr_power']:g}" if method == "adaptive" else ""
     run_dir = out.parent / "runs" / f"{task_name}-{method}{suffix}-b{batch}-s{seed}"
     summary = train(TrainConfig(task=task_name, global_batch_size=batch, seed=seed,
                                 micro_batch_size=b0 if batch > b0 else None,
@@ -119,9 +140,9 @@ def main() -> None:
     p.add_argument("--out", default="runs/adascale/results.jsonl")
     p.add_argument("--base-batch-size", type=int, help="override the task's base batch")
     p.add_argument("--epochs", type=float, help="override the base recipe's epochs")
-    p.add_argument("--adaptive-lr-power", type=float, default=0.5,
-                   help="adaptive's LR multiplier is gain**P (1: AdaScale's); rows are kept "
-                        "apart by P")
+    p.add_argument("--adaptive-lr-power", type=float, default=1.0,
+                   help="adaptive's LR multiplier is gain**P (default 1, legw's default and "
+                        "AdaScale's; 0.5: the square root); rows are kept apart by P")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -132,6 +153,7 @@ def main() -> None:
     if out.exists():
         for line in out.read_text().splitlines():
             r = json.loads(line)
+            # rows from before the flag existed ran the square root (the default then)
             done.add((r["task"], r["method"], r["batch_size"], r["seed"],
                       r.get("adaptive_lr_power", 0.5) if r["method"] == "adaptive" else None))
     for seed in args.seeds:
@@ -143,9 +165,10 @@ def main() -> None:
                     continue
                 print(f"{args.task} {method} B={batch} seed {seed} ...", flush=True)
                 if method == "adascale":
-                    res = run_adascale(args.task, batch, seed, args.data_dir, overrides)
+                    state = out.parent / "runs" / f"{args.task}-adascale-b{batch}-s{seed}.pt"
+                    res = run_adascale(args.task, batch, seed, args.data_dir, overrides, state)
                 else:
-                    extra = {"adaptive_lr_power": power} if power not in (None, 0.5) else {}
+                    extra = {"adaptive_lr_power": power} if power is not None else {}
                     res = run_legw(method, args.task, batch, seed, args.data_dir, out,
                                    {**overrides, **extra})
                 row = {"task": args.task, "method": method, "batch_size": batch, "seed": seed,
@@ -159,8 +182,8 @@ def main() -> None:
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     print(f"{'method':>11} {'batch':>6} {'error %':>8} {'steps':>6} {'epochs':>7} {'wall s':>7}")
     for r in sorted(rows, key=lambda r: (r["batch_size"], r["method"])):
-        name = r["method"] + (f" p{r['adaptive_lr_power']:g}"
-                              if r.get("adaptive_lr_power") not in (None, 0.5) else "")
+        name = r["method"] + (f" p{r.get('adaptive_lr_power', 0.5):g}"
+                              if r["method"] == "adaptive" else "")
         print(f"{name:>11} {r['batch_size']:>6} {r['test_error']:>8.2f} {r['steps']:>6} "
               f"{r['epochs']:>7.1f} {r['wall_time_s']:>7.0f}")
 
