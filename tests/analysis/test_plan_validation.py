@@ -123,3 +123,33 @@ def test_gap_script_averages_seeds_and_pairs_budgets(tmp_path):
     assert (tmp_path / "gap.png").stat().st_size > 0
     none = subprocess.run(script[:-1] + ["512"], capture_output=True, text=True)
     assert none.returncode == 2 and "no epoch budget" in none.stderr
+
+
+def test_adaptive_figure_names_rules_by_power_and_checks_input(tmp_path):
+    _run(tmp_path / "base", "b0", 128, 10, 0.90, [0.2])
+    _run(tmp_path / "base", "b1", 128, 10, 0.88, [0.2])
+    rows = [{"task": "fashion-mnist-lstm", "method": "adaptive", "batch_size": 1024,
+             "test_error": 10.5, "steps": 988, "epochs": 17.0},  # before --adaptive-lr-power
+            {"task": "fashion-mnist-lstm", "method": "adaptive", "adaptive_lr_power": 1.0,
+             "batch_size": 8192, "test_error": 10.6, "steps": 389, "epochs": 55.6},
+            {"task": "fashion-mnist-lstm", "method": "adascale", "batch_size": 8192,
+             "test_error": 10.5, "steps": 1428, "epochs": 61.1}]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = [sys.executable, str(ROOT / "scripts" / "adaptive_figure.py"), "--results",
+              str(results), "--base-runs", str(tmp_path / "base")]
+    done = subprocess.run(script + ["--out", str(tmp_path / "a.png")], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "base: 11.00 ± 1.41 % (2 runs)"
+    assert lines[2:] == ["| rule | 1024 | 8192 |", "|---|---|---|",
+                         "| adaptive p1 |  | 10.60 %, 389 steps, 55.6 ep |",
+                         "| adaptive p0.5 | 10.50 %, 988 steps, 17.0 ep |  |",
+                         "| adascale |  | 10.50 %, 1,428 steps, 61.1 ep |"]
+    assert (tmp_path / "a.png").stat().st_size > 0
+    results.write_text(json.dumps({**rows[0], "task": "fashion-mnist-resnet"}) + "\n"
+                       + json.dumps(rows[1]) + "\n")
+    mixed = subprocess.run(script, capture_output=True, text=True)
+    assert mixed.returncode == 2 and "several tasks" in mixed.stderr
+    assert mixed.stderr.count("\n") == 1

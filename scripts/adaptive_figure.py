@@ -1,0 +1,121 @@
+"""Adaptive scaling against AdaScale, LEGW and linear (docs/results.md, study 11), from the
+results of ``benchmarks/adascale_compare.py``.
+
+    python scripts/adaptive_figure.py --results RESULTS.jsonl --base-runs DIR [DIR ...] \
+        --out FIG.png
+
+--base-runs are the task's base runs (run or sweep directories at the base batch and budget;
+their mean test error is the target, and the figure shades the band within 0.5 points of it).
+Prints a Markdown table (rule x batch: test error, optimizer steps, epochs) and draws the test
+error against the optimizer steps, one marker per rule, labelled by batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from legw.analysis.plan_validation import find_runs, run_outcome
+from legw.figures import pyplot, save_figure
+
+# Display order and markers; an adaptive row is named by its LR power P (rows from before the
+# flag existed ran P = 0.5).
+RULES = {"adaptive p1": "o", "adaptive p0.5": "v", "adascale": "s", "legw": "^", "linear": "x"}
+
+
+def rule_name(row: dict) -> str:
+    if row["method"] == "adaptive":
+        return f"adaptive p{row.get('adaptive_lr_power', 0.5):g}"
+    return row["method"]
+
+
+def read_rows(path: str) -> list[dict]:
+    try:
+        lines = Path(path).read_text().splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--results {path}: {e}") from None
+    tasks = {r["task"] for r in rows}
+    if len(tasks) > 1:
+        raise ValueError(f"--results {path}: rows of several tasks ({', '.join(sorted(tasks))}); "
+                         "give one task's results")
+    if not rows:
+        raise ValueError(f"--results {path}: no finished run in it")
+    return rows
+
+
+def table(rows: list[dict]) -> list[str]:
+    batches = sorted({r["batch_size"] for r in rows})
+    at = {(rule_name(r), r["batch_size"]): r for r in rows}
+    out = ["| rule | " + " | ".join(str(b) for b in batches) + " |",
+           "|---|" + "---|" * len(batches)]
+    for rule in [r for r in RULES if any(k[0] == r for k in at)]:
+        cells = []
+        for b in batches:
+            r = at.get((rule, b))
+            cells.append(f"{r['test_error']:.2f} %, {r['steps']:,} steps, {r['epochs']:.1f} ep"
+                         if r else "")
+        out.append(f"| {rule} | " + " | ".join(cells) + " |")
+    return out
+
+
+def plot(rows: list[dict], base: float, path: str) -> None:
+    """Left: every rule (log steps). Right: the noise-driven rules, close to the base."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    adaptive = [r for r in rows if r["method"] in ("adaptive", "adascale")]
+    for ax, shown, zoom in ((axes[0], rows, False), (axes[1], adaptive, True)):
+        ax.axhspan(base, base + 0.5, color="0.5", alpha=0.15,
+                   label="within 0.5 points of the base")
+        ax.axhline(base, color="0.4", lw=1)
+        for i, (rule, marker) in enumerate(RULES.items()):
+            pts = sorted((r["steps"], r["test_error"], r["batch_size"]) for r in shown
+                         if rule_name(r) == rule)
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, ls=":",
+                    color=f"C{i}", label=rule)
+            for steps, err, b in pts:
+                ax.annotate(f"{b}", (steps, err), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7, color=f"C{i}")
+        if shown:
+            worst = max(r["test_error"] for r in shown)
+            top = max(worst, base + 0.5) + (0.3 if zoom else 0.5)
+            ax.set_ylim(min(base - 0.5, min(r["test_error"] for r in shown) - 0.3),
+                        min(top, base + 8.5))
+        ax.set(xlabel="optimizer steps", ylabel="test error (%)",
+               xscale="linear" if zoom else "log",
+               title="adaptive vs AdaScale" if zoom else
+               f"{rows[0]['task']}: every rule (labels: global batch)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", required=True, help="adascale_compare.py's results.jsonl")
+    ap.add_argument("--base-runs", nargs="+", required=True, help="the base runs (directories)")
+    ap.add_argument("--out", help="the figure (PNG)")
+    args = ap.parse_args(argv)
+    try:
+        rows = read_rows(args.results)
+        base_errors = [run_outcome(d)["error"] for d in find_runs(args.base_runs)]
+    except (ValueError, OSError, KeyError) as e:
+        print(f"adaptive_figure: error: {e}", file=sys.stderr)
+        return 2
+    base = statistics.fmean(base_errors)
+    spread = f" ± {statistics.stdev(base_errors):.2f}" if len(base_errors) > 1 else ""
+    print(f"base: {base:.2f}{spread} % ({len(base_errors)} runs)\n")
+    print("\n".join(table(rows)))
+    if args.out:
+        plot(rows, base, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
