@@ -21,6 +21,10 @@ restarted; a resumed run ends exactly as an uninterrupted one.
 
     python benchmarks/adascale_compare.py --task fashion-mnist-lstm --batch-sizes 1024 4096 8192 \\
         --methods adascale adaptive legw linear --out runs/adascale/results.jsonl --threads 1
+
+``--optimizer`` (with its ``--base-lr``, tuned at ``B0``, and ``--weight-decay``) runs every
+method on another optimizer than the task's, AdaScale wrapped around it; such rows carry the
+optimizer's name (give them their own ``--out``).
 """
 
 from __future__ import annotations
@@ -110,6 +114,11 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
             "evals": evals}
 
 
+def _tag(overrides: dict[str, Any]) -> str:
+    """``-OPTIMIZER`` in run names when the task's optimizer is overridden."""
+    return f"-{overrides['optimizer']}" if "optimizer" in overrides else ""
+
+
 def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str | None,
              out: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     scaling = {"adaptive": "adaptive", "legw": "sqrt", "linear": "linear"}[method]
@@ -117,7 +126,8 @@ def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str |
     probe = TrainConfig(task=task_name, **overrides)
     b0 = probe.base_recipe().base_batch_size
     suffix = f"-p{overrides['adaptive_lr_power']:g}" if method == "adaptive" else ""
-    run_dir = out.parent / "runs" / f"{task_name}-{method}{suffix}-b{batch}-s{seed}"
+    name = f"{task_name}{_tag(overrides)}-{method}{suffix}-b{batch}-s{seed}"
+    run_dir = out.parent / "runs" / name
     summary = train(TrainConfig(task=task_name, global_batch_size=batch, seed=seed,
                                 micro_batch_size=b0 if batch > b0 else None,
                                 scaling=scaling, warmup=warmup, data_dir=data_dir,
@@ -140,6 +150,10 @@ def main() -> None:
     p.add_argument("--out", default="runs/adascale/results.jsonl")
     p.add_argument("--base-batch-size", type=int, help="override the task's base batch")
     p.add_argument("--epochs", type=float, help="override the base recipe's epochs")
+    p.add_argument("--optimizer", choices=["sgd", "lars", "lamb", "adam", "adamw"],
+                   help="override the task's optimizer (give its --base-lr, tuned at B0)")
+    p.add_argument("--base-lr", type=float, help="override the base recipe's peak LR")
+    p.add_argument("--weight-decay", type=float, help="override the task's weight decay")
     p.add_argument("--adaptive-lr-power", type=float, default=1.0,
                    help="adaptive's LR multiplier is gain**P (default 1, legw's default and "
                         "AdaScale's; 0.5: the square root); rows are kept apart by P")
@@ -147,31 +161,37 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     overrides = {k: v for k, v in (("base_batch_size", args.base_batch_size),
-                                   ("epochs", args.epochs)) if v is not None}
+                                   ("epochs", args.epochs), ("optimizer", args.optimizer),
+                                   ("base_lr", args.base_lr),
+                                   ("weight_decay", args.weight_decay)) if v is not None}
+    optimizer = TrainConfig(task=args.task, **overrides).optimizer_name()
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if out.exists():
         for line in out.read_text().splitlines():
             r = json.loads(line)
             # rows from before the flag existed ran the square root (the default then)
-            done.add((r["task"], r["method"], r["batch_size"], r["seed"],
+            done.add((r["task"], r.get("optimizer"), r["method"], r["batch_size"], r["seed"],
                       r.get("adaptive_lr_power", 0.5) if r["method"] == "adaptive" else None))
     for seed in args.seeds:
         for batch in args.batch_sizes:
             for method in args.methods:
                 power = args.adaptive_lr_power if method == "adaptive" else None
-                key = (args.task, method, batch, seed, power)
+                # rows without an optimizer ran the task's own
+                key = (args.task, args.optimizer and optimizer, method, batch, seed, power)
                 if key in done:
                     continue
                 print(f"{args.task} {method} B={batch} seed {seed} ...", flush=True)
                 if method == "adascale":
-                    state = out.parent / "runs" / f"{args.task}-adascale-b{batch}-s{seed}.pt"
+                    state = (out.parent / "runs" /
+                             f"{args.task}{_tag(overrides)}-adascale-b{batch}-s{seed}.pt")
                     res = run_adascale(args.task, batch, seed, args.data_dir, overrides, state)
                 else:
                     extra = {"adaptive_lr_power": power} if power is not None else {}
                     res = run_legw(method, args.task, batch, seed, args.data_dir, out,
                                    {**overrides, **extra})
                 row = {"task": args.task, "method": method, "batch_size": batch, "seed": seed,
+                       **({"optimizer": optimizer} if args.optimizer else {}),
                        **({"adaptive_lr_power": power} if power is not None else {}),
                        "test_error": 100 * (1 - res["final"]["test_accuracy"]), **res,
                        "torch": torch.__version__}

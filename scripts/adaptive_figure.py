@@ -38,10 +38,10 @@ def read_rows(path: str) -> list[dict]:
         rows = [json.loads(line) for line in lines if line.strip()]
     except (OSError, ValueError) as e:
         raise ValueError(f"--results {path}: {e}") from None
-    tasks = {r["task"] for r in rows}
-    if len(tasks) > 1:
-        raise ValueError(f"--results {path}: rows of several tasks ({', '.join(sorted(tasks))}); "
-                         "give one task's results")
+    kinds = {r["task"] + (f" with {r['optimizer']}" if "optimizer" in r else "") for r in rows}
+    if len(kinds) > 1:
+        raise ValueError(f"--results {path}: rows of several tasks or optimizers "
+                         f"({', '.join(sorted(kinds))}); give one's results")
     if not rows:
         raise ValueError(f"--results {path}: no finished run in it")
     return rows
@@ -89,7 +89,8 @@ def plot(rows: list[dict], base: float, path: str) -> None:
         ax.set(xlabel="optimizer steps", ylabel="test error (%)",
                xscale="linear" if zoom else "log",
                title="adaptive vs AdaScale" if zoom else
-               f"{rows[0]['task']}: every rule (labels: global batch)")
+               f"{rows[0]['task']}{' + ' + rows[0]['optimizer'] if 'optimizer' in rows[0] else ''}"
+               ": every rule (labels: global batch)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -151,5 +151,5 @@ def test_adaptive_figure_names_rules_by_power_and_checks_input(tmp_path):
     results.write_text(json.dumps({**rows[0], "task": "fashion-mnist-resnet"}) + "\n"
                        + json.dumps(rows[1]) + "\n")
     mixed = subprocess.run(script, capture_output=True, text=True)
-    assert mixed.returncode == 2 and "several tasks" in mixed.stderr
+    assert mixed.returncode == 2 and "several tasks or optimizers" in mixed.stderr
     assert mixed.stderr.count("\n") == 1
