@@ -11,6 +11,7 @@ PNG files are written atomically.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,8 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
     methods = list(series)
     cols = min(3, max(1, len(methods)))
     nrows = math.ceil(len(methods) / cols) if methods else 1
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.6 * nrows), squeeze=False,
+    width = max(6.4, 4.6 * cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(width, 3.6 * nrows), squeeze=False,
                              sharey=share_y)
     sizes = sorted({b for per in series.values() for b in per})
     colors = {b: f"C{i}" for i, b in enumerate(sizes)}
@@ -131,7 +133,8 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
         ax.set_ylabel(ylabel)
     for ax in list(axes.flat)[len(methods):]:
         ax.set_visible(False)
-    fig.suptitle(title + (f" (^: > {OFF_SCALE:g}x the best, off scale)" if limits else ""))
+    title += f" (^: > {OFF_SCALE:g}x the best, off scale)" if limits else ""
+    fig.suptitle(textwrap.fill(title, width=int(13 * width)))  # ~13 characters per inch
     _save(fig, path)
 
 
