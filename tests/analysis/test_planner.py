@@ -151,11 +151,11 @@ def test_measure_noise_averages_every_micro_batch_and_removes_its_hooks():
 
 def test_cli_measures_and_writes_the_plan(tmp_path, capsys):
     data = make_mnist_dir(tmp_path / "data", n_train=1024)
-    out, png = tmp_path / "plan.json", tmp_path / "plan.png"
+    out, png = tmp_path / "p.json", tmp_path / "p.png"  # the plot goes beside --out
     code = main(["plan", "fashion-mnist-lstm", "--data-dir", str(data), "--steps", "16",
                  "--micro-batch-size", "16", "--samples-per-second", "500", "--threads", "1",
                  "--batch-sizes", "128", "1024", "--workers", "1", "4",
-                 "--run-dir", str(tmp_path / "run"), "--out", str(out), "--plot", str(png)])
+                 "--run-dir", str(tmp_path / "run"), "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
     assert "critical batch" in text and "recommended" in text

@@ -170,7 +170,7 @@ def make_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, *,
     crit = profile.critical_batch_size
     above = sorted({r.global_batch_size for r in rows if r.global_batch_size > crit})
     if above:
-        warnings.append(f"batches above the critical batch ({crit:.0f}: "
+        warnings.append(f"batches above the critical batch ({_size(crit)}: "
                         f"{', '.join(map(str, above))}): the model counts optimisation steps; "
                         "on legw's LSTM such batches stayed 0.5-0.7 points short of the base at "
                         "the predicted budget (docs/results.md, study 10): treat these epochs as "
@@ -192,11 +192,17 @@ def make_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, *,
             "recommended": best.to_dict() if best else None, "warnings": warnings}
 
 
+def _size(batch: float) -> str:
+    """A measured batch size for display: whole samples, or two digits below 10 (a very early
+    measurement can put ``B_noise`` under one sample)."""
+    return f"{batch:,.0f}" if batch >= 10 else f"{batch:.2g}"
+
+
 def format_plan(plan: dict[str, Any]) -> str:
     """The plan as a table, the recommendation and the warnings."""
     prof, base = plan["profile"], plan["base_recipe"]
     lines = [f"critical batch (B_noise at the end of the measured profile): "
-             f"{prof['critical_batch_size']:.0f}; base: batch {base['base_batch_size']}, "
+             f"{_size(prof['critical_batch_size'])}; base: batch {base['base_batch_size']}, "
              f"{base['epochs']:g} epochs; profile measured over "
              f"{prof['measured_fraction']:.0%} of the base run ({prof['steps']} steps)"]
     cols = ["batch", "workers", "epochs", "x base", "steps", "peak LR", "warmup st",
@@ -250,7 +256,7 @@ def plot_plan(plan: dict[str, Any], path: str) -> None:
                   label="recommended")
     crit = plan["profile"]["critical_batch_size"]
     for ax in (ax_e, ax_t, ax_c):
-        ax.axvline(crit, color="C3", ls="--", lw=1, label=f"critical batch {crit:.0f}")
+        ax.axvline(crit, color="C3", ls="--", lw=1, label=f"critical batch {_size(crit)}")
         ax.set(xscale="log", xlabel="global batch size")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)

@@ -52,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--out", default="runs/plan.json", metavar="FILE",
                    help="JSON record (default runs/plan.json)")
-    o.add_argument("--plot", default="runs/plan.png", metavar="FILE",
-                   help="epochs, time and cost vs batch, PNG (default runs/plan.png)")
+    o.add_argument("--plot", metavar="FILE",
+                   help="epochs, time and cost vs batch, PNG (default: --out with .png)")
     o.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
@@ -108,6 +108,8 @@ def _check(args: argparse.Namespace) -> None:
     if any(b < 1 for b in args.batch_sizes or []):
         raise ValueError("--batch-sizes: must be positive integers")
     check_machine_arguments(args)
+    if args.plot is None:
+        args.plot = str(Path(args.out).with_suffix(".png"))
     for name in ("out", "plot"):
         check_writable_file(getattr(args, name), f"--{name}")
 
