@@ -125,7 +125,10 @@ def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str |
     warmup = "constant" if method == "linear" else "legw"
     probe = TrainConfig(task=task_name, **overrides)
     b0 = probe.base_recipe().base_batch_size
-    suffix = f"-p{overrides['adaptive_lr_power']:g}" if method == "adaptive" else ""
+    suffix = ""
+    if method == "adaptive":
+        suffix = f"-p{overrides['adaptive_lr_power']:g}"
+        suffix += "-wgain" if overrides.get("adaptive_warmup") == "gain" else ""
     name = f"{task_name}{_tag(overrides)}-{method}{suffix}-b{batch}-s{seed}"
     run_dir = out.parent / "runs" / name
     summary = train(TrainConfig(task=task_name, global_batch_size=batch, seed=seed,
@@ -157,6 +160,9 @@ def main() -> None:
     p.add_argument("--adaptive-lr-power", type=float, default=1.0,
                    help="adaptive's LR multiplier is gain**P (default 1, legw's default and "
                         "AdaScale's; 0.5: the square root); rows are kept apart by P")
+    p.add_argument("--adaptive-warmup", choices=["legw", "gain"], default="legw",
+                   help="adaptive's warmup: the base warmup's steps (legw, default) or advanced "
+                        "by the gain (AdaScale's); rows are kept apart by it")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -172,13 +178,16 @@ def main() -> None:
             r = json.loads(line)
             # rows from before the flag existed ran the square root (the default then)
             done.add((r["task"], r.get("optimizer"), r["method"], r["batch_size"], r["seed"],
-                      r.get("adaptive_lr_power", 0.5) if r["method"] == "adaptive" else None))
+                      r.get("adaptive_lr_power", 0.5) if r["method"] == "adaptive" else None,
+                      r.get("adaptive_warmup", "legw") if r["method"] == "adaptive" else None))
     for seed in args.seeds:
         for batch in args.batch_sizes:
             for method in args.methods:
                 power = args.adaptive_lr_power if method == "adaptive" else None
+                warmup = args.adaptive_warmup if method == "adaptive" else None
                 # rows without an optimizer ran the task's own
-                key = (args.task, args.optimizer and optimizer, method, batch, seed, power)
+                key = (args.task, args.optimizer and optimizer, method, batch, seed, power,
+                       warmup)
                 if key in done:
                     continue
                 print(f"{args.task} {method} B={batch} seed {seed} ...", flush=True)
@@ -187,12 +196,14 @@ def main() -> None:
                              f"{args.task}{_tag(overrides)}-adascale-b{batch}-s{seed}.pt")
                     res = run_adascale(args.task, batch, seed, args.data_dir, overrides, state)
                 else:
-                    extra = {"adaptive_lr_power": power} if power is not None else {}
+                    extra = ({"adaptive_lr_power": power, "adaptive_warmup": warmup}
+                             if method == "adaptive" else {})
                     res = run_legw(method, args.task, batch, seed, args.data_dir, out,
                                    {**overrides, **extra})
                 row = {"task": args.task, "method": method, "batch_size": batch, "seed": seed,
                        **({"optimizer": optimizer} if args.optimizer else {}),
                        **({"adaptive_lr_power": power} if power is not None else {}),
+                       **({"adaptive_warmup": warmup} if warmup == "gain" else {}),
                        "test_error": 100 * (1 - res["final"]["test_accuracy"]), **res,
                        "torch": torch.__version__}
                 with open(out, "a") as f:
@@ -204,6 +215,7 @@ def main() -> None:
     for r in sorted(rows, key=lambda r: (r["batch_size"], r["method"])):
         name = r["method"] + (f" p{r.get('adaptive_lr_power', 0.5):g}"
                               if r["method"] == "adaptive" else "")
+        name += " wgain" if r.get("adaptive_warmup") == "gain" else ""
         print(f"{name:>11} {r['batch_size']:>6} {r['test_error']:>8.2f} {r['steps']:>6} "
               f"{r['epochs']:>7.1f} {r['wall_time_s']:>7.0f}")
 

@@ -23,12 +23,14 @@ from legw.figures import pyplot, save_figure
 
 # Display order and markers; an adaptive row is named by its LR power P (rows from before the
 # flag existed ran P = 0.5).
-RULES = {"adaptive p1": "o", "adaptive p0.5": "v", "adascale": "s", "legw": "^", "linear": "x"}
+RULES = {"adaptive p1": "o", "adaptive p1 gain-warmup": "D", "adaptive p0.5": "v", "adascale": "s",
+         "legw": "^", "linear": "x"}
 
 
 def rule_name(row: dict) -> str:
     if row["method"] == "adaptive":
-        return f"adaptive p{row.get('adaptive_lr_power', 0.5):g}"
+        return f"adaptive p{row.get('adaptive_lr_power', 0.5):g}" + \
+            (" gain-warmup" if row.get("adaptive_warmup") == "gain" else "")
     return row["method"]
 
 

@@ -20,3 +20,8 @@ done
 OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm \
     --batch-sizes 1024 4096 8192 --methods adaptive --adaptive-lr-power 0.5 \
     --out "$R/fashion-mnist-lstm/results.jsonl" --threads 1
+# Ablation on the LSTM: adaptive's warmup advanced by the gain (AdaScale's) instead of LEGW's
+# base-warmup steps.
+OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm \
+    --batch-sizes 4096 8192 --methods adaptive --adaptive-warmup gain \
+    --out "$R/fashion-mnist-lstm/results.jsonl" --threads 1

@@ -80,3 +80,21 @@ def test_state_round_trip_and_bad_values():
         AdaptiveSchedule.for_batch(BASE, 16, 640)
     with pytest.raises(ValueError, match="lr_power"):
         AdaptiveSchedule.for_batch(BASE, 64, 640, lr_power=2)
+
+
+def test_gain_warmup_is_advanced_by_the_gain_like_adascale():
+    s = AdaptiveSchedule.for_batch(BASE, 256, 640, warmup="gain")
+    steps = 0
+    while not s.done:
+        s.set_gain(4.0)
+        s.advance()
+        steps += 1
+    assert steps == 80 // 4  # no warmup steps of its own: 4 base steps per step throughout
+    t = AdaptiveSchedule.for_batch(BASE, 256, 640)
+    t.load_state_dict(s.state_dict())
+    assert t.warmup == "gain"
+    old = {k: v for k, v in s.state_dict().items() if k != "warmup"}  # before the option
+    t.load_state_dict(old)
+    assert t.warmup == "legw"
+    with pytest.raises(ValueError, match="warmup: one of legw, gain"):
+        AdaptiveSchedule.for_batch(BASE, 64, 640, warmup="none")

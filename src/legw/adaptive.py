@@ -14,8 +14,8 @@ make the same progress; ``1 <= r <= k``), each optimizer step at ``B``:
   batch ``B0`` and ``tau`` the *position* in base steps; ``lr_power`` is 1 by default (as
   AdaScale; 0.5, the sqrt rule on the effective scale ``r``, was less accurate on the LSTM);
 * advances ``tau`` by 1 during the base warmup -- the warmup spans the same number of steps at
-  every batch, which is LEGW's rule -- and by ``r`` after it (AdaScale advances by ``r``
-  throughout);
+  every batch, which is LEGW's rule -- and by ``r`` after it (``warmup="gain"``: by ``r``
+  throughout, as AdaScale);
 * ends when ``tau`` reaches the base recipe's total steps.
 
 So below the noise scale (``r ~ k``) it trains like LEGW at equal epochs, far above it
@@ -36,6 +36,10 @@ from typing import Any
 
 from legw.schedule import BaseRecipe, Recipe
 
+ADAPTIVE_WARMUPS = ("legw", "gain")
+"""How the base warmup is replayed: ``legw``, its steps at every batch (``tau += 1`` per step,
+LEGW's rule); ``gain``, advanced by the gain like the rest (AdaScale's, ``r`` times shorter)."""
+
 
 def gain(grad_sq: float, trace_sigma: float, base_batch_size: int, batch_size: int) -> float:
     """``(tr(Sigma)/B0 + |G|^2) / (tr(Sigma)/B + |G|^2)`` with both terms clamped at 0
@@ -54,7 +58,8 @@ class AdaptiveSchedule:
     ``base`` is the base recipe scaled at its own batch (``base.global_batch_size == B0``).
     """
 
-    def __init__(self, base: Recipe, batch_size: int, lr_power: float = 1.0) -> None:
+    def __init__(self, base: Recipe, batch_size: int, lr_power: float = 1.0,
+                 warmup: str = "legw") -> None:
         if base.global_batch_size != base.base.base_batch_size:
             raise ValueError(f"base: expected the recipe at its base batch "
                              f"{base.base.base_batch_size}, got batch {base.global_batch_size}")
@@ -63,15 +68,18 @@ class AdaptiveSchedule:
                              f"below the base batch {base.global_batch_size}")
         if not (math.isfinite(lr_power) and 0 <= lr_power <= 1):
             raise ValueError(f"lr_power: must lie in [0, 1], got {lr_power!r}")
+        if warmup not in ADAPTIVE_WARMUPS:
+            raise ValueError(f"warmup: one of {', '.join(ADAPTIVE_WARMUPS)}, got {warmup!r}")
         self.base, self.batch_size, self.lr_power = base, batch_size, lr_power
+        self.warmup = warmup
         self.tau = 0.0
         self.gain = 1.0
 
     @classmethod
     def for_batch(cls, base: BaseRecipe, batch_size: int, dataset_size: int,
-                  lr_power: float = 1.0) -> AdaptiveSchedule:
+                  lr_power: float = 1.0, warmup: str = "legw") -> AdaptiveSchedule:
         """From the base recipe (its ``scaling`` and ``warmup`` are not used: the gain is)."""
-        return cls(base.scale(base.base_batch_size, dataset_size), batch_size, lr_power)
+        return cls(base.scale(base.base_batch_size, dataset_size), batch_size, lr_power, warmup)
 
     @property
     def done(self) -> bool:
@@ -93,12 +101,15 @@ class AdaptiveSchedule:
         self.gain = r
 
     def advance(self) -> None:
-        """After the step: ``tau += 1`` in the base warmup, ``+= gain`` after it."""
-        self.tau += 1.0 if self.in_warmup else self.gain
+        """After the step: ``tau += 1`` in the base warmup (``warmup="legw"``), else
+        ``+= gain``."""
+        self.tau += 1.0 if self.in_warmup and self.warmup == "legw" else self.gain
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tau": self.tau, "gain": self.gain, "lr_power": self.lr_power}
+        return {"tau": self.tau, "gain": self.gain, "lr_power": self.lr_power,
+                "warmup": self.warmup}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.tau, self.gain = float(state["tau"]), float(state["gain"])
         self.lr_power = float(state["lr_power"])
+        self.warmup = state.get("warmup", "legw")  # checkpoints from before the option

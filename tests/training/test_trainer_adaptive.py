@@ -71,3 +71,15 @@ def test_adaptive_without_noise_is_refused_before_training(tmp_path, capsys):
                  "--base-batch-size", "32", "--scaling", "adaptive", "--out",
                  str(tmp_path / "r")]) == 2
     assert "--scaling adaptive: the gain needs the gradient noise" in capsys.readouterr().err
+
+
+def test_gain_warmup_advances_by_the_gain_from_the_first_step_and_must_match_on_resume(
+        tmp_path):
+    data = make_mnist_dir(tmp_path / "data")
+    train(config(data, tmp_path / "run", adaptive_warmup="gain", max_steps=6))
+    recs = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    assert recs[1]["gain"] > 1 and recs[1]["tau"] < 2  # still in the 2-base-step warmup
+    for a, b in zip(recs, recs[1:]):  # no LEGW warmup: tau += gain throughout
+        assert b["tau"] == pytest.approx(a["tau"] + a["gain"])
+    with pytest.raises(ValueError, match="--adaptive-warmup: 'legw' differs from 'gain'"):
+        train(config(data, tmp_path / "run", resume=True))  # the default: another run

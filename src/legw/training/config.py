@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from legw.adaptive import ADAPTIVE_WARMUPS
 from legw.flags import flag, flag_name
 from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe, Recipe
 from legw.tasks import Task, get_task
@@ -151,6 +152,9 @@ class TrainConfig:
     adaptive_lr_power: float = field(default=1.0, metadata=flag(metavar="P"))
     """With --scaling adaptive, the LR multiplier is gain^P: 1 (default) is AdaScale's, 0.5
     the sqrt rule on the batch's effective scale (less accurate on the LSTM: docs/adaptive.md)."""
+    adaptive_warmup: str = field(default="legw", metadata=flag(choices=ADAPTIVE_WARMUPS))
+    """With --scaling adaptive, how the base warmup is replayed: legw (default), its steps at
+    every batch; gain, advanced by the gain like the rest of the recipe (AdaScale's)."""
     noise_window: int | None = field(default=None, metadata=flag(metavar="STEPS"))
     """Steps over which the online gradient noise scale B_noise (logged per step to
     metrics.jsonl) is smoothed; 0 turns it off. Measured when a step has two or more
@@ -193,6 +197,9 @@ class TrainConfig:
         if not (math.isfinite(self.adaptive_lr_power) and 0 <= self.adaptive_lr_power <= 1):
             raise ValueError(f"--adaptive-lr-power: must lie in [0, 1], got "
                              f"{self.adaptive_lr_power!r}")
+        if self.adaptive_warmup not in ADAPTIVE_WARMUPS:
+            raise ValueError(f"--adaptive-warmup: one of {', '.join(ADAPTIVE_WARMUPS)}, got "
+                             f"{self.adaptive_warmup!r}")
         if not (math.isfinite(self.eval_every) and self.eval_every >= 0):
             raise ValueError(f"--eval-every: must be a number of epochs >= 0, got "
                              f"{self.eval_every!r}")
@@ -297,7 +304,8 @@ class TrainConfig:
                 "momentum": self.resolved_momentum(), "clip_grad_norm": self.resolved_clip(),
                 # the base recipe of an adaptive run keeps sqrt as its rule: compare the switch
                 "scaling": "adaptive" if adaptive else self.base_recipe().scaling,
-                "adaptive_lr_power": self.adaptive_lr_power if adaptive else None}
+                "adaptive_lr_power": self.adaptive_lr_power if adaptive else None,
+                "adaptive_warmup": self.adaptive_warmup if adaptive else None}
 
     def check_resume(self, saved_config: dict[str, Any], saved_recipe: dict[str, Any],
                      source: str) -> None:

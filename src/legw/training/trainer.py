@@ -156,7 +156,8 @@ class _Trainer:
                              "when a step has 2+ micro-gradients: give --micro-batch-size (e.g. "
                              "the base batch) or several ranks, and keep --noise-window > 0")
         return AdaptiveSchedule.for_batch(self.base, self.B, dataset_size,
-                                          self.config.adaptive_lr_power)
+                                          self.config.adaptive_lr_power,
+                                          self.config.adaptive_warmup)
 
     def _noise_scale(self) -> tuple[OnlineNoiseScale | None, str | None]:
         """The online ``B_noise`` estimate and where its small-batch gradients come from:
