@@ -83,8 +83,9 @@ for EP in 10 25; do
 done
 
 # 9. PTB small, 13 epochs. Zaremba's recipe has no warmup; LEGW needs one to scale. Choose it
-# at batch 20 from one-epoch runs (the LR is constant in epoch 1), then train 20 and 640.
-"$LEGW" tune ptb-small --out "$R/ptb-warmup-20" --batch-size 20 --epochs 1 --lr-factors 1 \
+# at batch 20 from the first epoch of the 13-epoch recipe (--max-steps 2323 = one epoch at 20;
+# the LR is constant in epoch 1 after the warmup), then train 20 and 640.
+"$LEGW" tune ptb-small --out "$R/ptb-warmup-20" --batch-size 20 --max-steps 2323 --lr-factors 1 \
     --warmup-epochs 0.01 0.05 0.2 --trials 3 $ONE
 W0=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"]["warmup_epochs"])' \
     "$R/ptb-warmup-20/trials.json")
