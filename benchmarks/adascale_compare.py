@@ -16,20 +16,23 @@ evaluation) at a global batch ``B`` from the same base recipe tuned at ``B0``:
 fairscale is a dependency of this script only (``pip install --no-deps fairscale==0.4.13``; it
 imports with torch 2.13). Results go to ``--out`` as one JSON line per finished run; a rerun
 skips finished runs and resumes interrupted ones from their last epoch (legw's runs from their
-checkpoints, AdaScale's from ``runs/TASK-adascale-bB-sS.pt``), so the script can be stopped and
-restarted; a resumed run ends exactly as an uninterrupted one.
+checkpoints, AdaScale's from ``runs/TASK-adascale-bB-sS.pt``, which names its configuration and
+is deleted once the row is written), so the script can be stopped and restarted; a resumed run
+ends exactly as an uninterrupted one.
 
     python benchmarks/adascale_compare.py --task fashion-mnist-lstm --batch-sizes 1024 4096 8192 \\
         --methods adascale adaptive legw linear --out runs/adascale/results.jsonl --threads 1
 
 ``--optimizer`` (with its ``--base-lr``, tuned at ``B0``, and ``--weight-decay``) runs every
-method on another optimizer than the task's, AdaScale wrapped around it; such rows carry the
-optimizer's name (give them their own ``--out``).
+method on another optimizer than the task's, AdaScale wrapped around it. Rows of a run with
+overrides record them (``overrides``), and its run names carry the optimizer and a short hash
+of them, so runs of other settings in one ``--out`` neither collide nor count as done.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -39,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from legw.io import atomic_path
-from legw.optim import build_optimizer, param_groups
+from legw.optim import OPTIMIZERS, build_optimizer, param_groups
 from legw.training.batches import ImageBatches
 from legw.training.config import TrainConfig
 from legw.training.evaluate import image_metrics
@@ -74,8 +77,12 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
     spe = batches.steps_per_epoch
     clip = config.resolved_clip()
     tau, step, gains, evals, elapsed = 0.0, 0, [], [], 0.0
+    identity = {"task": task_name, "batch_size": batch, "seed": seed, "overrides": overrides}
     if state_path is not None and state_path.exists():
         state = torch.load(state_path, weights_only=False)
+        if "identity" in state and state["identity"] != identity:  # (older states: none)
+            raise SystemExit(f"{state_path}: the checkpoint of another run "
+                             f"({state.get('identity')}); delete it or use another --out")
         model.load_state_dict(state["model"])
         inner.load_state_dict(state["optimizer"])  # AdaScale keeps its statistics in it
         torch.set_rng_state(state["rng"])
@@ -104,7 +111,8 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
                                                                    torch.device("cpu"), 0, 1)})
             if state_path is not None:
                 with atomic_path(state_path) as tmp:
-                    torch.save({"model": model.state_dict(), "optimizer": inner.state_dict(),
+                    torch.save({"identity": identity, "model": model.state_dict(),
+                                "optimizer": inner.state_dict(),
                                 "rng": torch.get_rng_state(),
                                 "tau": tau, "step": step, "gains": gains, "evals": evals,
                                 "elapsed": time.perf_counter() - t0}, tmp)
@@ -115,12 +123,16 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
 
 
 def _tag(overrides: dict[str, Any]) -> str:
-    """``-OPTIMIZER`` in run names when the task's optimizer is overridden."""
-    return f"-{overrides['optimizer']}" if "optimizer" in overrides else ""
+    """What run names add for a harness run with overrides: the optimizer (when overridden)
+    and a short hash of all of them; nothing for the task's own recipe."""
+    if not overrides:
+        return ""
+    digest = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:6]
+    return (f"-{overrides['optimizer']}" if "optimizer" in overrides else "") + f"-{digest}"
 
 
 def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str | None,
-             out: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+             out: Path, overrides: dict[str, Any], tag: str) -> dict[str, Any]:
     scaling = {"adaptive": "adaptive", "legw": "sqrt", "linear": "linear"}[method]
     warmup = "constant" if method == "linear" else "legw"
     probe = TrainConfig(task=task_name, **overrides)
@@ -129,7 +141,7 @@ def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str |
     if method == "adaptive":
         suffix = f"-p{overrides['adaptive_lr_power']:g}"
         suffix += "-wgain" if overrides.get("adaptive_warmup") == "gain" else ""
-    name = f"{task_name}{_tag(overrides)}-{method}{suffix}-b{batch}-s{seed}"
+    name = f"{task_name}{tag}-{method}{suffix}-b{batch}-s{seed}"
     run_dir = out.parent / "runs" / name
     summary = train(TrainConfig(task=task_name, global_batch_size=batch, seed=seed,
                                 micro_batch_size=b0 if batch > b0 else None,
@@ -153,8 +165,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/adascale/results.jsonl")
     p.add_argument("--base-batch-size", type=int, help="override the task's base batch")
     p.add_argument("--epochs", type=float, help="override the base recipe's epochs")
-    p.add_argument("--optimizer", choices=["sgd", "lars", "lamb", "adam", "adamw"],
-                   help="override the task's optimizer (give its --base-lr, tuned at B0)")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS),
+                   help="override the task's optimizer (with its --base-lr, tuned at B0)")
     p.add_argument("--base-lr", type=float, help="override the base recipe's peak LR")
     p.add_argument("--weight-decay", type=float, help="override the task's weight decay")
     p.add_argument("--adaptive-lr-power", type=float, default=1.0,
@@ -164,20 +176,26 @@ def main() -> None:
                    help="adaptive's warmup: the base warmup's steps (legw, default) or advanced "
                         "by the gain (AdaScale's); rows are kept apart by it")
     args = p.parse_args()
+    if args.optimizer and args.base_lr is None:
+        p.error("--optimizer: give its --base-lr too (tuned at the base batch); the task's "
+                "LR belongs to the task's optimizer")
+    if not 0 <= args.adaptive_lr_power <= 1:
+        p.error(f"--adaptive-lr-power: must lie in [0, 1], got {args.adaptive_lr_power}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     overrides = {k: v for k, v in (("base_batch_size", args.base_batch_size),
                                    ("epochs", args.epochs), ("optimizer", args.optimizer),
                                    ("base_lr", args.base_lr),
                                    ("weight_decay", args.weight_decay)) if v is not None}
-    optimizer = TrainConfig(task=args.task, **overrides).optimizer_name()
+    tag, same = _tag(overrides), json.dumps(overrides, sort_keys=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if out.exists():
         for line in out.read_text().splitlines():
             r = json.loads(line)
             # rows from before the flag existed ran the square root (the default then)
-            done.add((r["task"], r.get("optimizer"), r["method"], r["batch_size"], r["seed"],
+            done.add((r["task"], json.dumps(r.get("overrides", {}), sort_keys=True),
+                      r["method"], r["batch_size"], r["seed"],
                       r.get("adaptive_lr_power", 0.5) if r["method"] == "adaptive" else None,
                       r.get("adaptive_warmup", "legw") if r["method"] == "adaptive" else None))
     for seed in args.seeds:
@@ -185,29 +203,28 @@ def main() -> None:
             for method in args.methods:
                 power = args.adaptive_lr_power if method == "adaptive" else None
                 warmup = args.adaptive_warmup if method == "adaptive" else None
-                # rows without an optimizer ran the task's own
-                key = (args.task, args.optimizer and optimizer, method, batch, seed, power,
-                       warmup)
+                key = (args.task, same, method, batch, seed, power, warmup)
                 if key in done:
                     continue
                 print(f"{args.task} {method} B={batch} seed {seed} ...", flush=True)
                 if method == "adascale":
-                    state = (out.parent / "runs" /
-                             f"{args.task}{_tag(overrides)}-adascale-b{batch}-s{seed}.pt")
+                    state = out.parent / "runs" / f"{args.task}{tag}-adascale-b{batch}-s{seed}.pt"
                     res = run_adascale(args.task, batch, seed, args.data_dir, overrides, state)
                 else:
                     extra = ({"adaptive_lr_power": power, "adaptive_warmup": warmup}
                              if method == "adaptive" else {})
                     res = run_legw(method, args.task, batch, seed, args.data_dir, out,
-                                   {**overrides, **extra})
+                                   {**overrides, **extra}, tag)
                 row = {"task": args.task, "method": method, "batch_size": batch, "seed": seed,
-                       **({"optimizer": optimizer} if args.optimizer else {}),
+                       **({"overrides": overrides} if overrides else {}),
                        **({"adaptive_lr_power": power} if power is not None else {}),
                        **({"adaptive_warmup": warmup} if warmup == "gain" else {}),
                        "test_error": 100 * (1 - res["final"]["test_accuracy"]), **res,
                        "torch": torch.__version__}
                 with open(out, "a") as f:
                     f.write(json.dumps(row) + "\n")
+                if method == "adascale":
+                    state.unlink(missing_ok=True)  # the row is the result now
                 print(f"  error {row['test_error']:.2f} %, {res['steps']} steps, "
                       f"{res['epochs']:.1f} epochs, {res['wall_time_s']:.0f} s", flush=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]

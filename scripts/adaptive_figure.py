@@ -21,8 +21,8 @@ from pathlib import Path
 from legw.analysis.plan_validation import find_runs, run_outcome
 from legw.figures import pyplot, save_figure
 
-# Display order and markers; an adaptive row is named by its LR power P (rows from before the
-# flag existed ran P = 0.5).
+# Display order and markers of the usual rules (others follow, in name order); an adaptive
+# row is named by its LR power P (rows from before the flag existed ran P = 0.5).
 RULES = {"adaptive p1": "o", "adaptive p1 gain-warmup": "D", "adaptive p0.5": "v", "adascale": "s",
          "legw": "^", "linear": "x"}
 
@@ -40,59 +40,76 @@ def read_rows(path: str) -> list[dict]:
         rows = [json.loads(line) for line in lines if line.strip()]
     except (OSError, ValueError) as e:
         raise ValueError(f"--results {path}: {e}") from None
-    kinds = {r["task"] + (f" with {r['optimizer']}" if "optimizer" in r else "") for r in rows}
+    kinds = {r["task"] + (f" with {json.dumps(r['overrides'], sort_keys=True)}"
+                          if r.get("overrides") else "") for r in rows}
     if len(kinds) > 1:
-        raise ValueError(f"--results {path}: rows of several tasks or optimizers "
-                         f"({', '.join(sorted(kinds))}); give one's results")
+        raise ValueError(f"--results {path}: rows of several tasks or settings "
+                         f"({'; '.join(sorted(kinds))}); give one's results")
     if not rows:
         raise ValueError(f"--results {path}: no finished run in it")
     return rows
 
 
-def table(rows: list[dict]) -> list[str]:
-    batches = sorted({r["batch_size"] for r in rows})
-    at = {(rule_name(r), r["batch_size"]): r for r in rows}
+def points(rows: list[dict]) -> list[dict]:
+    """One point per rule and batch: test error, steps and epochs averaged over its seeds."""
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        runs.setdefault((rule_name(r), r["batch_size"]), []).append(r)
+    return [{"rule": rule, "batch_size": b, "seeds": len(rs),
+             **{k: statistics.fmean(r[k] for r in rs) for k in ("test_error", "steps", "epochs")}}
+            for (rule, b), rs in runs.items()]
+
+
+def rules_of(pts: list[dict]) -> list[str]:
+    present = {p["rule"] for p in pts}
+    return [r for r in RULES if r in present] + sorted(present - set(RULES))
+
+
+def table(pts: list[dict]) -> list[str]:
+    batches = sorted({p["batch_size"] for p in pts})
+    at = {(p["rule"], p["batch_size"]): p for p in pts}
     out = ["| rule | " + " | ".join(str(b) for b in batches) + " |",
            "|---|" + "---|" * len(batches)]
-    for rule in [r for r in RULES if any(k[0] == r for k in at)]:
+    for rule in rules_of(pts):
         cells = []
         for b in batches:
-            r = at.get((rule, b))
-            cells.append(f"{r['test_error']:.2f} %, {r['steps']:,} steps, {r['epochs']:.1f} ep"
-                         if r else "")
+            p = at.get((rule, b))
+            seeds = f" ({p['seeds']} seeds)" if p and p["seeds"] > 1 else ""
+            cells.append(f"{p['test_error']:.2f} %, {p['steps']:,.0f} steps, "
+                         f"{p['epochs']:.1f} ep{seeds}" if p else "")
         out.append(f"| {rule} | " + " | ".join(cells) + " |")
     return out
 
 
-def plot(rows: list[dict], base: float, path: str) -> None:
+def plot(pts: list[dict], base: float, title: str, path: str) -> None:
     """Left: every rule (log steps). Right: the noise-driven rules, close to the base."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    adaptive = [r for r in rows if r["method"] in ("adaptive", "adascale")]
-    for ax, shown, zoom in ((axes[0], rows, False), (axes[1], adaptive, True)):
+    noise_driven = [p for p in pts if p["rule"].startswith(("adaptive", "adascale"))]
+    markers = iter("Pp*h<>")
+    style = {rule: (RULES.get(rule) or next(markers, "."), f"C{i}")
+             for i, rule in enumerate(rules_of(pts))}
+    for ax, shown, zoom in ((axes[0], pts, False), (axes[1], noise_driven, True)):
         ax.axhspan(base, base + 0.5, color="0.5", alpha=0.15,
                    label="within 0.5 points of the base")
         ax.axhline(base, color="0.4", lw=1)
-        for i, (rule, marker) in enumerate(RULES.items()):
-            pts = sorted((r["steps"], r["test_error"], r["batch_size"]) for r in shown
-                         if rule_name(r) == rule)
-            if not pts:
-                continue
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, ls=":",
-                    color=f"C{i}", label=rule)
-            for steps, err, b in pts:
+        for rule in rules_of(shown):
+            marker, color = style[rule]
+            line = sorted((p["steps"], p["test_error"], p["batch_size"]) for p in shown
+                          if p["rule"] == rule)
+            ax.plot([q[0] for q in line], [q[1] for q in line], marker=marker, ls=":",
+                    color=color, label=rule)
+            for steps, err, b in line:
                 ax.annotate(f"{b}", (steps, err), textcoords="offset points", xytext=(4, 4),
-                            fontsize=7, color=f"C{i}")
+                            fontsize=7, color=color)
         if shown:
-            worst = max(r["test_error"] for r in shown)
-            top = max(worst, base + 0.5) + (0.3 if zoom else 0.5)
-            ax.set_ylim(min(base - 0.5, min(r["test_error"] for r in shown) - 0.3),
-                        min(top, base + 8.5))
+            errors = [p["test_error"] for p in shown]
+            top = max(max(errors), base + 0.5) + (0.3 if zoom else 0.5)
+            ax.set_ylim(min(base - 0.5, min(errors) - 0.3), min(top, base + 8.5))
         ax.set(xlabel="optimizer steps", ylabel="test error (%)",
                xscale="linear" if zoom else "log",
                title="adaptive vs AdaScale" if zoom else
-               f"{rows[0]['task']}{' + ' + rows[0]['optimizer'] if 'optimizer' in rows[0] else ''}"
-               ": every rule (labels: global batch)")
+               f"{title}: every rule (labels: global batch)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -114,9 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     base = statistics.fmean(base_errors)
     spread = f" ± {statistics.stdev(base_errors):.2f}" if len(base_errors) > 1 else ""
     print(f"base: {base:.2f}{spread} % ({len(base_errors)} runs)\n")
-    print("\n".join(table(rows)))
+    pts = points(rows)
+    print("\n".join(table(pts)))
     if args.out:
-        plot(rows, base, args.out)
+        optimizer = rows[0].get("overrides", {}).get("optimizer")
+        plot(pts, base, rows[0]["task"] + (f" + {optimizer}" if optimizer else ""), args.out)
     return 0
 
 

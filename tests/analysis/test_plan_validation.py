@@ -125,15 +125,22 @@ def test_gap_script_averages_seeds_and_pairs_budgets(tmp_path):
     assert none.returncode == 2 and "no epoch budget" in none.stderr
 
 
-def test_adaptive_figure_names_rules_by_power_and_checks_input(tmp_path):
+def test_adaptive_figure_names_rules_averages_seeds_and_checks_input(tmp_path):
     _run(tmp_path / "base", "b0", 128, 10, 0.90, [0.2])
     _run(tmp_path / "base", "b1", 128, 10, 0.88, [0.2])
-    rows = [{"task": "fashion-mnist-lstm", "method": "adaptive", "batch_size": 1024,
-             "test_error": 10.5, "steps": 988, "epochs": 17.0},  # before --adaptive-lr-power
-            {"task": "fashion-mnist-lstm", "method": "adaptive", "adaptive_lr_power": 1.0,
-             "batch_size": 8192, "test_error": 10.6, "steps": 389, "epochs": 55.6},
-            {"task": "fashion-mnist-lstm", "method": "adascale", "batch_size": 8192,
-             "test_error": 10.5, "steps": 1428, "epochs": 61.1}]
+    row = {"task": "fashion-mnist-lstm", "seed": 0}
+    rows = [{**row, "method": "adaptive", "batch_size": 1024, "test_error": 10.5, "steps": 988,
+             "epochs": 17.0},  # written before --adaptive-lr-power existed: P = 0.5
+            {**row, "method": "adaptive", "adaptive_lr_power": 1.0, "batch_size": 8192,
+             "test_error": 10.6, "steps": 389, "epochs": 55.6},
+            {**row, "method": "adaptive", "adaptive_lr_power": 1.0, "adaptive_warmup": "gain",
+             "batch_size": 8192, "test_error": 10.8, "steps": 350, "epochs": 50.0},
+            {**row, "method": "adaptive", "adaptive_lr_power": 0.75, "batch_size": 8192,
+             "test_error": 10.7, "steps": 390, "epochs": 55.7},
+            {**row, "method": "adascale", "batch_size": 8192, "test_error": 10.5, "steps": 1428,
+             "epochs": 61.1},
+            {**row, "method": "adascale", "batch_size": 8192, "seed": 1, "test_error": 10.7,
+             "steps": 1430, "epochs": 61.3}]
     results = tmp_path / "results.jsonl"
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     script = [sys.executable, str(ROOT / "scripts" / "adaptive_figure.py"), "--results",
@@ -145,11 +152,13 @@ def test_adaptive_figure_names_rules_by_power_and_checks_input(tmp_path):
     assert lines[0] == "base: 11.00 ± 1.41 % (2 runs)"
     assert lines[2:] == ["| rule | 1024 | 8192 |", "|---|---|---|",
                          "| adaptive p1 |  | 10.60 %, 389 steps, 55.6 ep |",
+                         "| adaptive p1 gain-warmup |  | 10.80 %, 350 steps, 50.0 ep |",
                          "| adaptive p0.5 | 10.50 %, 988 steps, 17.0 ep |  |",
-                         "| adascale |  | 10.50 %, 1,428 steps, 61.1 ep |"]
+                         "| adascale |  | 10.60 %, 1,429 steps, 61.2 ep (2 seeds) |",
+                         "| adaptive p0.75 |  | 10.70 %, 390 steps, 55.7 ep |"]
     assert (tmp_path / "a.png").stat().st_size > 0
-    results.write_text(json.dumps({**rows[0], "task": "fashion-mnist-resnet"}) + "\n"
-                       + json.dumps(rows[1]) + "\n")
+    lamb = {**rows[1], "overrides": {"optimizer": "lamb", "base_lr": 0.01}}
+    results.write_text(json.dumps(rows[1]) + "\n" + json.dumps(lamb) + "\n")
     mixed = subprocess.run(script, capture_output=True, text=True)
-    assert mixed.returncode == 2 and "several tasks or optimizers" in mixed.stderr
+    assert mixed.returncode == 2 and "several tasks or settings" in mixed.stderr
     assert mixed.stderr.count("\n") == 1

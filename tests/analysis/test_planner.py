@@ -168,6 +168,18 @@ def test_cli_measures_and_writes_the_plan(tmp_path, capsys):
                  "--plot", str(png)]) == 0
 
 
+def test_critical_batch_display_keeps_two_digits_below_ten():
+    from legw.analysis.planner import _size
+
+    assert (_size(2314.4), _size(12.0), _size(0.0599)) == ("2,314", "12", "0.06")
+
+
+def test_cli_refuses_a_plot_over_its_own_record(tmp_path, capsys):
+    out = tmp_path / "plan.png"
+    assert main(["plan", "fashion-mnist-lstm", "--out", str(out)]) == 2
+    assert "--plot:" in capsys.readouterr().err and not out.exists()
+
+
 def test_cli_refuses_a_run_without_noise_and_bad_budgets(tmp_path, capsys):
     assert main(["plan"]) == 2
     assert "TASK: give a task preset" in capsys.readouterr().err

@@ -110,6 +110,9 @@ def _check(args: argparse.Namespace) -> None:
     check_machine_arguments(args)
     if args.plot is None:
         args.plot = str(Path(args.out).with_suffix(".png"))
+    if Path(args.plot).resolve() == Path(args.out).resolve():
+        raise ValueError(f"--plot: {args.plot} is also the JSON record (--out); give the plot "
+                         "another name")
     for name in ("out", "plot"):
         check_writable_file(getattr(args, name), f"--{name}")
 
