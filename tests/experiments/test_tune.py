@@ -88,3 +88,17 @@ def test_tune_records_trials_best_and_legw_then_skips(mnist_dir, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("earlier, skipped") == 3 and "starting" not in err
     assert main(["tune", "--out", str(out), "--batch-size", "64"]) == 2
+
+
+def test_a_language_model_is_tuned_on_the_validation_split(tmp_path):
+    from legw.experiments.tune import _Study
+
+    study = _Study(TuneSpec(task="ptb-small", batch_size=20), tmp_path)
+    row = {"method": "tuned", "status": "completed", "task": "ptb-small", "batch_size": 20,
+           "seed": 0, "run_dir": "r"}
+    study.rows = {"a": {**row, "trial": "a", "valid_perplexity": 120.0, "test_perplexity": 110.0},
+                  "b": {**row, "trial": "b", "valid_perplexity": 118.0, "test_perplexity": 115.0}}
+    result = study.write()
+    assert result["selection"] == "valid_perplexity" and result["best"]["trial"] == "b"
+    meta, _ = read_rows(tmp_path / "trials.json")
+    assert meta["selection"] == "valid_perplexity"

@@ -52,7 +52,7 @@ _REQUIRED = {"sweep": {"method": str, "batch_size": int, "seed": int, "run_dir":
 """Per kind of record file, the row columns the report needs, and their types."""
 _META = {"sweep": ("kind", "task", "spec", "rows"),
          "tune": ("kind", "task", "batch_size", "metric", "objective", "spec", "legw_point",
-                  "legw", "best", "rows")}
+                  "legw", "best", "rows", "selection")}
 
 
 def read_run_file(path: Path) -> dict[str, Any] | None:
@@ -103,9 +103,16 @@ def run_row(run_dir: Path, labels: dict[str, Any], root: Path, status: str | Non
     return row
 
 
-def objective(row: dict[str, Any], metric: str) -> float | None:
-    """The lower-is-better final number of a completed or stopped run (``None`` otherwise)."""
-    value = row.get(OBJECTIVES[metric][0])
+SELECTIONS = {"accuracy": "test_error", "perplexity": "valid_perplexity"}
+"""Task metric -> the row column tuning selects on: the validation split where the task has
+one (PTB), so the test split stays unseen; the image presets have none, so their trials are
+compared on the test split (docs/results.md says where this applies)."""
+
+
+def objective(row: dict[str, Any], metric: str, column: str | None = None) -> float | None:
+    """The lower-is-better final number of a completed or stopped run (``None`` otherwise):
+    ``column``, or by default the task's reported metric (:data:`OBJECTIVES`)."""
+    value = row.get(column or OBJECTIVES[metric][0])
     if row.get("status") not in EVALUATED or value is None or not math.isfinite(value):
         return None
     return float(value)

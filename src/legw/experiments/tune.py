@@ -39,7 +39,7 @@ from legw.experiments.launcher import (
     run_all,
     run_config,
 )
-from legw.experiments.records import objective, run_row, write_rows
+from legw.experiments.records import SELECTIONS, objective, run_row, write_rows
 from legw.flags import flag
 from legw.io import read_dataclass, read_json
 from legw.schedule import scaling_power
@@ -211,8 +211,8 @@ def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
 
 
 def _objective_text(result: dict[str, Any], row: dict[str, Any]) -> str:
-    value = objective(row, result["metric"])
-    return row["status"] if value is None else f"{result['objective']} {value:.4g}"
+    value = objective(row, result["metric"], result["selection"])
+    return row["status"] if value is None else f"{result['selection']} {value:.4g}"
 
 
 class _Study:
@@ -222,6 +222,10 @@ class _Study:
         self.spec, self.out = spec, out
         self.metric = spec.legw_config(out).get_task().metric
         self.rows: dict[str, dict[str, Any]] = {}
+
+    def value(self, row: dict[str, Any]) -> float | None:
+        """What the trials are compared on: the validation metric where the task has one."""
+        return objective(row, self.metric, SELECTIONS[self.metric])
 
     def add(self, run: PlannedRun, outcome: dict[str, Any]) -> dict[str, Any]:
         status = "failed" if outcome["status"] == "failed" else None
@@ -236,12 +240,12 @@ class _Study:
         from legw.experiments.records import OBJECTIVES
 
         rows = list(self.rows.values())
-        tuned = [r for r in rows if r["method"] == "tuned" and objective(r, self.metric)
-                 is not None]
-        best = min(tuned, key=lambda r: objective(r, self.metric)) if tuned else None
+        tuned = [r for r in rows if r["method"] == "tuned" and self.value(r) is not None]
+        best = min(tuned, key=self.value) if tuned else None
         lr, w = self.spec.legw_point()
         meta = {"kind": "tune", "task": self.spec.task, "batch_size": self.spec.batch_size,
                 "metric": self.metric, "objective": OBJECTIVES[self.metric][0],
+                "selection": SELECTIONS[self.metric],
                 "spec": self.spec.to_dict(), "legw_point": {"peak_lr": lr, "warmup_epochs": w},
                 "legw": self.rows.get("legw"), "best": best}
         write_rows(self.out / "trials", rows, meta)
@@ -265,7 +269,7 @@ def _optuna_search(spec: TuneSpec, out: Path, state: _Study, log) -> None:
     sampler = optuna.samplers.TPESampler(seed=spec.seed + 1000 * len(earlier))
     study = optuna.create_study(direction="minimize", sampler=sampler)
     for run, outcome in run_all(earlier, spec.jobs, spec.threads, log=log):
-        value = objective(state.add(run, outcome), state.metric)
+        value = state.value(state.add(run, outcome))
         lr, w = run.labels["peak_lr"], run.labels["warmup_epochs"]
         study.add_trial(optuna.trial.create_trial(
             params={"log2_factor": min(hi, max(lo, math.log2(lr / lr0))),
@@ -283,7 +287,7 @@ def _optuna_search(spec: TuneSpec, out: Path, state: _Study, log) -> None:
             runs[run.name] = (run, t)
         for run, outcome in run_all([r for r, _ in runs.values()], spec.jobs, spec.threads,
                                     log=log):
-            value = objective(state.add(run, outcome), state.metric)
+            value = state.value(state.add(run, outcome))
             t = runs[run.name][1]
             if value is None:
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
