@@ -25,3 +25,10 @@ OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm
 OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm \
     --batch-sizes 4096 8192 --methods adaptive --adaptive-warmup gain \
     --out "$R/fashion-mnist-lstm/results.jsonl" --threads 1
+# LAMB: how the gain combines with LAMB's trust ratio, on the LSTM at 8192 from LAMB's base LR
+# as tuned at 128 in study 8 (scripts/reproduce_long.sh; weight decay 0.01 as there).
+LAMB_LR=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"]["peak_lr"])' \
+    docs/results/records/long/opt-tune-128/lamb/trials.json)
+OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm \
+    --optimizer lamb --base-lr "$LAMB_LR" --weight-decay 0.01 --batch-sizes 8192 \
+    --methods adaptive adascale --out "$R/fashion-mnist-lstm-lamb/results.jsonl" --threads 1
