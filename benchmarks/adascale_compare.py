@@ -41,6 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from legw.adaptive import ADAPTIVE_WARMUPS
 from legw.io import atomic_path
 from legw.optim import OPTIMIZERS, build_optimizer, param_groups
 from legw.training.batches import ImageBatches
@@ -172,21 +173,24 @@ def main() -> None:
     p.add_argument("--adaptive-lr-power", type=float, default=1.0,
                    help="adaptive's LR multiplier is gain**P (default 1, legw's default and "
                         "AdaScale's; 0.5: the square root); rows are kept apart by P")
-    p.add_argument("--adaptive-warmup", choices=["legw", "gain"], default="legw",
+    p.add_argument("--adaptive-warmup", choices=ADAPTIVE_WARMUPS, default="legw",
                    help="adaptive's warmup: the base warmup's steps (legw, default) or advanced "
                         "by the gain (AdaScale's); rows are kept apart by it")
     args = p.parse_args()
     if args.optimizer and args.base_lr is None:
         p.error("--optimizer: give its --base-lr too (tuned at the base batch); the task's "
                 "LR belongs to the task's optimizer")
-    if not 0 <= args.adaptive_lr_power <= 1:
-        p.error(f"--adaptive-lr-power: must lie in [0, 1], got {args.adaptive_lr_power}")
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
     overrides = {k: v for k, v in (("base_batch_size", args.base_batch_size),
                                    ("epochs", args.epochs), ("optimizer", args.optimizer),
                                    ("base_lr", args.base_lr),
                                    ("weight_decay", args.weight_decay)) if v is not None}
+    try:  # legw's own checks of every setting, before the first run
+        TrainConfig(task=args.task, adaptive_lr_power=args.adaptive_lr_power,
+                    adaptive_warmup=args.adaptive_warmup, **overrides).base_recipe()
+    except ValueError as e:
+        p.error(str(e))
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
     tag, same = _tag(overrides), json.dumps(overrides, sort_keys=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
