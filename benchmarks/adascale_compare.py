@@ -232,12 +232,12 @@ def main() -> None:
                 print(f"  error {row['test_error']:.2f} %, {res['steps']} steps, "
                       f"{res['epochs']:.1f} epochs, {res['wall_time_s']:.0f} s", flush=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    print(f"{'method':>11} {'batch':>6} {'error %':>8} {'steps':>6} {'epochs':>7} {'wall s':>7}")
+    print(f"{'rule':<23} {'batch':>6} {'error %':>8} {'steps':>6} {'epochs':>7} {'wall s':>7}")
     for r in sorted(rows, key=lambda r: (r["batch_size"], r["method"])):
         name = r["method"] + (f" p{r.get('adaptive_lr_power', 0.5):g}"
                               if r["method"] == "adaptive" else "")
-        name += " wgain" if r.get("adaptive_warmup") == "gain" else ""
-        print(f"{name:>11} {r['batch_size']:>6} {r['test_error']:>8.2f} {r['steps']:>6} "
+        name += " gain-warmup" if r.get("adaptive_warmup") == "gain" else ""
+        print(f"{name:<23} {r['batch_size']:>6} {r['test_error']:>8.2f} {r['steps']:>6} "
               f"{r['epochs']:>7.1f} {r['wall_time_s']:>7.0f}")
 
 

@@ -1,11 +1,15 @@
 """Device selection on a machine without CUDA: ``auto`` falls back to the CPU, and an explicit
-``--device cuda`` is a one-line user error (exit 2) before anything is written."""
+``--device cuda`` is a one-line user error (exit 2) before anything is written; CPU training
+flushes denormals to zero and restores the mode it found."""
 
 import pytest
 import torch
 from helpers import make_mnist_dir, one_line_error
 
-from legw.training.device import autocast, select_device
+from legw.training import trainer
+from legw.training.config import TrainConfig
+from legw.training.device import autocast, flush_denormals, flushing_denormals, select_device
+from legw.training.trainer import train
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA behaviour")
 
@@ -37,3 +41,32 @@ def test_autocast_is_off_on_the_cpu():
     with autocast(torch.device("cpu")):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert y.dtype == torch.float32
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_flush_denormals_on_the_cpu_restores_the_mode_it_found(before):
+    torch.set_flush_denormal(before)
+    try:
+        with flush_denormals(torch.device("cpu")):
+            assert flushing_denormals()
+            assert torch.tensor(1e-40).mul(1.0).item() == 0.0  # a denormal reads as zero
+        assert flushing_denormals() is before
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_flush_denormals_leaves_other_devices_alone():
+    with flush_denormals(torch.device("cuda")):  # a device object; no CUDA needed
+        assert not flushing_denormals()
+
+
+def test_cpu_training_runs_with_denormals_flushed(tmp_path, monkeypatch):
+    seen = []
+    fit = trainer._Trainer.fit
+    monkeypatch.setattr(trainer._Trainer, "fit",
+                        lambda self: (seen.append(flushing_denormals()), fit(self))[1])
+    data = make_mnist_dir(tmp_path / "data", n_train=32, n_test=16)
+    train(TrainConfig(task="fashion-mnist-lstm", global_batch_size=16, max_steps=1, quiet=True,
+                      evaluate=False, data_dir=str(data), out_dir=str(tmp_path / "run")))
+    assert seen == [True]
+    assert not flushing_denormals()

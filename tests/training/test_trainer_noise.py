@@ -98,6 +98,6 @@ def test_ddp_ranks_give_the_small_batch_without_accumulation(tmp_path):
     assert (resolved["accumulation_steps"], resolved["noise_source"],
             resolved["noise_small_batch_size"]) == (1, "rank", 16)
     recs = train_records(tmp_path / "ddp")
-    assert all("noise_trace_sigma" in r for r in recs) and "b_noise" in recs[-1]
+    assert all("noise_trace_sigma" in r for r in recs) and "b_noise" in recs[-1], recs
     # the rank gradients average to the global one: |G_16|^2 (mean over ranks) >= |G_32|^2
-    assert all(r["noise_trace_sigma"] > 0 for r in recs)
+    assert all(r["noise_trace_sigma"] > 0 for r in recs), recs

@@ -39,7 +39,7 @@ from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
 from legw.training.config import TrainConfig
-from legw.training.device import autocast, select_device
+from legw.training.device import autocast, flush_denormals, select_device
 from legw.training.evaluate import check_eval_data, image_metrics, perplexity
 from legw.training.position import Position, describe_run, resume_position
 from legw.training.run_files import (
@@ -58,7 +58,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     device = select_device(config.device, env.local_rank)
     dist.init(env, device)
     try:
-        return _Trainer(config, env, device).fit()
+        with flush_denormals(device):
+            return _Trainer(config, env, device).fit()
     finally:
         dist.cleanup()
 
