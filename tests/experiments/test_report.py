@@ -19,7 +19,7 @@ RESULTS = {
 }
 
 
-def _write_run(run_dir, method, batch, seed, result):
+def _write_run(run_dir, method, batch, seed, result, base_lr=0.1):
     run_dir.mkdir(parents=True)
     steps_per_epoch, peak = 2048 // batch, 0.1 * (batch / 64) ** (0.5 if method == "legw" else 1)
     lines, evals = [], []
@@ -41,7 +41,7 @@ def _write_run(run_dir, method, batch, seed, result):
                      "global_batch_size": batch},
         "recipe": {"peak_lr": peak, "warmup_epochs": 4 / steps_per_epoch, "warmup_steps": 4,
                    "total_steps": 2 * steps_per_epoch},
-        "base_recipe": {"base_batch_size": 64, "peak_lr": 0.1, "warmup_epochs": 0.125,
+        "base_recipe": {"base_batch_size": 64, "peak_lr": base_lr, "warmup_epochs": 0.125,
                         "epochs": 2.0, "decay": "poly"},
         "versions": {"torch": "2.13.0", "platform": "test"}}))
     final = {} if diverged else {"test_accuracy": 1 - result / 100, "test_loss": 0.5}
@@ -115,6 +115,8 @@ def test_report_renders_figures_tables_and_commands(records, tmp_path, capsys):
     assert "At batch 256 (4x), `legw` reaches 13.00 % (+2.60 against the base)." in md
     assert "it is not evidence that a large batch matches the base" in md
     assert "| legw | 0.1 | 0.5 | 21.00 | completed |" in md
+    assert ("Base recipe (before each method's scaling/warmup rule): batch 64, peak LR 0.1, "
+            "warmup 0.125 epochs, 2 epochs, poly decay; optimizer sgd; torch 2.13.0, test.") in md
 
 
 def test_rows_round_trip_and_diverged_runs_have_no_final_metric(records):
@@ -139,7 +141,7 @@ def test_sweeps_of_one_task_are_pooled_into_one_table(tmp_path):
             if m != method:
                 continue
             run_dir = sweep / "runs" / f"{m}-b{batch}-s{seed}"
-            _write_run(run_dir, m, batch, seed, result)
+            _write_run(run_dir, m, batch, seed, result, base_lr=0.1 if m == "legw" else 0.2)
             rows.append(run_row(run_dir, {"method": m}, sweep))
         spec = {"methods": [method], "batch_sizes": [64, 256], "seeds": [0, 1],
                 "commands": [f"legw sweep fashion-mnist-lstm --out {name}"]}
@@ -153,6 +155,9 @@ def test_sweeps_of_one_task_are_pooled_into_one_table(tmp_path):
     assert "| linear | 10.30 ± 0.10 (2/2) | 30.00 (1/2) div 1 |" in md
     assert "legw sweep fashion-mnist-lstm --out legw-sweep" in md
     assert "legw sweep fashion-mnist-lstm --out compare" in md
+    # each sweep scaled its own base recipe: both are named, per method
+    assert "- legw: batch 64, peak LR 0.1, warmup 0.125 epochs, 2 epochs, poly decay" in md
+    assert "- linear: batch 64, peak LR 0.2, warmup 0.125 epochs, 2 epochs, poly decay" in md
 
 
 def test_perplexity_axes_stop_where_a_blown_up_run_would_flatten_the_rest(monkeypatch, tmp_path):

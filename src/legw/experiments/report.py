@@ -191,18 +191,31 @@ def _fmt_num(values: list[Any], fmt: str) -> str:
 
 
 def _base_recipe_line(sweep_dir: Path, rows: list[dict[str, Any]]) -> str:
+    """The base recipe every method scaled, or each method's when pooled sweeps differ (e.g.
+    one sweep per optimizer, each with its own tuned LR), then the torch version and platform."""
+    recipes: dict[str, list[str]] = {}
+    versions = ""
     for r in rows:
         cfg = read_run_file(sweep_dir / r["run_dir"] / "config.json")
         try:
             b = cfg["base_recipe"]
-            return (f"Base recipe (before each method's scaling/warmup rule): batch "
-                    f"{b['base_batch_size']}, peak LR {b['peak_lr']:g}, warmup "
-                    f"{b['warmup_epochs']:g} epochs, {b['epochs']:g} epochs, {b['decay']} decay; "
-                    f"optimizer {cfg['resolved']['optimizer']}; "
-                    f"torch {cfg['versions']['torch']}, {cfg['versions']['platform']}.")
+            text = (f"batch {b['base_batch_size']}, peak LR {b['peak_lr']:g}, warmup "
+                    f"{b['warmup_epochs']:g} epochs, {b['epochs']:g} epochs, {b['decay']} "
+                    f"decay; optimizer {cfg['resolved']['optimizer']}")
+            versions = versions or f"torch {cfg['versions']['torch']}, " \
+                                   f"{cfg['versions']['platform']}."
         except (KeyError, TypeError, ValueError):  # absent or not a legw config.json
             continue
-    return ""
+        methods = recipes.setdefault(text, [])
+        if r["method"] not in methods:
+            methods.append(r["method"])
+    if not recipes:
+        return ""
+    head = "Base recipe (before each method's scaling/warmup rule): "
+    if len(recipes) == 1:
+        return head + next(iter(recipes)) + "; " + versions
+    return "\n".join([f"Base recipes (before each method's scaling/warmup rule); {versions}", ""]
+                     + [f"- {', '.join(ms)}: {text}" for text, ms in recipes.items()])
 
 
 def write_report(root: Path, out: Path | None = None,
