@@ -7,8 +7,13 @@ the wall figure drops while the CPU figure stays close to what the code costs; w
 ``--threads 1`` the CPU figure is the single-core throughput. The implied seconds per
 60,000-image epoch are printed too.
 This is a throughput probe, not a training run: no shuffling, no evaluation.
+``--memory-format contiguous channels_last`` trains one copy of the model per layout (the
+trainer's ``--channels-last``), alternating their steps so both see the same machine load, and
+prints the ratio.
 
     python benchmarks/model_throughput.py --model small_resnet lstm --batch-size 128 512
+    OMP_NUM_THREADS=1 python benchmarks/model_throughput.py --model small_resnet --threads 1 \
+        --batch-size 128 1024 --memory-format contiguous channels_last --steps 30
 """
 
 from __future__ import annotations
@@ -31,34 +36,47 @@ MODELS = {
 }
 
 
-def measure(model_name: str, batch_size: int, steps: int, warmup: int) -> tuple[float, float]:
-    """(wall, cpu) samples/s from the median wall and CPU time of ``steps`` training steps."""
+def measure(model_name: str, batch_size: int, steps: int, warmup: int,
+            memory_formats: tuple[str, ...] = ("contiguous",)) -> list[tuple[float, float]]:
+    """(wall, cpu) samples/s per memory format, from the median wall and CPU time of
+    ``steps`` training steps; the formats' steps alternate."""
     torch.manual_seed(0)
     images, labels = load_mnist("fashion-mnist", "train")
     x_all = normalize(images, "fashion-mnist")
     if model_name != "lstm":
         x_all = x_all.unsqueeze(1)  # (N, 1, 28, 28) for the convnet
-    model = MODELS[model_name]()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     n_batches = len(labels) // batch_size
+    runs = []
+    for fmt in memory_formats:
+        torch.manual_seed(0)
+        model, x = MODELS[model_name](), x_all
+        if fmt == "channels_last" and model_name != "lstm":
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        runs.append((model, x, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)))
 
-    def step(i: int) -> None:
+    def step(run: tuple, i: int) -> None:
+        model, x, optimizer = run
         j = (i % n_batches) * batch_size
-        loss = loss_fn(model(x_all[j : j + batch_size]), labels[j : j + batch_size])
+        loss = loss_fn(model(x[j : j + batch_size]), labels[j : j + batch_size])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     for i in range(warmup):
-        step(i)
-    wall, cpu = [], []
+        for run in runs:
+            step(run, i)
+    wall: list[list[float]] = [[] for _ in runs]
+    cpu: list[list[float]] = [[] for _ in runs]
     for i in range(warmup, warmup + steps):
-        w0, c0 = time.perf_counter(), time.process_time()
-        step(i)
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return batch_size / statistics.median(wall), batch_size / statistics.median(cpu)
+        for k, run in enumerate(runs):
+            w0, c0 = time.perf_counter(), time.process_time()
+            step(run, i)
+            wall[k].append(time.perf_counter() - w0)
+            cpu[k].append(time.process_time() - c0)
+    return [(batch_size / statistics.median(w), batch_size / statistics.median(c))
+            for w, c in zip(wall, cpu)]
 
 
 def main() -> None:
@@ -69,6 +87,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--memory-format", nargs="+", default=["contiguous"],
+                        choices=["contiguous", "channels_last"])
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -76,10 +96,15 @@ def main() -> None:
     for name in args.model:
         params = sum(p.numel() for p in MODELS[name]().parameters())
         for batch_size in args.batch_size:
-            wall, cpu = measure(name, batch_size, args.steps, args.warmup)
-            print(f"{name:15s} params {params:8,d}  batch {batch_size:5d}  samples/s: "
-                  f"wall {wall:6.0f} ({60000 / wall:6.1f} s/epoch)  "
-                  f"cpu {cpu:6.0f} ({60000 / cpu:6.1f} cpu-s/epoch)", flush=True)
+            results = measure(name, batch_size, args.steps, args.warmup,
+                              tuple(args.memory_format))
+            for fmt, (wall, cpu) in zip(args.memory_format, results):
+                print(f"{name:15s} params {params:8,d}  batch {batch_size:5d}  {fmt:13s} "
+                      f"samples/s: wall {wall:6.0f} ({60000 / wall:6.1f} s/epoch)  "
+                      f"cpu {cpu:6.0f} ({60000 / cpu:6.1f} cpu-s/epoch)", flush=True)
+            if len(results) == 2:
+                print(f"{'':15s} {args.memory_format[1]} / {args.memory_format[0]}: "
+                      f"{results[1][1] / results[0][1]:.2f}x CPU samples/s", flush=True)
 
 
 if __name__ == "__main__":

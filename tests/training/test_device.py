@@ -4,7 +4,7 @@ flushes denormals to zero and restores the mode it found."""
 
 import pytest
 import torch
-from helpers import make_mnist_dir, one_line_error
+from helpers import final_params, make_mnist_dir, one_line_error
 
 from legw.training import trainer
 from legw.training.config import TrainConfig
@@ -70,3 +70,30 @@ def test_cpu_training_runs_with_denormals_flushed(tmp_path, monkeypatch):
                       evaluate=False, data_dir=str(data), out_dir=str(tmp_path / "run")))
     assert seen == [True]
     assert not flushing_denormals()
+
+
+def test_channels_last_trains_the_same_model_in_nhwc(tmp_path, monkeypatch):
+    layouts = []
+
+    def fit(self):  # the layout of a conv weight with several input channels, as training starts
+        conv = next(m for m in self.model.modules()
+                    if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+        layouts.append(conv.weight.is_contiguous(memory_format=torch.channels_last))
+        return trainer_fit(self)
+
+    trainer_fit = trainer._Trainer.fit
+    monkeypatch.setattr(trainer._Trainer, "fit", fit)
+    data = make_mnist_dir(tmp_path / "data", n_train=64, n_test=32)
+    summaries, params = [], []
+    for channels_last in (False, True):
+        out = tmp_path / f"run-{channels_last}"
+        summaries.append(train(TrainConfig(
+            task="fashion-mnist-resnet", global_batch_size=16, micro_batch_size=8, max_steps=3,
+            quiet=True, num_threads=1, data_dir=str(data), out_dir=str(out),
+            channels_last=channels_last)))
+        params.append(final_params(out))
+    assert layouts == [False, True]
+    for name, value in params[0].items():  # the same training, up to float rounding
+        torch.testing.assert_close(params[1][name], value, rtol=1e-4, atol=1e-5)
+    a, b = (s["final"] for s in summaries)
+    assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-4)

@@ -19,7 +19,7 @@ OPTIMIZER_FIELDS = ("optimizer", "weight_decay", "momentum", "clip_grad_norm")
 RUN_FIELDS = ("seed", "device", "out_dir", "resume", "data_dir", "quiet", "max_steps",
               "checkpoint_every", "keep_checkpoints", "num_threads", "eval_every",
               "adaptive_lr_power", "adaptive_warmup", "noise_window",
-              "evaluate")
+              "channels_last", "evaluate")
 FIELDS = (*BATCH_FIELDS, *RECIPE_FIELDS, *OPTIMIZER_FIELDS, *RUN_FIELDS)
 
 

@@ -70,7 +70,7 @@ class LaunchOptions:
 RUN_OVERRIDES = ("epochs", "base_batch_size", "base_lr", "base_warmup_epochs", "decay", "power",
                  "end_lr", "milestones", "gamma", "weight_decay", "momentum", "clip_grad_norm",
                  "max_steps", "device", "checkpoint_every", "eval_every", "noise_window",
-                 "adaptive_lr_power", "adaptive_warmup")
+                 "adaptive_lr_power", "adaptive_warmup", "channels_last")
 """The :class:`~legw.training.config.TrainConfig` fields a study applies to every run (its
 ``overrides``); their flags are ``legw train``'s."""
 

@@ -20,6 +20,13 @@ def select_device(name: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def batch_to(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """``x`` on ``device``; a 4-D image batch in channels-last memory when the model is."""
+    x = x.to(device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 \
+        else x
+
+
 def autocast(device: torch.device) -> torch.autocast:
     """bf16 autocast on CUDA; a no-op on the CPU (fp32 keeps CPU runs bit-reproducible)."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")

@@ -17,12 +17,12 @@ from legw.data.ptb import batchify
 from legw.data.sets import ImageSet
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import dist
-from legw.training.device import autocast
+from legw.training.device import autocast, batch_to
 
 
 @torch.no_grad()
 def image_metrics(model: torch.nn.Module, data: ImageSet, batch_size: int, device: torch.device,
-                  rank: int, world_size: int) -> dict[str, float]:
+                  rank: int, world_size: int, channels_last: bool = False) -> dict[str, float]:
     """``test_accuracy`` (fraction) and mean ``test_loss`` over the whole test set."""
     was_training = model.training
     model.eval()
@@ -31,7 +31,7 @@ def image_metrics(model: torch.nn.Module, data: ImageSet, batch_size: int, devic
     sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, count
     for start in range(lo, hi, batch_size):
         x, y = data.get(torch.arange(start, min(start + batch_size, hi)))
-        x, y = x.to(device), y.to(device)
+        x, y = batch_to(x, device, channels_last), y.to(device)
         with autocast(device):
             logits = model(x)
         sums[0] += F.cross_entropy(logits.float(), y, reduction="sum").item()

@@ -39,7 +39,7 @@ from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
 from legw.training.config import TrainConfig
-from legw.training.device import autocast, flush_denormals, select_device
+from legw.training.device import autocast, batch_to, flush_denormals, select_device
 from legw.training.evaluate import check_eval_data, image_metrics, perplexity
 from legw.training.position import Position, describe_run, resume_position
 from legw.training.run_files import (
@@ -120,6 +120,8 @@ class _Trainer:
 
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = task.build_model(self.data).to(device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         from legw.optim import build_optimizer, param_groups
 
         groups, self.param_report = param_groups(self.model, config.resolved_weight_decay())
@@ -321,7 +323,7 @@ class _Trainer:
         micro_batches = self.batches.micro_batches(self.pos.epoch, self.pos.step_in_epoch)
         loss_sum = torch.zeros((), device=self.device)
         for i, (x, y) in enumerate(micro_batches):
-            x, y = x.to(self.device), y.to(self.device)
+            x, y = batch_to(x, self.device, self.config.channels_last), y.to(self.device)
             last = i == self.accum - 1
             sync = contextlib.nullcontext() if last or not self.env.is_distributed \
                 else self.ddp.no_sync()
@@ -381,7 +383,7 @@ class _Trainer:
         task, rec = self.task, {}
         if task.kind == "image":
             rec = image_metrics(self.model, self.data.test, task.eval_batch_size, self.device,
-                                self.env.rank, self.env.world_size)
+                                self.env.rank, self.env.world_size, self.config.channels_last)
         else:
             rec["valid_perplexity"] = perplexity(self.model, self.data.valid,
                                                  task.eval_batch_size, task.bptt, self.device)
