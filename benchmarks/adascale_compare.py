@@ -75,12 +75,14 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
     name = config.optimizer_name()
     hyper = {"momentum": config.resolved_momentum()} if name in ("sgd", "lars") else {}
     inner = build_optimizer(name, groups, lr=base_recipe.lr_at_step(0), **hyper)
-    accum, cpu = batch // b0, torch.device("cpu")
+    accum = batch // b0
+    cpu = torch.device("cpu")
     opt = AdaScale(inner, num_gradients_to_accumulate=accum)
     batches = ImageBatches(data.train, batch, b0, 0, 1, seed)
     spe = batches.steps_per_epoch
     clip = config.resolved_clip()
     tau, step, gains, evals, elapsed = 0.0, 0, [], [], 0.0
+    switched = None  # the epoch a resume switched the memory layout at, if one did
     identity = {"task": task_name, "batch_size": batch, "seed": seed, "overrides": overrides}
     if state_path is not None and state_path.exists():
         state = torch.load(state_path, weights_only=False)
@@ -92,6 +94,9 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
         torch.set_rng_state(state["rng"])
         tau, step, gains, evals, elapsed = (state[k] for k in
                                             ("tau", "step", "gains", "evals", "elapsed"))
+        switched = state.get("layout_switched_at")
+        if state.get("channels_last", False) != channels_last:
+            switched = step / spe
         print(f"  resumed at step {step} (epoch {step / spe:g})", flush=True)
     t0 = time.perf_counter() - elapsed
     while tau < base_recipe.total_steps:
@@ -119,11 +124,21 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
                                 "optimizer": inner.state_dict(),
                                 "rng": torch.get_rng_state(),
                                 "tau": tau, "step": step, "gains": gains, "evals": evals,
-                                "elapsed": time.perf_counter() - t0}, tmp)
+                                "elapsed": time.perf_counter() - t0,
+                                "channels_last": channels_last,
+                                "layout_switched_at": switched}, tmp)
     final = image_metrics(model, data.test, task.eval_batch_size, cpu, 0, 1, channels_last)
     return {"final": final, "steps": step, "epochs": step / spe,
             "wall_time_s": time.perf_counter() - t0, "mean_gain": sum(gains) / len(gains),
-            "evals": evals}
+            "evals": evals, "layout_switched_at": switched}
+
+
+def _layout(channels_last: bool, switched_at: float | None) -> dict[str, Any]:
+    """What a row records of the memory layout: nothing for the default; ``channels_last``
+    true, or the epoch a resumed run switched layouts at (its wall time mixes the two)."""
+    if switched_at is not None:
+        return {"channels_last": channels_last, "layout_switched_at_epoch": switched_at}
+    return {"channels_last": True} if channels_last else {}
 
 
 def _tag(overrides: dict[str, Any]) -> str:
@@ -198,6 +213,10 @@ def main() -> None:
                     adaptive_warmup=args.adaptive_warmup, **overrides).base_recipe()
     except ValueError as e:
         p.error(str(e))
+    # Denormals flushed to zero for every method, as legw's trainer does on the CPU (a
+    # saturated LSTM steps ~17x slower without); set before the thread pool starts, so that
+    # its workers flush too.
+    torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     tag, same = _tag(overrides), json.dumps(overrides, sort_keys=True)
@@ -229,11 +248,12 @@ def main() -> None:
                              if method == "adaptive" else {})
                     res = run_legw(method, args.task, batch, seed, args.data_dir, out,
                                    {**overrides, **extra}, tag, args.channels_last)
+                switched = res.pop("layout_switched_at", None)
                 row = {"task": args.task, "method": method, "batch_size": batch, "seed": seed,
                        **({"overrides": overrides} if overrides else {}),
                        **({"adaptive_lr_power": power} if power is not None else {}),
                        **({"adaptive_warmup": warmup} if warmup == "gain" else {}),
-                       **({"channels_last": True} if args.channels_last else {}),
+                       **_layout(args.channels_last, switched),
                        "test_error": 100 * (1 - res["final"]["test_accuracy"]), **res,
                        "torch": torch.__version__}
                 with open(out, "a") as f:

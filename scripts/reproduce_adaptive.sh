@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # docs/results.md study 11: adaptive scaling against AdaScale (fairscale), LEGW at equal epochs
 # and linear scaling, on the Fashion-MNIST LSTM and the small ResNet at global batch 1024, 4096
-# and 8192, from each task's base recipe (tuned at 128), one seed. One run at a time on one
-# thread; finished runs are skipped and interrupted ones resumed when the script is run again.
+# and 8192, from each task's base recipe (tuned at 128), one seed; then the ablations (adaptive
+# with the square root of the gain, with AdaScale's gain-advanced warmup, on LAMB) and LEGW on
+# the ResNet at `legw plan`'s budgets. One run at a time on one thread; finished runs are
+# skipped and interrupted ones resumed when the script is run again.
 # Usage: bash scripts/reproduce_adaptive.sh [OUT_DIR]   (default runs/reproduce/adaptive)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -156,8 +156,8 @@ def test_sweeps_of_one_task_are_pooled_into_one_table(tmp_path):
     assert "legw sweep fashion-mnist-lstm --out legw-sweep" in md
     assert "legw sweep fashion-mnist-lstm --out compare" in md
     # each sweep scaled its own base recipe: both are named, per method
-    assert "- legw: batch 64, peak LR 0.1, warmup 0.125 epochs, 2 epochs, poly decay" in md
-    assert "- linear: batch 64, peak LR 0.2, warmup 0.125 epochs, 2 epochs, poly decay" in md
+    assert "- legw at 64, 256: batch 64, peak LR 0.1, warmup 0.125 epochs, 2 epochs, poly" in md
+    assert "- linear at 64, 256: batch 64, peak LR 0.2, warmup 0.125 epochs, 2 epochs" in md
 
 
 def test_perplexity_axes_stop_where_a_blown_up_run_would_flatten_the_rest(monkeypatch, tmp_path):

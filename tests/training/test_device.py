@@ -8,8 +8,14 @@ from helpers import final_params, make_mnist_dir, one_line_error
 
 from legw.training import trainer
 from legw.training.config import TrainConfig
-from legw.training.device import autocast, flush_denormals, flushing_denormals, select_device
-from legw.training.trainer import train
+from legw.training.device import (
+    autocast,
+    batch_to,
+    flush_denormals,
+    flushing_denormals,
+    select_device,
+)
+from legw.training.trainer import add_grad_sq, train
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA behaviour")
 
@@ -48,7 +54,6 @@ def test_flush_denormals_on_the_cpu_restores_the_mode_it_found(before):
     torch.set_flush_denormal(before)
     try:
         with flush_denormals(torch.device("cpu")):
-            assert flushing_denormals()
             assert torch.tensor(1e-40).mul(1.0).item() == 0.0  # a denormal reads as zero
         assert flushing_denormals() is before
     finally:
@@ -60,11 +65,26 @@ def test_flush_denormals_leaves_other_devices_alone():
         assert not flushing_denormals()
 
 
+def spy_after_fit(monkeypatch, probe):
+    """Run ``probe(trainer)`` when ``_Trainer.fit`` returns, still inside ``train``."""
+    fit = trainer._Trainer.fit
+
+    def fit_then_probe(self):
+        summary = fit(self)
+        probe(self)
+        return summary
+
+    monkeypatch.setattr(trainer._Trainer, "fit", fit_then_probe)
+
+
+def resnet_config(data, out, **kw):
+    return TrainConfig(task="fashion-mnist-resnet", global_batch_size=16, micro_batch_size=8,
+                       quiet=True, num_threads=1, data_dir=str(data), out_dir=str(out), **kw)
+
+
 def test_cpu_training_runs_with_denormals_flushed(tmp_path, monkeypatch):
     seen = []
-    fit = trainer._Trainer.fit
-    monkeypatch.setattr(trainer._Trainer, "fit",
-                        lambda self: (seen.append(flushing_denormals()), fit(self))[1])
+    spy_after_fit(monkeypatch, lambda t: seen.append(flushing_denormals()))
     data = make_mnist_dir(tmp_path / "data", n_train=32, n_test=16)
     train(TrainConfig(task="fashion-mnist-lstm", global_batch_size=16, max_steps=1, quiet=True,
                       evaluate=False, data_dir=str(data), out_dir=str(tmp_path / "run")))
@@ -72,28 +92,60 @@ def test_cpu_training_runs_with_denormals_flushed(tmp_path, monkeypatch):
     assert not flushing_denormals()
 
 
+def test_batch_to_puts_image_batches_in_channels_last_memory():
+    cpu = torch.device("cpu")
+    rgb = batch_to(torch.randn(4, 3, 8, 8), cpu, channels_last=True)
+    assert rgb.is_contiguous(memory_format=torch.channels_last) and not rgb.is_contiguous()
+    assert batch_to(torch.randn(4, 3, 8, 8), cpu).is_contiguous()
+    tokens = torch.randn(4, 28, 28)  # an LSTM's (batch, time, features): left as it is
+    assert batch_to(tokens, cpu, channels_last=True).is_contiguous()
+
+
 def test_channels_last_trains_the_same_model_in_nhwc(tmp_path, monkeypatch):
     layouts = []
 
-    def fit(self):  # the layout of a conv weight with several input channels, as training starts
-        conv = next(m for m in self.model.modules()
+    def conv_layout(t):  # a conv weight with several input channels (C = 1 fits both layouts)
+        conv = next(m for m in t.model.modules()
                     if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
         layouts.append(conv.weight.is_contiguous(memory_format=torch.channels_last))
-        return trainer_fit(self)
 
-    trainer_fit = trainer._Trainer.fit
-    monkeypatch.setattr(trainer._Trainer, "fit", fit)
+    spy_after_fit(monkeypatch, conv_layout)
     data = make_mnist_dir(tmp_path / "data", n_train=64, n_test=32)
     summaries, params = [], []
     for channels_last in (False, True):
         out = tmp_path / f"run-{channels_last}"
-        summaries.append(train(TrainConfig(
-            task="fashion-mnist-resnet", global_batch_size=16, micro_batch_size=8, max_steps=3,
-            quiet=True, num_threads=1, data_dir=str(data), out_dir=str(out),
-            channels_last=channels_last)))
+        summaries.append(train(resnet_config(data, out, max_steps=3,
+                                             channels_last=channels_last)))
         params.append(final_params(out))
     assert layouts == [False, True]
     for name, value in params[0].items():  # the same training, up to float rounding
         torch.testing.assert_close(params[1][name], value, rtol=1e-4, atol=1e-5)
     a, b = (s["final"] for s in summaries)
     assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-4)
+
+
+def test_a_resume_that_switches_layout_gives_the_optimizer_state_the_new_one(tmp_path,
+                                                                             monkeypatch):
+    mismatched = []
+
+    def state_layouts(t):  # LARS's momentum buffers against their parameters
+        mismatched.extend(key for p, state in t.optimizer.state.items()
+                          for key, v in state.items()
+                          if isinstance(v, torch.Tensor) and v.shape == p.shape
+                          and v.stride() != p.stride())
+
+    data = make_mnist_dir(tmp_path / "data", n_train=64, n_test=32)
+    out = tmp_path / "run"
+    train(resnet_config(data, out, max_steps=2, evaluate=False))
+    spy_after_fit(monkeypatch, state_layouts)
+    summary = train(resnet_config(data, out, max_steps=4, evaluate=False, resume=True,
+                                  channels_last=True))
+    assert summary["steps"] == 4
+    assert mismatched == []
+
+
+def test_noise_hook_squares_a_channels_last_gradient():
+    grad = torch.randn(4, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    into = torch.zeros((), dtype=torch.float64)
+    add_grad_sq(into, grad)
+    assert into.item() == pytest.approx((grad.double() ** 2).sum().item(), rel=1e-6)

@@ -191,10 +191,11 @@ def _fmt_num(values: list[Any], fmt: str) -> str:
 
 
 def _base_recipe_line(sweep_dir: Path, rows: list[dict[str, Any]]) -> str:
-    """The base recipe every method scaled, or each method's when pooled sweeps differ (e.g.
-    one sweep per optimizer, each with its own tuned LR), then the torch version and platform."""
-    recipes: dict[str, list[str]] = {}
-    versions = ""
+    """The base recipe every run scaled; when pooled sweeps differ (one sweep per optimizer,
+    each with its tuned LR; one per epoch budget), each recipe with the methods and batch sizes
+    that used it. Then the torch versions and platforms the runs recorded."""
+    recipes: dict[str, dict[str, list[int]]] = {}  # recipe -> method -> batch sizes
+    versions: list[str] = []
     for r in rows:
         cfg = read_run_file(sweep_dir / r["run_dir"] / "config.json")
         try:
@@ -202,20 +203,25 @@ def _base_recipe_line(sweep_dir: Path, rows: list[dict[str, Any]]) -> str:
             text = (f"batch {b['base_batch_size']}, peak LR {b['peak_lr']:g}, warmup "
                     f"{b['warmup_epochs']:g} epochs, {b['epochs']:g} epochs, {b['decay']} "
                     f"decay; optimizer {cfg['resolved']['optimizer']}")
-            versions = versions or f"torch {cfg['versions']['torch']}, " \
-                                   f"{cfg['versions']['platform']}."
+            version = f"torch {cfg['versions']['torch']}, {cfg['versions']['platform']}"
         except (KeyError, TypeError, ValueError):  # absent or not a legw config.json
             continue
-        methods = recipes.setdefault(text, [])
-        if r["method"] not in methods:
-            methods.append(r["method"])
+        if version not in versions:
+            versions.append(version)
+        batches = recipes.setdefault(text, {}).setdefault(r["method"], [])
+        if r["batch_size"] not in batches:
+            batches.append(r["batch_size"])
     if not recipes:
         return ""
-    head = "Base recipe (before each method's scaling/warmup rule): "
+    ran = "; ".join(versions) + "."
     if len(recipes) == 1:
-        return head + next(iter(recipes)) + "; " + versions
-    return "\n".join([f"Base recipes (before each method's scaling/warmup rule); {versions}", ""]
-                     + [f"- {', '.join(ms)}: {text}" for text, ms in recipes.items()])
+        return (f"Base recipe (before each method's scaling/warmup rule): "
+                f"{next(iter(recipes))}; {ran}")
+    users = {text: ", ".join(f"{m} at {', '.join(map(str, sorted(bs)))}"
+                             for m, bs in methods.items())
+             for text, methods in recipes.items()}
+    return "\n".join([f"Base recipes (before each method's scaling/warmup rule); {ran}", ""]
+                     + [f"- {who}: {text}" for text, who in users.items()])
 
 
 def write_report(root: Path, out: Path | None = None,

@@ -27,6 +27,18 @@ def batch_to(x: torch.Tensor, device: torch.device, channels_last: bool = False)
         else x
 
 
+def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each per-parameter state tensor (momentum, Adam's moments) its parameter's memory
+    layout, as a state created by the step would have: a checkpoint written in the other
+    ``--channels-last`` layout loads its state in that layout, which the fused and chunked
+    optimizer paths (which need matching layouts) would then skip for the rest of the run."""
+    for p, state in optimizer.state.items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.shape == p.shape \
+                    and value.stride() != p.stride():
+                state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def autocast(device: torch.device) -> torch.autocast:
     """bf16 autocast on CUDA; a no-op on the CPU (fp32 keeps CPU runs bit-reproducible)."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -41,9 +53,15 @@ def flushing_denormals() -> bool:
 def flush_denormals(device: torch.device) -> Iterator[None]:
     """On the CPU, flush denormal floats to zero while the block runs, then restore the
     previous mode. A saturated or diverging LSTM fills its gates' gradients with denormals,
-    which the CPU computes on a microcode slow path: ~9x slower per step, measured by
+    which the CPU computes on a microcode slow path: ~17x slower per step, measured by
     ``benchmarks/denormals.py``. Only values below 1.2e-38 change, far under anything fp32 can
-    add to a weight of normal size. GPUs compute denormals at full speed: CUDA is left alone."""
+    add to a weight of normal size. GPUs compute denormals at full speed: CUDA is left alone.
+
+    The mode is a CPU register of each thread: this sets the calling thread's, and torch's
+    worker threads take it when they are started while it is on, as in a ``legw train``
+    process, whose pool starts inside the block. Workers started before keep their own mode
+    (an in-process caller that already ran a multi-threaded op: there, call
+    ``torch.set_flush_denormal(True)`` before the first one)."""
     if device.type != "cpu":
         yield
         return

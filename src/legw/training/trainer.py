@@ -39,7 +39,13 @@ from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
 from legw.training.config import TrainConfig
-from legw.training.device import autocast, batch_to, flush_denormals, select_device
+from legw.training.device import (
+    autocast,
+    batch_to,
+    flush_denormals,
+    match_param_layout,
+    select_device,
+)
 from legw.training.evaluate import check_eval_data, image_metrics, perplexity
 from legw.training.position import Position, describe_run, resume_position
 from legw.training.run_files import (
@@ -72,7 +78,11 @@ def seed_everything(seed: int) -> None:
 
 def add_grad_sq(into: torch.Tensor, grad: torch.Tensor) -> None:
     """``into += |grad|^2``, on ``into``'s device and in its dtype (no host synchronisation)."""
-    flat = grad.detach().reshape(-1)
+    grad = grad.detach()
+    if grad.dim() == 4 and not grad.is_contiguous() \
+            and grad.is_contiguous(memory_format=torch.channels_last):
+        grad = grad.permute(0, 2, 3, 1)  # --channels-last: NHWC in memory, flattened as a view
+    flat = grad.reshape(-1)
     if flat.dtype != into.dtype:
         flat = flat.to(into.dtype)
     into.add_(torch.dot(flat, flat))
@@ -207,6 +217,7 @@ class _Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            match_param_layout(self.optimizer)  # a resume may switch --channels-last
         except (RuntimeError, KeyError, ValueError) as e:
             raise ValueError(f"--resume: {path} does not fit this run's model and optimizer "
                              f"({type(e).__name__}); train into a new --out") from None
