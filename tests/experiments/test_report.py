@@ -195,6 +195,34 @@ def test_online_noise_scale_is_plotted_when_runs_logged_it(records, tmp_path):
     assert "(noise_scale.png)" in (out / "report.md").read_text()
 
 
-def test_no_noise_figure_without_online_measurements(records, tmp_path):
+def test_no_noise_or_gain_figure_without_their_measurements(records, tmp_path):
     assert main(["report", str(records), "--out", str(tmp_path / "r")]) == 0
     assert not (tmp_path / "r" / "noise_scale.png").exists()
+    assert not (tmp_path / "r" / "adaptive_gain.png").exists()
+    assert "scaling adaptive" not in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_adaptive_runs_get_their_gain_plotted(records, tmp_path, monkeypatch):
+    run = records / "sweep" / "runs" / "legw-b256-s0"
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in recs:
+        if r["kind"] == "train":
+            r["gain"], r["tau"] = 1.0 + 0.1 * r["step"], 1.05 * r["step"]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    from legw.experiments import plots
+
+    plotted = {}
+    plot_series = plots.plot_series
+
+    def record_and_plot(series, ylabel, path, *args, **kwargs):
+        plotted[path.name] = series
+        plot_series(series, ylabel, path, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_series", record_and_plot)
+    out = tmp_path / "report"
+    assert main(["report", str(records), "--out", str(out)]) == 0
+    assert (out / "adaptive_gain.png").read_bytes()[:8] == PNG
+    assert "![adaptive gain](adaptive_gain.png)" in (out / "report.md").read_text()
+    gains = plotted["adaptive_gain.png"]
+    assert list(gains) == ["legw"] and list(gains["legw"]) == [256]
+    assert gains["legw"][256][:2] == [(0.0, 1.0), (0.125, 1.1)]  # (epoch, gain) per step

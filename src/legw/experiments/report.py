@@ -8,6 +8,8 @@ report directory:
 * ``metric_vs_batch.png``: final metric vs batch size per method, mean +- std over seeds;
 * ``curves.png``: metric vs epoch, a panel per method, a line per batch size (first seed);
 * ``lr_schedules.png``: the LR each run actually used (from ``metrics.jsonl``), vs epoch;
+* ``noise_scale.png``: the gradient noise scale runs measured online (when they did);
+* ``adaptive_gain.png``: the gain of ``--scaling adaptive`` runs (when there are any);
 * ``landscape-NAME.png``, ``lr_curve-NAME.png`` per tuning study;
 * ``report.md``: the figures, tables and the commands that produced the records.
 """
@@ -19,7 +21,7 @@ import math
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from legw.experiments.records import OBJECTIVES, objective, read_rows, read_run_file
 from legw.io import atomic_write_text, check_writable_dir
@@ -54,32 +56,45 @@ def _curve_value(rec: dict[str, Any]) -> float | None:
     return rec.get("valid_perplexity")
 
 
-def _series(sweep_dir: Path, rows: list[dict[str, Any]]):
-    """(eval curves, lr curves, divergence epochs, online B_noise curves), first seed of
-    each (method, batch)."""
-    evals: dict[str, dict[int, list]] = defaultdict(dict)
-    lrs: dict[str, dict[int, list]] = defaultdict(dict)
-    noise: dict[str, dict[int, list]] = defaultdict(dict)
-    diverged: dict[str, dict[int, float]] = defaultdict(dict)
+class RunSeries(NamedTuple):
+    """Per-step and per-epoch curves of a sweep's runs, first seed of each (method, batch):
+    ``{method: {batch: [(epoch, value), ...]}}``."""
+
+    evals: dict[str, dict[int, list]]
+    """The task's metric at each evaluation."""
+    lrs: dict[str, dict[int, list]]
+    """The LR of each optimizer step."""
+    diverged: dict[str, dict[int, float]]
+    """The epoch a diverged run stopped at."""
+    noise: dict[str, dict[int, list]]
+    """The online ``B_noise`` (runs with 2+ micro-gradients per step)."""
+    gains: dict[str, dict[int, list]]
+    """The gain of ``--scaling adaptive`` runs."""
+
+
+def _series(sweep_dir: Path, rows: list[dict[str, Any]]) -> RunSeries:
+    series = RunSeries(*(defaultdict(dict) for _ in RunSeries._fields))
     first_seed = {}
     for r in rows:
         key = (r["method"], r["batch_size"])
         if r["status"] in ("pending",) or first_seed.setdefault(key, r["seed"]) != r["seed"]:
             continue
         recs = read_metrics(sweep_dir / r["run_dir"])
+        train = [x for x in recs if x.get("kind") == "train"]
         m, b = key
         ev = [(x["epoch"], _curve_value(x)) for x in recs if x.get("kind") == "eval"]
-        evals[m][b] = [(e, v) for e, v in ev if v is not None and math.isfinite(v)]
-        lrs[m][b] = [(x["epoch"], x["lr"]) for x in recs if x.get("kind") == "train"]
-        b_noise = [(x["epoch"], x["b_noise"]) for x in recs
-                   if x.get("kind") == "train" and x.get("b_noise") is not None
+        series.evals[m][b] = [(e, v) for e, v in ev if v is not None and math.isfinite(v)]
+        series.lrs[m][b] = [(x["epoch"], x["lr"]) for x in train]
+        b_noise = [(x["epoch"], x["b_noise"]) for x in train if x.get("b_noise") is not None
                    and math.isfinite(x["b_noise"]) and x["b_noise"] > 0]
         if b_noise:
-            noise[m][b] = b_noise
+            series.noise[m][b] = b_noise
+        gains = [(x["epoch"], x["gain"]) for x in train if x.get("gain") is not None]
+        if gains:
+            series.gains[m][b] = gains
         if r["status"] == "diverged":
-            last = lrs[m][b][-1][0] if lrs[m][b] else 0.0
-            diverged[m][b] = last
-    return evals, lrs, diverged, noise
+            series.diverged[m][b] = series.lrs[m][b][-1][0] if series.lrs[m][b] else 0.0
+    return series
 
 
 def _num(value: float) -> str:
@@ -266,18 +281,22 @@ def write_report(root: Path, out: Path | None = None,
                 "curves": f"curves{suffix}.png", "lr": f"lr_schedules{suffix}.png"}
         plots.plot_metric_vs_batch(rows, metric, out / figs["metric_vs_batch"],
                                    title=f"{task}: final metric vs batch size (x: diverged)")
-        evals, lrs, diverged, noise = _series(Path("."), rows)
+        series = _series(Path("."), rows)
         curve_label = "test error (%)" if metric == "accuracy" else "valid perplexity"
-        plots.plot_series(evals, curve_label, out / figs["curves"],
+        plots.plot_series(series.evals, curve_label, out / figs["curves"],
                           f"{task}: {curve_label} vs epoch (first seed; x: diverged)",
-                          diverged, log_y=metric == "perplexity")
-        plots.plot_series(lrs, "learning rate", out / figs["lr"],
+                          series.diverged, log_y=metric == "perplexity")
+        plots.plot_series(series.lrs, "learning rate", out / figs["lr"],
                           f"{task}: LR used per step (from metrics.jsonl)", share_y=False)
-        if noise:
+        if series.noise:
             figs["noise"] = f"noise_scale{suffix}.png"
-            plots.plot_series(noise, "B_noise (samples)", out / figs["noise"],
+            plots.plot_series(series.noise, "B_noise (samples)", out / figs["noise"],
                               f"{task}: gradient noise scale measured while training "
                               "(windowed; runs with 2+ micro-gradients per step)")
+        if series.gains:
+            figs["gain"] = f"adaptive_gain{suffix}.png"
+            plots.plot_series(series.gains, "gain r", out / figs["gain"],
+                              f"{task}: the adaptive rule's gain per step (1 <= r <= B/B0)")
         dirs = ", ".join(f"`{_rel(sdir, out)}`" for sdir, _ in parts)
         sizes = sorted({r["batch_size"] for r in rows})
         md += [f"## {task}: batch {sizes[0]} -> {sizes[-1]}, methods "
@@ -299,6 +318,12 @@ def write_report(root: Path, out: Path | None = None,
                    "(McCandlish et al. 2018): batches well below it scale almost perfectly, "
                    "batches above it need more epochs.", "",
                    f"![gradient noise scale]({figs['noise']})", ""]
+        if "gain" in figs:
+            md += ["`--scaling adaptive`: the gain `r` is the batch's effective scale, measured "
+                   "from `B_noise` (1 at a batch far above it, `k = B/B0` far below); each step "
+                   "trains at the base recipe's LR at position `tau` times `r^P` and advances "
+                   "`tau` by `r` base steps, and the run ends when `tau` reaches the base budget "
+                   "(`docs/adaptive.md`).", "", f"![adaptive gain]({figs['gain']})", ""]
     for tdir, (meta, rows) in studies:
         result = {**meta, "rows": rows}
         name = tdir.name

@@ -142,11 +142,15 @@ class SweepSpec(LaunchOptions):
 
 def _same_training(config: TrainConfig) -> str:
     """A key equal for two configs that train identically: the rules replaced by the peak LR
-    and warmup epochs they give at this batch."""
+    and warmup epochs they give at this batch. Above the base batch the adaptive rule trains
+    otherwise than any fixed rule (its gain sets the LR and the steps); at it, the gain is 1
+    and it trains as LEGW."""
     d = config.to_dict()
     for name in ("out_dir", "scaling", "warmup"):
         d.pop(name)
-    d["peak_and_warmup"] = config.base_recipe().peak_and_warmup(config.batch_size())
+    base = config.base_recipe()
+    d["peak_and_warmup"] = base.peak_and_warmup(config.batch_size())
+    d["adaptive"] = config.scaling == "adaptive" and config.batch_size() > base.base_batch_size
     return repr(sorted(d.items()))
 
 
