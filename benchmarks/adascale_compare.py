@@ -150,24 +150,28 @@ def _tag(overrides: dict[str, Any]) -> str:
     return (f"-{overrides['optimizer']}" if "optimizer" in overrides else "") + f"-{digest}"
 
 
+def legw_config(method: str, task_name: str, batch: int, seed: int, data_dir: str | None,
+                overrides: dict[str, Any], **run: Any) -> TrainConfig:
+    """The ``legw train`` configuration of a harness method: micro-batches of ``B0``."""
+    scaling = {"adaptive": "adaptive", "legw": "sqrt", "linear": "linear"}[method]
+    warmup = "constant" if method == "linear" else "legw"
+    b0 = TrainConfig(task=task_name, **overrides).base_recipe().base_batch_size
+    return TrainConfig(task=task_name, global_batch_size=batch, seed=seed,
+                       micro_batch_size=b0 if batch > b0 else None, scaling=scaling,
+                       warmup=warmup, data_dir=data_dir, **overrides, **run)
+
+
 def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str | None,
              out: Path, overrides: dict[str, Any], tag: str,
              channels_last: bool = False) -> dict[str, Any]:
-    scaling = {"adaptive": "adaptive", "legw": "sqrt", "linear": "linear"}[method]
-    warmup = "constant" if method == "linear" else "legw"
-    probe = TrainConfig(task=task_name, **overrides)
-    b0 = probe.base_recipe().base_batch_size
     suffix = ""
     if method == "adaptive":
         suffix = f"-p{overrides['adaptive_lr_power']:g}"
         suffix += "-wgain" if overrides.get("adaptive_warmup") == "gain" else ""
     name = f"{task_name}{tag}-{method}{suffix}-b{batch}-s{seed}"
     run_dir = out.parent / "runs" / name
-    summary = train(TrainConfig(task=task_name, global_batch_size=batch, seed=seed,
-                                micro_batch_size=b0 if batch > b0 else None,
-                                scaling=scaling, warmup=warmup, data_dir=data_dir,
-                                quiet=True, out_dir=str(run_dir), **overrides,
-                                channels_last=channels_last,
+    summary = train(legw_config(method, task_name, batch, seed, data_dir, overrides,
+                                quiet=True, out_dir=str(run_dir), channels_last=channels_last,
                                 resume=(run_dir / "checkpoints").is_dir()))
     return {"final": summary["final"], "steps": summary["steps"], "epochs": summary["epochs"],
             "wall_time_s": summary["wall_time_s"], "status": summary["status"],
@@ -208,11 +212,20 @@ def main() -> None:
                                    ("epochs", args.epochs), ("optimizer", args.optimizer),
                                    ("base_lr", args.base_lr),
                                    ("weight_decay", args.weight_decay)) if v is not None}
-    try:  # legw's own checks of every setting, before the first run
-        TrainConfig(task=args.task, adaptive_lr_power=args.adaptive_lr_power,
-                    adaptive_warmup=args.adaptive_warmup, **overrides).base_recipe()
+    adaptive = {"adaptive_lr_power": args.adaptive_lr_power,
+                "adaptive_warmup": args.adaptive_warmup}
+    # legw's own checks of every setting and of every run's schedule, before the first run
+    try:
+        dataset_size = TrainConfig(task=args.task, **adaptive, **overrides).get_task().dataset_size
     except ValueError as e:
         p.error(str(e))
+    for batch in args.batch_sizes:
+        for method in (m for m in args.methods if m != "adascale"):
+            try:
+                legw_config(method, args.task, batch, 0, None,
+                            {**overrides, **adaptive}).scaled_recipe(dataset_size)
+            except ValueError as e:
+                p.error(f"--batch-sizes {batch}, {method}: {e}")
     # Denormals flushed to zero for every method, as legw's trainer does on the CPU (a
     # saturated LSTM steps ~17x slower without); set before the thread pool starts, so that
     # its workers flush too.
