@@ -83,3 +83,7 @@ def test_gain_warmup_advances_by_the_gain_from_the_first_step_and_must_match_on_
         assert b["tau"] == pytest.approx(a["tau"] + a["gain"])
     with pytest.raises(ValueError, match="--adaptive-warmup: 'legw' differs from 'gain'"):
         train(config(data, tmp_path / "run", resume=True))  # the default: another run
+    # the noise window smooths the gain, so it sets the LR too: another run
+    with pytest.raises(ValueError, match="--noise-window: 5 differs from 4"):
+        train(config(data, tmp_path / "run", adaptive_warmup="gain", noise_window=5,
+                     resume=True))

@@ -29,8 +29,9 @@ FLOAT32_MAX = 3.4028234663852886e38
 """The largest float32: a peak LR above it cannot be written into an optimizer."""
 RESUME_FREE = ("global_batch_size", "micro_batch_size", "device", "out_dir", "resume", "quiet",
                "keep_checkpoints", "checkpoint_every", "max_steps", "data_dir", "num_threads",
-               "evaluate", "eval_every", "noise_window", "channels_last")
-"""The fields a resumed run may change: the batch (elastic resume) and how the run executes.
+               "evaluate", "eval_every", "channels_last")
+"""The fields a resumed run may change: the batch (elastic resume) and how the run executes
+(and ``noise_window``, which :meth:`TrainConfig.identity` compares for adaptive runs only).
 Any other change would continue one run as another (see :meth:`TrainConfig.check_resume`)."""
 
 RECIPE_FIELDS = {
@@ -301,7 +302,8 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What makes a run this run, resolved against the task: the task, seed, optimizer
-        and its hyperparameters (the base recipe is compared separately)."""
+        and its hyperparameters, and an adaptive run's gain settings (the base recipe is
+        compared separately)."""
         adaptive = self.is_adaptive()
         return {"task": self.task, "seed": self.seed, "optimizer": self.optimizer_name(),
                 "weight_decay": self.resolved_weight_decay(),
@@ -309,7 +311,10 @@ class TrainConfig:
                 # the base recipe of an adaptive run keeps sqrt as its rule: compare the switch
                 "scaling": "adaptive" if adaptive else self.base_recipe().scaling,
                 "adaptive_lr_power": self.adaptive_lr_power if adaptive else None,
-                "adaptive_warmup": self.adaptive_warmup if adaptive else None}
+                "adaptive_warmup": self.adaptive_warmup if adaptive else None,
+                # the window smooths the gain, so under adaptive scaling it sets the LR (as
+                # given: the default window follows the batch, which an elastic resume changes)
+                "noise_window": self.noise_window if adaptive else None}
 
     def check_resume(self, saved_config: dict[str, Any], saved_recipe: dict[str, Any],
                      source: str) -> None:
