@@ -57,3 +57,13 @@ def test_a_sweep_trains_the_adaptive_rule_beside_legw(tmp_path):
     train = [json.loads(x) for x in (out / "runs" / "adaptive-b256-s0" / "metrics.jsonl")
              .read_text().splitlines() if '"train"' in x]
     assert all("gain" in r and "tau" in r for r in train)
+
+
+def test_a_sweep_refuses_the_adaptive_rule_without_micro_batches_before_any_run(tmp_path,
+                                                                              capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "fashion-mnist-lstm", "--out", str(out), "--batch-sizes", "128",
+                 "1024", "--methods", "legw", "adaptive", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("legw: error: --scaling adaptive: the gain needs the gradient noise")
+    assert "\n" not in err and not out.exists()

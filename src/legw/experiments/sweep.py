@@ -129,6 +129,7 @@ class SweepSpec(LaunchOptions):
             for b in self.batch_sizes:
                 for s in self.seeds:
                     config = self.config(out, m, b, s)
+                    config.check_adaptive_noise(world_size=1)  # a sweep's runs: one process
                     first = seen.setdefault(_same_training(config), config)
                     if first is not config:
                         config = dataclasses.replace(config, out_dir=first.out_dir)

@@ -250,6 +250,17 @@ class TrainConfig:
         """``--scaling adaptive``: the run follows :class:`legw.adaptive.AdaptiveSchedule`."""
         return self.scaling == "adaptive"
 
+    def check_adaptive_noise(self, world_size: int) -> None:
+        """Refuse ``--scaling adaptive`` above the base batch when no step would have the two
+        or more micro-gradients its gain is measured from (accumulation or ranks)."""
+        if not self.is_adaptive() or self.batch_size() <= self.base_recipe().base_batch_size:
+            return
+        if self.resolved_noise_window() == 0 or (self.accumulation_steps(world_size) < 2
+                                                 and world_size < 2):
+            raise ValueError("--scaling adaptive: the gain needs the gradient noise, measured "
+                             "when a step has 2+ micro-gradients: give --micro-batch-size (e.g. "
+                             "the base batch) or several ranks, and keep --noise-window > 0")
+
     def resolved_noise_window(self) -> int:
         """``noise_window``, or its default (see the field)."""
         if self.noise_window is not None:

@@ -164,10 +164,7 @@ class _Trainer:
         """``--scaling adaptive``: the schedule whose gain comes from the online noise."""
         if not self.config.is_adaptive():
             return None
-        if self.base.base_batch_size < self.B and self.noise is None:
-            raise ValueError("--scaling adaptive: the gain needs the gradient noise, measured "
-                             "when a step has 2+ micro-gradients: give --micro-batch-size (e.g. "
-                             "the base batch) or several ranks, and keep --noise-window > 0")
+        self.config.check_adaptive_noise(self.env.world_size)
         return AdaptiveSchedule.for_batch(self.base, self.B, dataset_size,
                                           self.config.adaptive_lr_power,
                                           self.config.adaptive_warmup)
