@@ -216,14 +216,20 @@ def main() -> None:
                 "adaptive_warmup": args.adaptive_warmup}
     # legw's own checks of every setting and of every run's schedule, before the first run
     try:
-        dataset_size = TrainConfig(task=args.task, **adaptive, **overrides).get_task().dataset_size
-    except ValueError as e:
+        probe = TrainConfig(task=args.task, **adaptive, **overrides)
+        b0 = probe.base_recipe().base_batch_size
+        dataset_size = len(probe.get_task().load(args.data_dir).train)
+    except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     for batch in args.batch_sizes:
+        if "adascale" in args.methods and (batch <= b0 or batch % b0):
+            p.error(f"--batch-sizes {batch}, adascale: needs a multiple of the base batch {b0} "
+                    "above it (AdaScale accumulates B / B0 gradients of B0 samples)")
         for method in (m for m in args.methods if m != "adascale"):
             try:
-                legw_config(method, args.task, batch, 0, None,
-                            {**overrides, **adaptive}).scaled_recipe(dataset_size)
+                config = legw_config(method, args.task, batch, 0, None, {**overrides, **adaptive})
+                config.scaled_recipe(dataset_size)
+                config.check_adaptive(world_size=1)
             except ValueError as e:
                 p.error(f"--batch-sizes {batch}, {method}: {e}")
     # Denormals flushed to zero for every method, as legw's trainer does on the CPU (a

@@ -20,7 +20,7 @@ OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm
     --out "$R/fashion-mnist-lstm/results.jsonl" --threads 1
 OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm \
     --batch-sizes 1024 --methods linear --out "$R/fashion-mnist-lstm/results.jsonl" --threads 1
-# The ResNet in channels-last memory (~1.4x faster on this CPU; the same results up to float
+# The ResNet in channels-last memory (1.3-1.6x faster on this CPU; the same results up to float
 # rounding). Its first two runs (adaptive at 8192, AdaScale at 8192 to epoch 35) ran before the
 # flag existed, in the default layout.
 OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-resnet \

@@ -35,8 +35,13 @@ def test_the_window_forgets_old_steps_and_round_trips_through_state():
         out = noise.update(*pair)
     assert out["b_noise"] == pytest.approx(8.0)  # only the last two (equal) draws count
     other = OnlineNoiseScale(4, 16, window=2)
+    assert other.fits(noise.state_dict())
     other.load_state_dict(noise.state_dict())
     assert other.update(2.0, 1.0) == noise.update(2.0, 1.0)
+    # norms measured at another micro batch or batch would be read at the wrong sizes
+    assert not OnlineNoiseScale(8, 16, window=2).fits(noise.state_dict())
+    assert not OnlineNoiseScale(4, 32, window=2).fits(noise.state_dict())
+    assert other.fits({"small_sq": [], "big_sq": []})  # saved before the sizes were recorded
 
 
 @pytest.mark.parametrize("b, B, window", [(16, 16, 5), (0, 16, 5), (4, 16, 1)])

@@ -175,7 +175,15 @@ class OnlineNoiseScale:
         return sum(g for g, _ in terms) / n, sum(t for _, t in terms) / n
 
     def state_dict(self) -> dict[str, Any]:
-        return {"small_sq": list(self.small_sq), "big_sq": list(self.big_sq)}
+        return {"small_sq": list(self.small_sq), "big_sq": list(self.big_sq),
+                "small_batch_size": self.small_batch_size, "batch_size": self.batch_size}
+
+    def fits(self, state: dict[str, Any]) -> bool:
+        """Whether ``state`` was measured at this estimator's two batch sizes: squared norms
+        taken at other sizes would be read at the wrong ones (states saved before the sizes
+        were recorded are taken as fitting)."""
+        return (state.get("small_batch_size", self.small_batch_size) == self.small_batch_size
+                and state.get("batch_size", self.batch_size) == self.batch_size)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.small_sq.clear()

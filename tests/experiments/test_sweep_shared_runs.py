@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from helpers import make_mnist_dir
 
 from legw.cli import main
@@ -65,5 +66,15 @@ def test_a_sweep_refuses_the_adaptive_rule_without_micro_batches_before_any_run(
     assert main(["sweep", "fashion-mnist-lstm", "--out", str(out), "--batch-sizes", "128",
                  "1024", "--methods", "legw", "adaptive", "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("legw: error: --scaling adaptive: the gain needs the gradient noise")
-    assert "\n" not in err and not out.exists()
+    assert err == ("legw: error: --methods adaptive at --batch-sizes 1024: the gain needs the "
+                   "gradient noise, measured when a step has 2+ micro-gradients: give "
+                   "--micro-batch-size (e.g. the base batch; a sweep keeps its micro batch, so a "
+                   "new one needs a new --out)")
+    assert not out.exists()
+
+
+def test_a_sweep_refuses_the_adaptive_rule_below_the_base_batch():
+    with pytest.raises(ValueError, match="--methods adaptive at --batch-sizes 64: adaptive "
+                                         "scaling grows the batch; 64 is below the base 128"):
+        SweepSpec(task="fashion-mnist-lstm", batch_sizes=[64, 128], methods=["legw", "adaptive"],
+                  micro_batch_size=32)

@@ -54,6 +54,18 @@ def test_resume_is_bit_identical(tmp_path):
         [(r["tau"], r["gain"], r["lr"]) for r in cut]
 
 
+def test_a_resume_at_another_micro_batch_drops_the_noise_window(tmp_path):
+    data = make_mnist_dir(tmp_path / "data")
+    for micro, name in ((32, "same"), (16, "other")):
+        train(config(data, tmp_path / name, max_steps=5))
+        train(config(data, tmp_path / name, micro_batch_size=micro, max_steps=6, resume=True))
+    first = {name: [r for r in read_jsonl(tmp_path / name / "metrics.jsonl")
+                    if r["kind"] == "train"][5] for name in ("same", "other")}
+    assert "b_noise" in first["same"]       # the window carried over: an estimate at once
+    assert "b_noise" not in first["other"]  # restarted at micro batch 16: one draw so far
+    assert first["other"]["gain"] == first["same"]["gain"]  # the last gain, until it refills
+
+
 def test_elastic_resume_keeps_the_position(tmp_path):
     data = make_mnist_dir(tmp_path / "data")
     train(config(data, tmp_path / "run", max_steps=4))

@@ -322,8 +322,9 @@ def write_report(root: Path, out: Path | None = None,
             md += ["`--scaling adaptive`: the gain `r` is the batch's effective scale, measured "
                    "from `B_noise` (1 at a batch far above it, `k = B/B0` far below); each step "
                    "trains at the base recipe's LR at position `tau` times `r^P` and advances "
-                   "`tau` by `r` base steps, and the run ends when `tau` reaches the base budget "
-                   "(`docs/adaptive.md`).", "", f"![adaptive gain]({figs['gain']})", ""]
+                   "`tau` by `r` base steps (by 1 during the base warmup, under the default "
+                   "`--adaptive-warmup legw`), and the run ends when `tau` reaches the base "
+                   "budget (`docs/adaptive.md`).", "", f"![adaptive gain]({figs['gain']})", ""]
     for tdir, (meta, rows) in studies:
         result = {**meta, "rows": rows}
         name = tdir.name

@@ -34,7 +34,7 @@ from legw.experiments.launcher import (
 from legw.experiments.records import read_rows, run_row, write_rows
 from legw.flags import flag
 from legw.io import read_dataclass
-from legw.training.config import TrainConfig, check_seed
+from legw.training.config import NO_NOISE, TrainConfig, check_seed
 
 METHODS: dict[str, dict[str, Any]] = {
     # the named methods of legw.schedule (legw, linear, sqrt-nowarmup, unscaled): same meaning
@@ -61,8 +61,8 @@ class SweepSpec(LaunchOptions):
     """Global batch sizes to train at."""
     methods: list[str] = field(metadata=flag(metavar="M"))
     """Scaling methods: legw (sqrt + LEGW), linear (linear + constant-epoch warmup),
-    sqrt-nowarmup, unscaled, adam / lars / lamb (sqrt + LEGW) (default: legw linear
-    sqrt-nowarmup)."""
+    sqrt-nowarmup, unscaled, adam / lars / lamb (sqrt + LEGW), adaptive (the gain from the
+    gradient noise; needs --micro-batch-size) (default: legw linear sqrt-nowarmup)."""
     seeds: list[int] = field(default_factory=lambda: [0], metadata=flag(metavar="S"))
     """Seeds per method and batch size (default: 0)."""
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -129,7 +129,12 @@ class SweepSpec(LaunchOptions):
             for b in self.batch_sizes:
                 for s in self.seeds:
                     config = self.config(out, m, b, s)
-                    config.check_adaptive_noise(world_size=1)  # a sweep's runs: one process
+                    problem = config.adaptive_problem(world_size=1)  # a sweep's runs: 1 process
+                    if problem == NO_NOISE:
+                        problem += (": give --micro-batch-size (e.g. the base batch; a sweep "
+                                    "keeps its micro batch, so a new one needs a new --out)")
+                    if problem is not None:
+                        raise ValueError(f"--methods {m} at --batch-sizes {b}: {problem}")
                     first = seen.setdefault(_same_training(config), config)
                     if first is not config:
                         config = dataclasses.replace(config, out_dir=first.out_dir)
@@ -143,7 +148,7 @@ class SweepSpec(LaunchOptions):
 
 def _same_training(config: TrainConfig) -> str:
     """A key equal for two configs that train identically: the rules replaced by the peak LR
-    and warmup epochs they give at this batch. Above the base batch the adaptive rule trains
+    and warmup epochs they give at this batch. Off the base batch the adaptive rule trains
     otherwise than any fixed rule (its gain sets the LR and the steps); at it, the gain is 1
     and it trains as LEGW."""
     d = config.to_dict()
@@ -151,7 +156,7 @@ def _same_training(config: TrainConfig) -> str:
         d.pop(name)
     base = config.base_recipe()
     d["peak_and_warmup"] = base.peak_and_warmup(config.batch_size())
-    d["adaptive"] = config.scaling == "adaptive" and config.batch_size() > base.base_batch_size
+    d["adaptive"] = config.scaling == "adaptive" and config.batch_size() != base.base_batch_size
     return repr(sorted(d.items()))
 
 

@@ -164,7 +164,7 @@ class _Trainer:
         """``--scaling adaptive``: the schedule whose gain comes from the online noise."""
         if not self.config.is_adaptive():
             return None
-        self.config.check_adaptive_noise(self.env.world_size)
+        self.config.check_adaptive(self.env.world_size)
         return AdaptiveSchedule.for_batch(self.base, self.B, dataset_size,
                                           self.config.adaptive_lr_power,
                                           self.config.adaptive_warmup)
@@ -220,7 +220,8 @@ class _Trainer:
                              f"({type(e).__name__}); train into a new --out") from None
         self.pos, elastic = resume_position(state["position"], self.B, self.recipe)
         extra = state["extra"]
-        if self.noise is not None and extra.get("noise") and not elastic:
+        if self.noise is not None and extra.get("noise") and not elastic \
+                and self.noise.fits(extra["noise"]):  # else measured at another micro batch
             self.noise.load_state_dict(extra["noise"])
         if self.adaptive is not None and extra.get("adaptive"):
             self.adaptive.load_state_dict(extra["adaptive"])  # tau is in base steps: elastic
