@@ -46,7 +46,7 @@ from legw.io import atomic_path
 from legw.optim import OPTIMIZERS, build_optimizer, param_groups
 from legw.training.batches import ImageBatches
 from legw.training.config import TrainConfig
-from legw.training.device import batch_to
+from legw.training.device import batch_to, match_param_layout
 from legw.training.evaluate import image_metrics
 from legw.training.trainer import seed_everything, train
 
@@ -91,6 +91,7 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
                              f"({state.get('identity')}); delete it or use another --out")
         model.load_state_dict(state["model"])
         inner.load_state_dict(state["optimizer"])  # AdaScale keeps its statistics in it
+        match_param_layout(inner)  # the checkpoint may have been written in the other layout
         torch.set_rng_state(state["rng"])
         tau, step, gains, evals, elapsed = (state[k] for k in
                                             ("tau", "step", "gains", "evals", "elapsed"))

@@ -13,6 +13,7 @@ from legw.training.device import (
     batch_to,
     flush_denormals,
     flushing_denormals,
+    match_param_layout,
     select_device,
 )
 from legw.training.trainer import add_grad_sq, train
@@ -149,3 +150,17 @@ def test_noise_hook_squares_a_channels_last_gradient():
     into = torch.zeros((), dtype=torch.float64)
     add_grad_sq(into, grad)
     assert into.item() == pytest.approx((grad.double() ** 2).sum().item(), rel=1e-6)
+
+
+def test_match_param_layout_gives_state_its_parameter_layout_and_skips_other_entries():
+    conv = torch.nn.Conv2d(3, 4, 3)
+    optimizer = torch.optim.SGD(conv.parameters(), lr=0.1, momentum=0.9)
+    conv(torch.randn(2, 3, 5, 5)).sum().backward()
+    optimizer.step()  # momentum buffers in the default layout
+    optimizer.state["wrapper"] = {"norms": torch.ones(3)}  # an entry that is no parameter
+    conv.to(memory_format=torch.channels_last)
+    before = optimizer.state[conv.weight]["momentum_buffer"].clone()
+    match_param_layout(optimizer)
+    buffer = optimizer.state[conv.weight]["momentum_buffer"]
+    assert buffer.stride() == conv.weight.stride() and torch.equal(buffer, before)
+    assert torch.equal(optimizer.state["wrapper"]["norms"], torch.ones(3))

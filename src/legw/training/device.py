@@ -33,6 +33,8 @@ def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
     ``--channels-last`` layout loads its state in that layout, which the fused and chunked
     optimizer paths (which need matching layouts) would then skip for the rest of the run."""
     for p, state in optimizer.state.items():
+        if not isinstance(p, torch.Tensor):  # a wrapper's own entry (AdaScale's statistics)
+            continue
         for key, value in state.items():
             if isinstance(value, torch.Tensor) and value.shape == p.shape \
                     and value.stride() != p.stride():
