@@ -34,7 +34,7 @@ from legw.experiments.launcher import (
 from legw.experiments.records import read_rows, run_row, write_rows
 from legw.flags import flag
 from legw.io import read_dataclass
-from legw.training.config import NO_NOISE, TrainConfig, check_seed
+from legw.training.config import TrainConfig, check_seed
 
 METHODS: dict[str, dict[str, Any]] = {
     # the named methods of legw.schedule (legw, linear, sqrt-nowarmup, unscaled): same meaning
@@ -129,12 +129,10 @@ class SweepSpec(LaunchOptions):
             for b in self.batch_sizes:
                 for s in self.seeds:
                     config = self.config(out, m, b, s)
-                    problem = config.adaptive_problem(world_size=1)  # a sweep's runs: 1 process
-                    if problem == NO_NOISE:
-                        problem += (": give --micro-batch-size (e.g. the base batch; a sweep "
-                                    "keeps its micro batch, so a new one needs a new --out)")
-                    if problem is not None:
-                        raise ValueError(f"--methods {m} at --batch-sizes {b}: {problem}")
+                    config.check_adaptive(  # a sweep's runs: one process each
+                        1, flag=f"--methods {m} at --batch-sizes {b}",
+                        noise_remedy="give --micro-batch-size (e.g. the base batch; a sweep "
+                                     "keeps its micro batch, so a new one needs a new --out)")
                     first = seen.setdefault(_same_training(config), config)
                     if first is not config:
                         config = dataclasses.replace(config, out_dir=first.out_dir)

@@ -27,8 +27,6 @@ SEED_LIMIT = 2**32
 ``seed * 1_000_003 + epoch``, which must fit in 64 bits."""
 FLOAT32_MAX = 3.4028234663852886e38
 """The largest float32: a peak LR above it cannot be written into an optimizer."""
-NO_NOISE = "the gain needs the gradient noise, measured when a step has 2+ micro-gradients"
-"""Why an adaptive run above the base batch cannot train with one micro-gradient per step."""
 RESUME_FREE = ("global_batch_size", "micro_batch_size", "device", "out_dir", "resume", "quiet",
                "keep_checkpoints", "checkpoint_every", "max_steps", "data_dir", "num_threads",
                "evaluate", "eval_every", "channels_last")
@@ -252,28 +250,32 @@ class TrainConfig:
         """``--scaling adaptive``: the run follows :class:`legw.adaptive.AdaptiveSchedule`."""
         return self.scaling == "adaptive"
 
-    def adaptive_problem(self, world_size: int) -> str | None:
-        """Why ``--scaling adaptive`` cannot train this run (``None``: it can, or the run is
-        not adaptive): a batch below the base one, or above it with no step that has the two
-        or more micro-gradients the gain is measured from (accumulation or ranks)."""
-        if not self.is_adaptive():
+    def noise_source(self, world_size: int) -> str | None:
+        """Where the online ``B_noise`` gets its small-batch gradients: ``micro`` (every
+        micro-step's, when accumulating), ``rank`` (each rank's before the all-reduce, under
+        DDP without accumulation), or ``None`` (one micro-gradient per step, or the window 0)."""
+        if self.resolved_noise_window() == 0:
             return None
+        if self.accumulation_steps(world_size) >= 2:
+            return "micro"
+        return "rank" if world_size >= 2 else None
+
+    def check_adaptive(self, world_size: int, flag: str = "--scaling adaptive",
+                       noise_remedy: str = "give --micro-batch-size (e.g. the base batch) or "
+                                           "several ranks, and keep --noise-window > 0") -> None:
+        """Refuse ``--scaling adaptive`` where it cannot train: below the base batch, or above
+        it with no step that has the two or more micro-gradients its gain is measured from.
+        The ``ValueError`` starts with ``flag`` and, for the latter, ends with
+        ``noise_remedy`` (a sweep names its own flags)."""
+        if not self.is_adaptive():
+            return
         b0 = self.base_recipe().base_batch_size
         if self.batch_size() < b0:
-            return f"adaptive scaling grows the batch; {self.batch_size()} is below the base {b0}"
-        if self.batch_size() > b0 and (self.resolved_noise_window() == 0 or (
-                self.accumulation_steps(world_size) < 2 and world_size < 2)):
-            return NO_NOISE
-        return None
-
-    def check_adaptive(self, world_size: int) -> None:
-        """``ValueError`` naming ``--scaling adaptive`` when :meth:`adaptive_problem` finds one."""
-        problem = self.adaptive_problem(world_size)
-        if problem == NO_NOISE:
-            problem += (": give --micro-batch-size (e.g. the base batch) or several ranks, and "
-                        "keep --noise-window > 0")
-        if problem is not None:
-            raise ValueError(f"--scaling adaptive: {problem}")
+            raise ValueError(f"{flag}: adaptive scaling grows the batch; {self.batch_size()} is "
+                             f"below the base {b0}")
+        if self.batch_size() > b0 and self.noise_source(world_size) is None:
+            raise ValueError(f"{flag}: the gain needs the gradient noise, measured when a step "
+                             f"has 2+ micro-gradients: {noise_remedy}")
 
     def resolved_noise_window(self) -> int:
         """``noise_window``, or its default (see the field)."""

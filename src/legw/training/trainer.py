@@ -170,18 +170,17 @@ class _Trainer:
                                           self.config.adaptive_warmup)
 
     def _noise_scale(self) -> tuple[OnlineNoiseScale | None, str | None]:
-        """The online ``B_noise`` estimate and where its small-batch gradients come from:
-        ``micro`` (every micro-step's gradient, ``b`` samples each, when accumulating) or
-        ``rank`` (each rank's gradient before the all-reduce, ``B / W`` samples, caught by a
-        DDP communication hook); none with a single micro-gradient per step."""
+        """The online ``B_noise`` estimate and where its small-batch gradients come from
+        (:meth:`TrainConfig.noise_source`): ``micro``, every micro-step's gradient (``b``
+        samples), read by parameter hooks; ``rank``, each rank's gradient before the
+        all-reduce (``B / W`` samples), caught by a DDP communication hook."""
+        source = self.config.noise_source(self.env.world_size)
         window = self.config.resolved_noise_window()
-        if not window:
-            return None, None
-        if self.accum >= 2:
+        if source == "micro":
             self._micro_sq = torch.zeros((), device=self.device)
             hook_grad_sq(self.model.parameters(), self._micro_sq)
-            return OnlineNoiseScale(self.micro, self.B, window), "micro"
-        if self.env.is_distributed:
+            return OnlineNoiseScale(self.micro, self.B, window), source
+        if source == "rank":
             from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import (
                 allreduce_hook,
             )
@@ -193,7 +192,7 @@ class _Trainer:
 
             self._rank_grad_sq: list[torch.Tensor] = []
             self.ddp.register_comm_hook(None, hook)
-            return OnlineNoiseScale(self.B // self.env.world_size, self.B, window), "rank"
+            return OnlineNoiseScale(self.B // self.env.world_size, self.B, window), source
         return None, None
 
     def _resume(self) -> None:
