@@ -59,8 +59,9 @@ def test_a_train_config_round_trips_through_its_flags():
 
     args = build_parser().parse_args(
         ["train", "ptb-small", "--batch-size", "40", "--milestones", "2", "4.5",
-         "--scaling", "linear", "--no-eval", "--threads", "2", "--out", "x"])
+         "--scaling", "linear", "--warmup", "constant", "--no-eval", "--threads", "2",
+         "--out", "x"])
     config = config_from_args(args)
     assert config == TrainConfig(task="ptb-small", global_batch_size=40,
-                                 milestones=(2.0, 4.5), scaling="linear", evaluate=False,
-                                 num_threads=2, out_dir="x")
+                                 milestones=(2.0, 4.5), scaling="linear", warmup="constant",
+                                 evaluate=False, num_threads=2, out_dir="x")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from legw import BaseRecipe, LEGWScheduler, apply_recipe, set_lr
+from legw import BaseRecipe, LEGWScheduler, RecipeWarning, apply_recipe, set_lr
 from legw.schedule import Recipe
 
 N = 1000  # samples: 10 steps/epoch at batch 100, 2 at batch 400
@@ -49,7 +49,7 @@ def test_scheduler_matches_recipe_every_step():
     r = recipe()                                    # W = 5, T = 40
     opt, (p,) = make_optimizer()
     sched = LEGWScheduler(opt, r)
-    for t in range(r.total_steps + 5):              # past the end: stays at end_lr
+    def step_at(t: int) -> None:
         lr = opt.param_groups[0]["lr"]
         assert lr == r.lr_at_step(t) and sched.get_last_lr() == [lr]
         before = p.detach().clone()
@@ -58,6 +58,13 @@ def test_scheduler_matches_recipe_every_step():
         torch.testing.assert_close(p.detach(), before - lr * 2 * before)
         sched.step()
         assert sched.last_epoch == t + 1
+
+    for t in range(r.total_steps):
+        step_at(t)
+    # past the end: stays at end_lr, and says the loop outruns the recipe
+    with pytest.warns(RecipeWarning, match="past the end of the recipe"):
+        for t in range(r.total_steps, r.total_steps + 5):
+            step_at(t)
 
 
 def test_apply_recipe_and_set_lr():

@@ -126,7 +126,7 @@ def test_methods_set_the_rules_and_micro_batch_cap():
 def test_train_argv_round_trips_through_the_train_parser(tmp_path):
     config = TrainConfig(task="ptb-small", global_batch_size=40, micro_batch_size=20,
                          epochs=6.0, milestones=(2.0, 4.5), base_lr=0.7, scaling="linear",
-                         warmup="legw", seed=3, clip_grad_norm=0.0, max_steps=9,
+                         warmup="constant", seed=3, clip_grad_norm=0.0, max_steps=9,
                          out_dir=str(tmp_path / "run"), data_dir="data", checkpoint_every=5,
                          evaluate=False)
     argv = train_argv(config, threads=2, resume=True)
