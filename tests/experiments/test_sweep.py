@@ -7,7 +7,7 @@ from helpers import make_mnist_dir
 
 from legw.cli import build_parser, main
 from legw.commands.train import config_from_args
-from legw.experiments.launcher import train_argv
+from legw.experiments.launcher import open_study, train_argv
 from legw.experiments.records import read_rows
 from legw.experiments.sweep import METHODS, SweepSpec
 from legw.training.config import TrainConfig
@@ -65,6 +65,14 @@ def test_sweep_resumes_interrupted_run_records_divergence_then_skips(mnist_dir, 
     # Changing the recipe of an existing sweep is refused.
     assert main(["sweep", "--out", str(out), "--epochs", "5"]) == 2
     assert "differs from the sweep" in capsys.readouterr().err
+
+
+def test_a_resume_by_the_same_command_records_it_once(tmp_path):
+    spec = SweepSpec(task="fashion-mnist-lstm", batch_sizes=[32], methods=["legw"])
+    first, wider = "legw sweep x --batch-sizes 32", "legw sweep x --batch-sizes 32 64"
+    for command in (first, first, wider, first):
+        open_study(tmp_path, "sweep.json", spec, command)
+    assert json.loads((tmp_path / "sweep.json").read_text())["commands"] == [first, wider]
 
 
 def test_crashing_run_is_recorded_as_failed(tmp_path, capsys):

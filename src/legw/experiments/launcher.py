@@ -98,12 +98,13 @@ def continue_spec(cls: type, stored: Any | None, given: dict[str, Any], out: Pat
 
 def open_study(out: Path, spec_file: str, spec: Any, command: str | None) -> None:
     """Start or continue a study in ``out``: remove temporaries a killed write left there,
-    record the invoking ``command`` and write the spec (``sweep.json`` / ``tune.json``)."""
+    record the invoking ``command`` (once: a resume by the same command adds nothing) and write
+    the spec (``sweep.json`` / ``tune.json``)."""
     from legw.io import remove_temporaries
 
     out.mkdir(parents=True, exist_ok=True)
     remove_temporaries(out)
-    if command:
+    if command and command not in spec.commands:
         spec.commands.append(command)
     atomic_write_json(out / spec_file, spec.to_dict())
 

@@ -335,6 +335,7 @@ def write_report(root: Path, out: Path | None = None,
                f"![tuning landscape](landscape-{name}.png)", "",
                f"![metric vs peak LR](lr_curve-{name}.png)", ""]
         commands += meta.get("spec", {}).get("commands", [])
+    commands = list(dict.fromkeys(commands))    # records from before resumes were recorded once
     md += ["## Commands that produced the records", "", "```"] + (commands or ["(not recorded)"]) \
         + ["```", ""]
     path = out / "report.md"
