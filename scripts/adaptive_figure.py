@@ -105,7 +105,15 @@ def plot(pts: list[dict], base: float, title: str, path: str) -> None:
         if shown:
             errors = [p["test_error"] for p in shown]
             top = max(max(errors), base + 0.5) + (0.3 if zoom else 0.5)
-            ax.set_ylim(min(base - 0.5, min(errors) - 0.3), min(top, base + 8.5))
+            low, high = min(base - 0.5, min(errors) - 0.3), min(top, base + 8.5)
+            ax.set_ylim(low, high)
+            for p in shown:             # a run far off the scale: an arrow at the top edge
+                if p["test_error"] > high:
+                    marker, color = style[p["rule"]]
+                    ax.annotate(f"{p['batch_size']}: {p['test_error']:.1f} % ↑",
+                                (p["steps"], high), textcoords="offset points",
+                                xytext=(4, -12), fontsize=7, color=color)
+                    ax.plot([p["steps"]], [high], marker="^", color=color, clip_on=False)
         ax.set(xlabel="optimizer steps", ylabel="test error (%)",
                xscale="linear" if zoom else "log",
                title="adaptive vs AdaScale" if zoom else
