@@ -84,6 +84,19 @@ def test_every_config_field_is_either_free_on_resume_or_compared():
     elastic.check_resume(saved.to_dict(), saved.base_recipe().to_dict(), "ckpt")
 
 
+def test_an_adaptive_run_resumes_with_its_default_noise_window_given_explicitly():
+    def adaptive(window):
+        return TrainConfig(task="mnist-lstm", global_batch_size=1024, scaling="adaptive",
+                           noise_window=window)
+
+    default, explicit = adaptive(None), adaptive(125)   # the default: 1000 * 128 / 1024 steps
+    assert default.resolved_noise_window() == 125
+    for saved, resumed in ((default, explicit), (explicit, default)):
+        resumed.check_resume(saved.to_dict(), saved.base_recipe().to_dict(), "ckpt")
+    with pytest.raises(ValueError, match="--noise-window: 124 differs from None"):
+        adaptive(124).check_resume(default.to_dict(), default.base_recipe().to_dict(), "ckpt")
+
+
 def test_a_fresh_start_refuses_a_directory_holding_a_run(mnist_dir, run_copy, capsys):
     before = _snapshot(run_copy)
     assert "--out: " in one_line_error(capsys, _train(mnist_dir, run_copy, "--max-steps", "3"))

@@ -355,6 +355,9 @@ class TrainConfig:
             raise ValueError(f"--resume: {source} records a configuration this version cannot "
                              f"read ({e}); train into a new --out") from None
         theirs, mine = saved.identity(), self.identity()
+        if self.resolved_noise_window() == saved.resolved_noise_window():
+            # the default window given explicitly (or the reverse): the same smoothing
+            theirs["noise_window"] = mine["noise_window"]
         diffs = [(_flag(k), mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]]
         by_recipe_field = {v: k for k, v in RECIPE_FIELDS.items()}
         recipe = self.base_recipe().to_dict()
