@@ -7,7 +7,7 @@ import torch
 from helpers import final_params, make_mnist_dir, read_jsonl
 
 from legw.cli import main
-from legw.schedule import BaseRecipe
+from legw.schedule import BaseRecipe, RecipeWarning
 from legw.training.config import TrainConfig
 from legw.training.trainer import train
 
@@ -83,6 +83,21 @@ def test_adaptive_without_noise_is_refused_before_training(tmp_path, capsys):
                  "--base-batch-size", "32", "--scaling", "adaptive", "--out",
                  str(tmp_path / "r")]) == 2
     assert "--scaling adaptive: the gain needs the gradient noise" in capsys.readouterr().err
+
+
+def test_the_full_gain_on_a_normalised_update_warns(recwarn):
+    def adaptive(**kw):
+        return TrainConfig(task="fashion-mnist-lstm", global_batch_size=1024,
+                           micro_batch_size=128, scaling="adaptive", **kw)
+
+    for ok in (adaptive(), adaptive(optimizer="lars"), adaptive(optimizer="lamb",
+                                                                 adaptive_lr_power=0.5)):
+        ok.check_adaptive(1)
+    assert not recwarn.list
+    for optimizer in ("lamb", "adam"):
+        with pytest.warns(RecipeWarning, match=f"with {optimizer} and --adaptive-lr-power 1: "
+                                               r".*use --adaptive-lr-power 0\.5"):
+            adaptive(optimizer=optimizer).check_adaptive(1)
 
 
 def test_gain_warmup_advances_by_the_gain_from_the_first_step_and_must_match_on_resume(

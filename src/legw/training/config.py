@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from legw.adaptive import ADAPTIVE_WARMUPS
 from legw.flags import flag, flag_name
-from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe, Recipe
+from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe, Recipe, RecipeWarning
 from legw.tasks import Task, get_task
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -266,7 +267,8 @@ class TrainConfig:
         """Refuse ``--scaling adaptive`` where it cannot train: below the base batch, or above
         it with no step that has the two or more micro-gradients its gain is measured from.
         The ``ValueError`` starts with ``flag`` and, for the latter, ends with
-        ``noise_remedy`` (a sweep names its own flags)."""
+        ``noise_remedy`` (a sweep names its own flags). A normalised-update optimizer under the
+        full gain gets a :class:`~legw.RecipeWarning` (it blew LAMB up: docs/adaptive.md)."""
         if not self.is_adaptive():
             return
         b0 = self.base_recipe().base_batch_size
@@ -276,6 +278,12 @@ class TrainConfig:
         if self.batch_size() > b0 and self.noise_source(world_size) is None:
             raise ValueError(f"{flag}: the gain needs the gradient noise, measured when a step "
                              f"has 2+ micro-gradients: {noise_remedy}")
+        if self.optimizer_name() in ("adam", "lamb") and self.adaptive_lr_power > 0.5:
+            warnings.warn(RecipeWarning(
+                f"{flag} with {self.optimizer_name()} and --adaptive-lr-power "
+                f"{self.adaptive_lr_power:g}: its step does not shrink with the gradient noise, "
+                f"and the full gain blew LAMB up at batch 8192 (docs/adaptive.md); use "
+                f"--adaptive-lr-power 0.5"), stacklevel=2)
 
     def resolved_noise_window(self) -> int:
         """``noise_window``, or its default (see the field)."""
