@@ -153,7 +153,8 @@ class TrainConfig:
     epochs, not steps, so runs at different batch sizes are evaluated at the same points."""
     adaptive_lr_power: float = field(default=1.0, metadata=flag(metavar="P"))
     """With --scaling adaptive, the LR multiplier is gain^P: 1 (default) is AdaScale's, 0.5
-    the sqrt rule on the batch's effective scale (less accurate on the LSTM: docs/adaptive.md)."""
+    the sqrt rule on the batch's effective scale (less accurate on the LSTM with SGD, but the
+    one for LAMB / Adam, which the full gain blew up: docs/adaptive.md)."""
     adaptive_warmup: str = field(default="legw", metadata=flag(choices=ADAPTIVE_WARMUPS))
     """With --scaling adaptive, how the base warmup is replayed: legw (default), its steps at
     every batch; gain, advanced by the gain like the rest of the recipe (AdaScale's)."""
