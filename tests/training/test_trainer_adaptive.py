@@ -94,7 +94,7 @@ def test_the_full_gain_on_a_normalised_update_warns(recwarn):
                                                                  adaptive_lr_power=0.5)):
         ok.check_adaptive(1)
     assert not recwarn.list
-    for optimizer in ("lamb", "adam"):
+    for optimizer in ("lamb", "adam", "adamw"):
         with pytest.warns(RecipeWarning, match=f"with {optimizer} and --adaptive-lr-power 1: "
                                                r".*use --adaptive-lr-power 0\.5"):
             adaptive(optimizer=optimizer).check_adaptive(1)

@@ -268,8 +268,9 @@ class TrainConfig:
         """Refuse ``--scaling adaptive`` where it cannot train: below the base batch, or above
         it with no step that has the two or more micro-gradients its gain is measured from.
         The ``ValueError`` starts with ``flag`` and, for the latter, ends with
-        ``noise_remedy`` (a sweep names its own flags). A normalised-update optimizer under the
-        full gain gets a :class:`~legw.RecipeWarning` (it blew LAMB up: docs/adaptive.md)."""
+        ``noise_remedy`` (a sweep names its own flags). A normalised-update optimizer (Adam,
+        AdamW, LAMB) under the full gain gets a :class:`~legw.RecipeWarning` (it blew LAMB up:
+        docs/adaptive.md)."""
         if not self.is_adaptive():
             return
         b0 = self.base_recipe().base_batch_size
@@ -279,7 +280,7 @@ class TrainConfig:
         if self.batch_size() > b0 and self.noise_source(world_size) is None:
             raise ValueError(f"{flag}: the gain needs the gradient noise, measured when a step "
                              f"has 2+ micro-gradients: {noise_remedy}")
-        if self.optimizer_name() in ("adam", "lamb") and self.adaptive_lr_power > 0.5:
+        if self.optimizer_name() in ("adam", "adamw", "lamb") and self.adaptive_lr_power > 0.5:
             warnings.warn(RecipeWarning(
                 f"{flag} with {self.optimizer_name()} and --adaptive-lr-power "
                 f"{self.adaptive_lr_power:g}: its step does not shrink with the gradient noise, "
