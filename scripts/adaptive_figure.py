@@ -109,7 +109,7 @@ def plot(pts: list[dict], base: float, title: str, path: str) -> None:
             ax.set_ylim(low, high)
             for p in shown:             # a run far off the scale: an arrow at the top edge
                 if p["test_error"] > high:
-                    marker, color = style[p["rule"]]
+                    color = style[p["rule"]][1]
                     ax.annotate(f"{p['batch_size']}: {p['test_error']:.1f} % ↑",
                                 (p["steps"], high), textcoords="offset points",
                                 xytext=(4, -12), fontsize=7, color=color)
