@@ -130,3 +130,25 @@ def test_cli_smoke_ptb(ptb_dir, tmp_path):
     assert set(summary["final"]) == {"valid_perplexity", "test_perplexity"}
     # 30 words, 3 successors each: a model that learns the chain beats the uniform 31.
     assert summary["final"]["test_perplexity"] < 20
+
+
+def test_trainer_is_freed_before_the_process_group_is_left(mnist_dir, tmp_path, monkeypatch):
+    # The trainer sits in a reference cycle; under torchrun, a DDP reducer that outlived
+    # destroy_process_group was freed at interpreter exit, where gloo aborted the process.
+    import gc
+
+    from legw.training import trainer as trainer_module
+
+    alive_at_cleanup = []
+
+    def cleanup():
+        alive_at_cleanup.append(any(type(o) is trainer_module._Trainer
+                                    for o in gc.get_objects()))
+
+    monkeypatch.setattr(trainer_module.dist, "cleanup", cleanup)
+    gc.disable()  # no collection by chance between fit() and cleanup
+    try:
+        train(_config(mnist_dir, tmp_path / "run", micro_batch_size=8))
+    finally:
+        gc.enable()
+    assert alive_at_cleanup == [False]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import math
 import random
 import time
@@ -63,10 +64,19 @@ def train(config: TrainConfig) -> dict[str, Any]:
     env = dist.detect()
     device = select_device(config.device, env.local_rank)
     dist.init(env, device)
+    trainer = None
     try:
         with flush_denormals(device):
-            return _Trainer(config, env, device).fit()
+            trainer = _Trainer(config, env, device)
+            summary = trainer.fit()
+        dist.barrier()  # no rank leaves the group while another still talks to it
+        return summary
     finally:
+        # The trainer's DDP reducer and gradient hooks keep the process group alive; freed at
+        # interpreter exit instead (a reference cycle can hold them), gloo's threads abort the
+        # process ("terminate called without an active exception") after a finished run.
+        del trainer
+        gc.collect()
         dist.cleanup()
 
 
