@@ -73,8 +73,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         return summary
     finally:
         # The trainer's DDP reducer and gradient hooks keep the process group alive; freed at
-        # interpreter exit instead (a reference cycle can hold them), gloo's threads abort the
-        # process ("terminate called without an active exception") after a finished run.
+        # interpreter exit instead, gloo's threads abort the process ("terminate called
+        # without an active exception") after a finished run. Only the cycle collector frees
+        # the trainer: the first optimizer a process builds makes torch import torch.fx, whose
+        # wrap() keeps its own frame in a local (a cycle), and that frame's f_back chain holds
+        # _Trainer.__init__'s frame and so `self` (torch 2.13).
         del trainer
         gc.collect()
         dist.cleanup()
