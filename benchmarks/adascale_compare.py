@@ -199,9 +199,10 @@ def main() -> None:
                    help="override the task's optimizer (with its --base-lr, tuned at B0)")
     p.add_argument("--base-lr", type=float, help="override the base recipe's peak LR")
     p.add_argument("--weight-decay", type=float, help="override the task's weight decay")
-    p.add_argument("--adaptive-lr-power", type=float, default=1.0,
-                   help="adaptive's LR multiplier is gain**P (default 1, legw's default and "
-                        "AdaScale's; 0.5: the square root); rows are kept apart by P")
+    p.add_argument("--adaptive-lr-power", type=float,
+                   help="adaptive's LR multiplier is gain**P (default: legw's for the "
+                        "optimizer, 1 as AdaScale for SGD / LARS, 0.5 for Adam / AdamW / "
+                        "LAMB); rows are kept apart by P")
     p.add_argument("--adaptive-warmup", choices=ADAPTIVE_WARMUPS, default="legw",
                    help="adaptive's warmup: the base warmup's steps (legw, default) or advanced "
                         "by the gain (AdaScale's); rows are kept apart by it")
@@ -219,6 +220,7 @@ def main() -> None:
     try:
         probe = TrainConfig(task=args.task, **adaptive, **overrides)
         b0 = probe.base_recipe().base_batch_size
+        adaptive["adaptive_lr_power"] = probe.resolved_adaptive_lr_power()  # recorded per row
         dataset_size = len(probe.get_task().load(args.data_dir).train)
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
@@ -253,7 +255,7 @@ def main() -> None:
     for seed in args.seeds:
         for batch in args.batch_sizes:
             for method in args.methods:
-                power = args.adaptive_lr_power if method == "adaptive" else None
+                power = adaptive["adaptive_lr_power"] if method == "adaptive" else None
                 warmup = args.adaptive_warmup if method == "adaptive" else None
                 key = (args.task, same, method, batch, seed, power, warmup)
                 if key in done:

@@ -11,8 +11,8 @@ noise scale ``B_noise = tr(Sigma) / |G|^2`` measured online (legw.gradient_noise
 make the same progress; ``1 <= r <= k``), each optimizer step at ``B``:
 
 * trains at ``lr = base_lr(tau) * r ** lr_power`` where ``base_lr`` is the base recipe at its own
-  batch ``B0`` and ``tau`` the *position* in base steps; ``lr_power`` is 1 by default (as
-  AdaScale; 0.5, the sqrt rule on the effective scale ``r``, was less accurate on the LSTM);
+  batch ``B0`` and ``tau`` the *position* in base steps; ``lr_power`` defaults by optimizer
+  (:func:`default_lr_power`: 1, AdaScale's, for SGD and LARS; 0.5 for Adam, AdamW and LAMB);
 * advances ``tau`` by 1 during the base warmup -- the warmup spans the same number of steps at
   every batch, which is LEGW's rule -- and by ``r`` after it (``warmup="gain"``: by ``r``
   throughout, as AdaScale);
@@ -39,6 +39,27 @@ from legw.schedule import BaseRecipe, Recipe
 ADAPTIVE_WARMUPS = ("legw", "gain")
 """How the base warmup is replayed: ``legw``, its steps at every batch (``tau += 1`` per step,
 LEGW's rule); ``gain``, advanced by the gain like the rest (AdaScale's, ``r`` times shorter)."""
+
+
+NORMALISED_OPTIMIZERS = ("adam", "adamw", "lamb")
+"""Optimizers whose step is divided by a running estimate of the gradient's own magnitude."""
+
+
+def default_lr_power(optimizer: str) -> float:
+    """The default ``lr_power`` for ``optimizer``: 1 for SGD and LARS, 0.5 for
+    :data:`NORMALISED_OPTIMIZERS`.
+
+    The full gain rests on SGD's variance argument: at ``r`` times the effective batch the
+    update's noise is ``r`` times smaller, so an ``r`` times larger LR keeps it (AdaScale's
+    rule, the linear scaling rule on ``r``). An Adam-type step is normalised by the second
+    moment, which the smaller gradient noise also shrinks, so the same argument gives the
+    square root (the sqrt scaling rule for adaptive methods, Malladi et al., NeurIPS 2022).
+    Measured (docs/results.md, study 11): the full gain blew LAMB up at batch 8192 under both
+    this rule and fairscale's AdaScale (70.0 and 77.8 % test error), the square root held the
+    base (9.93 % against 9.70 %). LARS's trust ratio rescales each layer's update but its
+    gradient direction is plain SGD with momentum; the full gain trained it at 1024 and 8192.
+    """
+    return 0.5 if optimizer in NORMALISED_OPTIMIZERS else 1.0
 
 
 def gain(grad_sq: float, trace_sigma: float, base_batch_size: int, batch_size: int) -> float:

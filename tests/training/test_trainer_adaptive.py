@@ -85,19 +85,46 @@ def test_adaptive_without_noise_is_refused_before_training(tmp_path, capsys):
     assert "--scaling adaptive: the gain needs the gradient noise" in capsys.readouterr().err
 
 
-def test_the_full_gain_on_a_normalised_update_warns(recwarn):
-    def adaptive(**kw):
-        return TrainConfig(task="fashion-mnist-lstm", global_batch_size=1024,
-                           micro_batch_size=128, scaling="adaptive", **kw)
+def _adaptive(**kw):
+    return TrainConfig(task="fashion-mnist-lstm", global_batch_size=1024, micro_batch_size=128,
+                       scaling="adaptive", **kw)
 
-    for ok in (adaptive(), adaptive(optimizer="lars"), adaptive(optimizer="lamb",
-                                                                 adaptive_lr_power=0.5)):
+
+def test_the_lr_power_defaults_by_optimizer():
+    for optimizer, power in (("sgd", 1.0), ("lars", 1.0), ("adam", 0.5), ("adamw", 0.5),
+                             ("lamb", 0.5)):
+        assert _adaptive(optimizer=optimizer).resolved_adaptive_lr_power() == power
+    assert _adaptive(optimizer="lamb", adaptive_lr_power=0.75).resolved_adaptive_lr_power() \
+        == 0.75
+    assert _adaptive().resolved_adaptive_lr_power() == 1.0  # the task's optimizer: SGD
+
+
+def test_the_full_gain_on_a_normalised_update_warns(recwarn):
+    for ok in (_adaptive(), _adaptive(optimizer="lars"), _adaptive(optimizer="lamb"),
+               _adaptive(optimizer="adam", adaptive_lr_power=0.5)):
         ok.check_adaptive(1)
     assert not recwarn.list
     for optimizer in ("lamb", "adam", "adamw"):
         with pytest.warns(RecipeWarning, match=f"with {optimizer} and --adaptive-lr-power 1: "
-                                               r".*use --adaptive-lr-power 0\.5"):
-            adaptive(optimizer=optimizer).check_adaptive(1)
+                                               r".*default \(0\.5 for"):
+            _adaptive(optimizer=optimizer, adaptive_lr_power=1.0).check_adaptive(1)
+
+
+def test_lamb_trains_with_the_square_root_of_the_gain_and_resumes_with_it_explicit(tmp_path):
+    data = make_mnist_dir(tmp_path / "data")
+    lamb = dict(optimizer="lamb", base_lr=0.01)
+    train(config(data, tmp_path / "run", max_steps=6, **lamb))
+    recs = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    base = BaseRecipe(32, 0.01, 0.25, 4.0).scale(32, 256)
+    assert any(r["gain"] > 1.5 for r in recs)
+    for r in recs:
+        assert r["lr"] == pytest.approx(base.lr_at_step(r["tau"]) * r["gain"] ** 0.5)
+    # the default given explicitly is the same run; the full gain is another one
+    train(config(data, tmp_path / "run", max_steps=7, resume=True, adaptive_lr_power=0.5,
+                 **lamb))
+    with pytest.raises(ValueError, match=r"--adaptive-lr-power: 1\.0 differs from 0\.5"):
+        with pytest.warns(RecipeWarning):
+            train(config(data, tmp_path / "run", resume=True, adaptive_lr_power=1.0, **lamb))
 
 
 def test_gain_warmup_advances_by_the_gain_from_the_first_step_and_must_match_on_resume(

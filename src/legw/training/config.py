@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from legw.adaptive import ADAPTIVE_WARMUPS
+from legw.adaptive import ADAPTIVE_WARMUPS, NORMALISED_OPTIMIZERS, default_lr_power
 from legw.flags import flag, flag_name
 from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe, Recipe, RecipeWarning
 from legw.tasks import Task, get_task
@@ -151,10 +151,10 @@ class TrainConfig:
     eval_every: float = field(default=0.0, metadata=flag(metavar="EPOCHS"))
     """Also evaluate every EPOCHS epochs, e.g. 0.25 (default 0: at each epoch end only); in
     epochs, not steps, so runs at different batch sizes are evaluated at the same points."""
-    adaptive_lr_power: float = field(default=1.0, metadata=flag(metavar="P"))
-    """With --scaling adaptive, the LR multiplier is gain^P: 1 (default) is AdaScale's, 0.5
-    the sqrt rule on the batch's effective scale (less accurate on the LSTM with SGD, but the
-    one for LAMB / Adam, which the full gain blew up: docs/adaptive.md)."""
+    adaptive_lr_power: float | None = field(default=None, metadata=flag(metavar="P"))
+    """With --scaling adaptive, the LR multiplier is gain^P (default by optimizer: 1, AdaScale's,
+    for SGD and LARS; 0.5, the sqrt rule, for Adam, AdamW and LAMB, which the full gain blew
+    up: docs/adaptive.md)."""
     adaptive_warmup: str = field(default="legw", metadata=flag(choices=ADAPTIVE_WARMUPS))
     """With --scaling adaptive, how the base warmup is replayed: legw (default), its steps at
     every batch; gain, advanced by the gain like the rest of the recipe (AdaScale's)."""
@@ -201,7 +201,8 @@ class TrainConfig:
         if self.noise_window is not None and (self.noise_window == 1 or self.noise_window < 0):
             raise ValueError(f"--noise-window: must be 0 (off) or at least 2 steps, got "
                              f"{self.noise_window!r}")
-        if not (math.isfinite(self.adaptive_lr_power) and 0 <= self.adaptive_lr_power <= 1):
+        if self.adaptive_lr_power is not None and not (
+                math.isfinite(self.adaptive_lr_power) and 0 <= self.adaptive_lr_power <= 1):
             raise ValueError(f"--adaptive-lr-power: must lie in [0, 1], got "
                              f"{self.adaptive_lr_power!r}")
         if self.adaptive_warmup not in ADAPTIVE_WARMUPS:
@@ -269,7 +270,7 @@ class TrainConfig:
         it with no step that has the two or more micro-gradients its gain is measured from.
         The ``ValueError`` starts with ``flag`` and, for the latter, ends with
         ``noise_remedy`` (a sweep names its own flags). A normalised-update optimizer (Adam,
-        AdamW, LAMB) under the full gain gets a :class:`~legw.RecipeWarning` (it blew LAMB up:
+        AdamW, LAMB) given the full gain gets a :class:`~legw.RecipeWarning` (it blew LAMB up:
         docs/adaptive.md)."""
         if not self.is_adaptive():
             return
@@ -280,12 +281,20 @@ class TrainConfig:
         if self.batch_size() > b0 and self.noise_source(world_size) is None:
             raise ValueError(f"{flag}: the gain needs the gradient noise, measured when a step "
                              f"has 2+ micro-gradients: {noise_remedy}")
-        if self.optimizer_name() in ("adam", "adamw", "lamb") and self.adaptive_lr_power > 0.5:
+        power = self.resolved_adaptive_lr_power()
+        if self.optimizer_name() in NORMALISED_OPTIMIZERS and power > 0.5:
             warnings.warn(RecipeWarning(
-                f"{flag} with {self.optimizer_name()} and --adaptive-lr-power "
-                f"{self.adaptive_lr_power:g}: its step does not shrink with the gradient noise, "
-                f"and the full gain blew LAMB up at batch 8192 (docs/adaptive.md); use "
-                f"--adaptive-lr-power 0.5"), stacklevel=2)
+                f"{flag} with {self.optimizer_name()} and --adaptive-lr-power {power:g}: its "
+                f"step is normalised by the gradient's own magnitude, and the full gain blew "
+                f"LAMB up at batch 8192 (docs/adaptive.md); leave --adaptive-lr-power at its "
+                f"default (0.5 for {self.optimizer_name()})"), stacklevel=2)
+
+    def resolved_adaptive_lr_power(self) -> float:
+        """``adaptive_lr_power``, or the optimizer's default
+        (:func:`legw.adaptive.default_lr_power`)."""
+        if self.adaptive_lr_power is not None:
+            return self.adaptive_lr_power
+        return default_lr_power(self.optimizer_name())
 
     def resolved_noise_window(self) -> int:
         """``noise_window``, or its default (see the field)."""
@@ -347,7 +356,7 @@ class TrainConfig:
                 "momentum": self.resolved_momentum(), "clip_grad_norm": self.resolved_clip(),
                 # the base recipe of an adaptive run keeps sqrt as its rule: compare the switch
                 "scaling": "adaptive" if adaptive else self.base_recipe().scaling,
-                "adaptive_lr_power": self.adaptive_lr_power if adaptive else None,
+                "adaptive_lr_power": self.resolved_adaptive_lr_power() if adaptive else None,
                 "adaptive_warmup": self.adaptive_warmup if adaptive else None,
                 # the window smooths the gain, so under adaptive scaling it sets the LR (as
                 # given: the default window follows the batch, which an elastic resume changes)

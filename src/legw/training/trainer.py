@@ -179,7 +179,7 @@ class _Trainer:
             return None
         self.config.check_adaptive(self.env.world_size)
         return AdaptiveSchedule.for_batch(self.base, self.B, dataset_size,
-                                          self.config.adaptive_lr_power,
+                                          self.config.resolved_adaptive_lr_power(),
                                           self.config.adaptive_warmup)
 
     def _noise_scale(self) -> tuple[OnlineNoiseScale | None, str | None]:
