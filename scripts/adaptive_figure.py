@@ -6,6 +6,8 @@ results of ``benchmarks/adascale_compare.py``.
 
 --base-runs are the task's base runs (run or sweep directories at the base batch and budget;
 their mean test error is the target, and the figure shades the band within 0.5 points of it).
+--plan-runs (optional) are LEGW runs at ``legw plan``'s epoch budgets, drawn as the rule
+"legw at plan's budget" beside the harness's rows.
 Prints a Markdown table (rule x batch: test error, optimizer steps, epochs) and draws the test
 error against the optimizer steps, one marker per rule, labelled by batch.
 """
@@ -23,8 +25,9 @@ from legw.figures import pyplot, save_figure
 
 # Display order and markers of the usual rules (others follow, in name order); an adaptive
 # row is named by its LR power P (rows from before the flag existed ran P = 0.5).
+PLAN_RULE = "legw at plan's budget"
 RULES = {"adaptive p1": "o", "adaptive p1 gain-warmup": "D", "adaptive p0.5": "v", "adascale": "s",
-         "legw": "^", "linear": "x"}
+         "legw": "^", PLAN_RULE: "<", "linear": "x"}
 
 
 def rule_name(row: dict) -> str:
@@ -58,6 +61,20 @@ def points(rows: list[dict]) -> list[dict]:
     return [{"rule": rule, "batch_size": b, "seeds": len(rs),
              **{k: statistics.fmean(r[k] for r in rs) for k in ("test_error", "steps", "epochs")}}
             for (rule, b), rs in runs.items()]
+
+
+def plan_rows(dirs: list[str], task: str) -> list[dict]:
+    """Rows (as the harness writes them) of the LEGW runs at ``legw plan``'s budgets."""
+    rows = []
+    for run in find_runs(dirs):
+        outcome = run_outcome(run)
+        if outcome["task"] != task:
+            raise ValueError(f"--plan-runs {run}: a run of {outcome['task']}, not {task}")
+        steps = json.loads((run / "summary.json").read_text())["steps"]
+        rows.append({"method": PLAN_RULE, "batch_size": outcome["batch_size"],
+                     "test_error": outcome["error"], "steps": steps,
+                     "epochs": outcome["epochs"]})
+    return rows
 
 
 def rules_of(pts: list[dict]) -> list[str]:
@@ -128,10 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", required=True, help="adascale_compare.py's results.jsonl")
     ap.add_argument("--base-runs", nargs="+", required=True, help="the base runs (directories)")
+    ap.add_argument("--plan-runs", nargs="+", default=[],
+                    help="LEGW runs at legw plan's budgets (directories), drawn beside the rows")
     ap.add_argument("--out", help="the figure (PNG)")
     args = ap.parse_args(argv)
     try:
         rows = read_rows(args.results)
+        rows += plan_rows(args.plan_runs, rows[0]["task"]) if args.plan_runs else []
         base_errors = [run_outcome(d)["error"] for d in find_runs(args.base_runs)]
     except (ValueError, OSError, KeyError) as e:
         print(f"adaptive_figure: error: {e}", file=sys.stderr)

@@ -18,7 +18,7 @@ def _run(root: Path, name: str, batch: int, epochs: float, accuracy: float, loss
     d.mkdir(parents=True)
     (d / "summary.json").write_text(json.dumps({
         "status": status, "task": task, "global_batch_size": batch, "epochs": epochs,
-        "final": {"test_accuracy": accuracy, "test_loss": 0.3}}))
+        "steps": round(10 * epochs), "final": {"test_accuracy": accuracy, "test_loss": 0.3}}))
     with open(d / "metrics.jsonl", "w") as f:
         f.write(json.dumps({"kind": "train", "step": 0, "epoch": 0.0, "loss": 9.0}) + "\n")
         for i, loss in enumerate(losses):
@@ -145,8 +145,10 @@ def test_adaptive_figure_names_rules_averages_seeds_and_checks_input(tmp_path):
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     script = [sys.executable, str(ROOT / "scripts" / "adaptive_figure.py"), "--results",
               str(results), "--base-runs", str(tmp_path / "base")]
-    done = subprocess.run(script + ["--out", str(tmp_path / "a.png")], capture_output=True,
-                          text=True)
+    _run(tmp_path / "plan", "legw-b8192-s0", 8192, 100, 0.895, [0.1])
+    plan = ["--plan-runs", str(tmp_path / "plan")]
+    done = subprocess.run(script + plan + ["--out", str(tmp_path / "a.png")],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "base: 11.00 ± 1.41 % (2 runs)"
@@ -155,7 +157,12 @@ def test_adaptive_figure_names_rules_averages_seeds_and_checks_input(tmp_path):
                          "| adaptive p1 gain-warmup |  | 10.80 %, 350 steps, 50.0 ep |",
                          "| adaptive p0.5 | 10.50 %, 988 steps, 17.0 ep |  |",
                          "| adascale |  | 10.60 %, 1,429 steps, 61.2 ep (2 seeds) |",
+                         "| legw at plan's budget |  | 10.50 %, 1,000 steps, 100.0 ep |",
                          "| adaptive p0.75 |  | 10.70 %, 390 steps, 55.7 ep |"]
+    _run(tmp_path / "other", "legw-b8192-s0", 8192, 100, 0.9, [0.1], task="fashion-mnist-resnet")
+    other = subprocess.run(script + ["--plan-runs", str(tmp_path / "other")],
+                           capture_output=True, text=True)
+    assert other.returncode == 2 and "a run of fashion-mnist-resnet" in other.stderr
     assert (tmp_path / "a.png").stat().st_size > 0
     lamb = {**rows[1], "overrides": {"optimizer": "lamb", "base_lr": 0.01}}
     results.write_text(json.dumps(rows[1]) + "\n" + json.dumps(lamb) + "\n")

@@ -122,9 +122,9 @@ def test_lamb_trains_with_the_square_root_of_the_gain_and_resumes_with_it_explic
     # the default given explicitly is the same run; the full gain is another one
     train(config(data, tmp_path / "run", max_steps=7, resume=True, adaptive_lr_power=0.5,
                  **lamb))
-    with pytest.raises(ValueError, match=r"--adaptive-lr-power: 1\.0 differs from 0\.5"):
-        with pytest.warns(RecipeWarning):
-            train(config(data, tmp_path / "run", resume=True, adaptive_lr_power=1.0, **lamb))
+    with pytest.raises(ValueError, match=r"--adaptive-lr-power: 1\.0 differs from 0\.5"), \
+            pytest.warns(RecipeWarning):
+        train(config(data, tmp_path / "run", resume=True, adaptive_lr_power=1.0, **lamb))
 
 
 def test_gain_warmup_advances_by_the_gain_from_the_first_step_and_must_match_on_resume(
