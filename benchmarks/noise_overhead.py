@@ -22,9 +22,10 @@ import time
 import torch
 
 from legw.gradient_noise import OnlineNoiseScale
+from legw.noise_hooks import add_grad_sq
 from legw.tasks import get_task
 from legw.training.config import TrainConfig
-from legw.training.trainer import add_grad_sq, train
+from legw.training.trainer import train
 
 
 def run_once(steps: int, batch: int, micro: int, window: int) -> tuple[float, float]:

@@ -14,6 +14,7 @@ from typing import Any
 from legw.schedule import BaseRecipe, Recipe, RecipeWarning
 
 _LAZY = {
+    "AdaptiveScaler": "legw.adaptive_scaler",
     "LEGWScheduler": "legw.lr_scheduler",
     "apply_recipe": "legw.lr_scheduler",
     "set_lr": "legw.lr_scheduler",

@@ -41,13 +41,15 @@ ADAPTIVE_WARMUPS = ("legw", "gain")
 LEGW's rule); ``gain``, advanced by the gain like the rest (AdaScale's, ``r`` times shorter)."""
 
 
-NORMALISED_OPTIMIZERS = ("adam", "adamw", "lamb")
-"""Optimizers whose step is divided by a running estimate of the gradient's own magnitude."""
+NORMALISED_OPTIMIZERS = ("adam", "adamw", "lamb", "nadam", "radam", "adamax", "adagrad",
+                         "rmsprop", "adafactor")
+"""Optimizers (lower-case class names) whose step is divided by a running estimate of the
+gradient's own magnitude."""
 
 
 def default_lr_power(optimizer: str) -> float:
-    """The default ``lr_power`` for ``optimizer``: 1 for SGD and LARS, 0.5 for
-    :data:`NORMALISED_OPTIMIZERS`.
+    """The default ``lr_power`` for ``optimizer`` (a legw optimizer name or a lower-case class
+    name): 0.5 for :data:`NORMALISED_OPTIMIZERS`, 1 for the rest (SGD, LARS).
 
     The full gain rests on SGD's variance argument: at ``r`` times the effective batch the
     update's noise is ``r`` times smaller, so an ``r`` times larger LR keeps it (AdaScale's
@@ -56,10 +58,17 @@ def default_lr_power(optimizer: str) -> float:
     square root (the sqrt scaling rule for adaptive methods, Malladi et al., NeurIPS 2022).
     Measured (docs/results.md, study 11): the full gain blew LAMB up at batch 8192 under both
     this rule and fairscale's AdaScale (70.0 and 77.8 % test error), the square root held the
-    base (9.93 % against 9.70 %). LARS's trust ratio rescales each layer's update but its
+    base (9.93 % against 9.70 %); the other Adam-type optimizers follow the argument, not a
+    measurement. LARS's trust ratio rescales each layer's update but its
     gradient direction is plain SGD with momentum; the full gain trained it at 1024 and 8192.
     """
     return 0.5 if optimizer in NORMALISED_OPTIMIZERS else 1.0
+
+
+def default_noise_window(base_batch_size: int, batch_size: int) -> int:
+    """Steps the gain's noise estimate is averaged over: ``1000 * B0 / B``, at least 10 -- a
+    horizon of 1000 base batches, as AdaScale's smoothing (``1 - S/1000`` per step)."""
+    return max(10, round(1000 * base_batch_size / batch_size))
 
 
 def gain(grad_sq: float, trace_sigma: float, base_batch_size: int, batch_size: int) -> float:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from helpers import final_params, make_mnist_dir, one_line_error
 
+from legw.noise_hooks import add_grad_sq
 from legw.training import trainer
 from legw.training.config import TrainConfig
 from legw.training.device import (
@@ -16,7 +17,7 @@ from legw.training.device import (
     match_param_layout,
     select_device,
 )
-from legw.training.trainer import add_grad_sq, train
+from legw.training.trainer import train
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA behaviour")
 

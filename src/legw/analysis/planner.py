@@ -284,7 +284,7 @@ def measure_noise(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
 
     from legw.gradient_noise import unbiased_terms
     from legw.lr_scheduler import apply_recipe
-    from legw.training.trainer import hook_grad_sq
+    from legw.noise_hooks import hook_grad_sq
 
     if micro_batches < 2:
         raise ValueError(f"micro_batches: need at least 2 to measure noise, got {micro_batches}")

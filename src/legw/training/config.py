@@ -17,7 +17,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from legw.adaptive import ADAPTIVE_WARMUPS, NORMALISED_OPTIMIZERS, default_lr_power
+from legw.adaptive import (
+    ADAPTIVE_WARMUPS,
+    NORMALISED_OPTIMIZERS,
+    default_lr_power,
+    default_noise_window,
+)
 from legw.flags import flag, flag_name
 from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe, Recipe, RecipeWarning
 from legw.tasks import Task, get_task
@@ -301,7 +306,7 @@ class TrainConfig:
         if self.noise_window is not None:
             return self.noise_window
         if self.is_adaptive():
-            return max(10, round(1000 * self.base_recipe().base_batch_size / self.batch_size()))
+            return default_noise_window(self.base_recipe().base_batch_size, self.batch_size())
         return 50
 
     def scaled_recipe(self, dataset_size: int) -> Recipe:

@@ -20,7 +20,6 @@ run) is checked before any file is written.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import math
 import random
@@ -37,6 +36,7 @@ from legw.gradient_noise import OnlineNoiseScale
 from legw.io import atomic_write_json, check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
+from legw.noise_hooks import hook_grad_sq
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
 from legw.training.config import TrainConfig
@@ -87,28 +87,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def add_grad_sq(into: torch.Tensor, grad: torch.Tensor) -> None:
-    """``into += |grad|^2``, on ``into``'s device and in its dtype (no host synchronisation)."""
-    grad = grad.detach()
-    if grad.dim() == 4 and not grad.is_contiguous() \
-            and grad.is_contiguous(memory_format=torch.channels_last):
-        grad = grad.permute(0, 2, 3, 1)  # --channels-last: NHWC in memory, flattened as a view
-    flat = grad.reshape(-1)
-    if flat.dtype != into.dtype:
-        flat = flat.to(into.dtype)
-    into.add_(torch.dot(flat, flat))
-
-
-def hook_grad_sq(params: Any, into: torch.Tensor) -> list[Any]:
-    """Hooks that add to ``into`` the squared norm of the gradient each backward produces for
-    ``params``, before it is added to ``.grad`` (under DDP: this rank's, before the
-    all-reduce). After ``A`` micro-steps of ``(loss_i / A).backward()`` ``into`` holds
-    ``sum_i |g_i / A|^2``, so ``mean_i |g_i|^2 = A * into``; no gradient is copied. Returns
-    the hook handles."""
-    hook = functools.partial(add_grad_sq, into)
-    return [p.register_hook(hook) for p in params if p.requires_grad]
 
 
 class _Trainer:

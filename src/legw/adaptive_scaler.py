@@ -1,0 +1,192 @@
+"""``AdaptiveScaler``: ``--scaling adaptive`` in your own training loop.
+
+The rule of :mod:`legw.adaptive` (the gain ``r`` from the gradient noise sets the LR multiplier
+and how fast the base recipe's position ``tau`` advances; training ends when ``tau`` reaches
+the base budget), packaged for a hand-written loop. The loop accumulates gradients over
+micro-batches (or runs under DDP, or both); the scaler reads every micro-batch's gradient norm
+from parameter hooks as backward produces it, so the noise costs no extra pass::
+
+    scaler = AdaptiveScaler(model, optimizer, base, global_batch_size=8192,
+                            micro_batch_size=128, dataset_size=len(train_set))
+    while not scaler.done:
+        optimizer.zero_grad(set_to_none=True)
+        for x, y in micro_batches():            # scaler.accumulation_steps of them per rank
+            (loss_fn(model(x), y) / scaler.accumulation_steps).backward()
+        scaler.step()       # measure, set the LR, clip, optimizer.step(), advance tau
+
+Per step, with ``A`` micro-batches of ``b`` samples on each of ``W`` ranks (``B = b W A``)::
+
+    |G_b|^2  = mean over the W*A micro-gradients of their squared norm  (hooks, before DDP's
+                                                                          all-reduce)
+    |G_B|^2  = squared norm of the step's gradient (p.grad, after the all-reduce)
+    lr       = base_lr(tau) * r ** P            r from the window of earlier steps (1 at first)
+    tau     += 1 in the base warmup (LEGW's rule; warmup="gain": r), else r
+
+``legw train --scaling adaptive`` runs the same arithmetic (tested to agree step for step).
+Not covered: ``torch.amp.GradScaler`` (its scaled gradients would be read as the noise; bf16
+autocast is fine) and an elastic resume at another batch (``legw train`` does that).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from legw.adaptive import AdaptiveSchedule, default_lr_power, default_noise_window, gain
+from legw.gradient_noise import OnlineNoiseScale
+from legw.lr_scheduler import set_lr
+from legw.noise_hooks import add_grad_sq
+from legw.schedule import BaseRecipe
+
+
+class _MicroNorms:
+    """``sq += |g / A|^2`` for every gradient backward produces, and a backward-pass count per
+    parameter (a parameter unused in one pass must not hide the pass)."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        self.sq = torch.zeros((), device=params[0].device)
+        self.calls = [0] * len(params)
+        self.handles = [p.register_hook(self._hook(i)) for i, p in enumerate(params)]
+
+    def _hook(self, index: int):
+        sq, calls = self.sq, self.calls  # not self: the hooks must not hold the scaler alive
+
+        def hook(grad: torch.Tensor) -> None:
+            add_grad_sq(sq, grad)
+            calls[index] += 1
+
+        return hook
+
+    def take(self) -> tuple[torch.Tensor, int]:
+        """The sum of squared norms and the backward passes since the last call; resets."""
+        total, passes = self.sq.clone(), max(self.calls)
+        self.sq.zero_()
+        self.calls[:] = [0] * len(self.calls)
+        return total, passes
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+class AdaptiveScaler:
+    """Adaptive batch scaling (legw's ``--scaling adaptive``) for a hand-written loop.
+
+    ``model``: the module whose parameters ``optimizer`` updates (the DDP wrapper or the module
+    inside it). ``base``: the recipe tuned at its base batch ``B0``. ``global_batch_size`` ``B``
+    must be ``micro_batch_size * world_size * accumulation_steps`` with two or more
+    micro-batches in all (the noise is measured between them). ``lr_power`` defaults by the
+    optimizer's class (:func:`legw.adaptive.default_lr_power`: 0.5 for Adam-type, 1 else);
+    ``window`` (steps the noise is averaged over) defaults to ``1000 * B0 / B``, at least 10;
+    ``max_grad_norm`` clips the global gradient norm after it is measured.
+    ``ValueError`` names the argument at fault.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 base: BaseRecipe, global_batch_size: int, micro_batch_size: int,
+                 dataset_size: int, *, lr_power: float | None = None, warmup: str = "legw",
+                 window: int | None = None, max_grad_norm: float | None = None) -> None:
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        for name, v in (("global_batch_size", global_batch_size),
+                        ("micro_batch_size", micro_batch_size), ("dataset_size", dataset_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        if global_batch_size % (micro_batch_size * world):
+            raise ValueError(f"global_batch_size: {global_batch_size} is not micro_batch_size "
+                             f"{micro_batch_size} x world size {world} x a whole number of "
+                             "accumulation steps")
+        if global_batch_size // micro_batch_size < 2:
+            raise ValueError(f"micro_batch_size: the gain needs 2+ micro-batches per step to "
+                             f"measure the noise; {micro_batch_size} is the whole batch "
+                             f"{global_batch_size} (accumulate smaller micro-batches)")
+        if max_grad_norm is not None and not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
+            raise ValueError(f"max_grad_norm: must be a positive number, got {max_grad_norm!r}")
+        if global_batch_size < base.base_batch_size:
+            raise ValueError(f"global_batch_size: adaptive scaling grows the batch; "
+                             f"{global_batch_size} is below the base batch {base.base_batch_size}")
+        if lr_power is None:
+            lr_power = default_lr_power(type(optimizer).__name__.lower())
+        b0 = base.base_batch_size
+        window = default_noise_window(b0, global_batch_size) if window is None else window
+        self.schedule = AdaptiveSchedule.for_batch(base, global_batch_size, dataset_size,
+                                                   lr_power, warmup)
+        self.noise = OnlineNoiseScale(micro_batch_size, global_batch_size, window)
+        self.optimizer, self.max_grad_norm = optimizer, max_grad_norm
+        self.accumulation_steps = global_batch_size // (micro_batch_size * world)
+        self.steps = 0
+        self._params = [p for p in model.parameters() if p.requires_grad]
+        if not self._params:
+            raise ValueError("model: has no parameter that requires a gradient")
+        self._norms = _MicroNorms(self._params)
+
+    @property
+    def done(self) -> bool:
+        """The base recipe's budget is used up: stop training."""
+        return self.schedule.done
+
+    @property
+    def tau(self) -> float:
+        """The position in the base recipe, in base steps."""
+        return self.schedule.tau
+
+    @property
+    def gain(self) -> float:
+        """The gain of the coming step."""
+        return self.schedule.gain
+
+    def step(self) -> dict[str, float]:
+        """After the step's backward passes: measure the noise, write the LR, clip, call
+        ``optimizer.step()`` and advance. Returns the step's ``lr``, ``gain``, ``tau``,
+        ``grad_norm`` and the noise terms (``b_noise`` once two steps are in the window).
+
+        ``RuntimeError`` when the backward passes since the last step are not
+        ``accumulation_steps``; ``FloatingPointError`` (nothing stepped) when the gradient
+        norm is not finite."""
+        small_sq, passes = self._norms.take()
+        if passes != self.accumulation_steps:
+            raise RuntimeError(f"AdaptiveScaler.step: {passes} backward passes since the last "
+                               f"step, expected accumulation_steps = {self.accumulation_steps}")
+        small_sq = small_sq * self.accumulation_steps  # mean_i |g_i|^2 from sum_i |g_i / A|^2
+        if dist.is_initialized():
+            dist.all_reduce(small_sq, op=dist.ReduceOp.SUM)
+            small_sq /= dist.get_world_size()
+        if self.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm).item()
+        else:
+            norm = torch.nn.utils.get_total_norm(
+                [p.grad for p in self._params if p.grad is not None]).item()
+        if not math.isfinite(norm):
+            raise FloatingPointError(f"AdaptiveScaler.step: gradient norm {norm} at step "
+                                     f"{self.steps}: the run diverged")
+        lr = self.schedule.lr()
+        set_lr(self.optimizer, lr)
+        self.optimizer.step()
+        record = {"lr": lr, "gain": self.schedule.gain, "tau": self.schedule.tau,
+                  "grad_norm": norm}
+        self.schedule.advance()
+        self.steps += 1
+        record.update(self.noise.update(small_sq.item(), norm ** 2))
+        self.schedule.set_gain(gain(*self.noise.means(), self.schedule.base.global_batch_size,
+                                    self.schedule.batch_size))
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position, the gain and the noise window: save it with the model and optimizer."""
+        return {"schedule": self.schedule.state_dict(), "noise": self.noise.state_dict(),
+                "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue a run saved by :meth:`state_dict` at the same batch sizes."""
+        if not self.noise.fits(state["noise"]):
+            raise ValueError("state: saved at other batch sizes than this scaler's; an "
+                             "adaptive run resumes at the same global and micro batch")
+        self.schedule.load_state_dict(state["schedule"])
+        self.noise.load_state_dict(state["noise"])
+        self.steps = int(state["steps"])
+
+    def remove_hooks(self) -> None:
+        """Detach the gradient hooks (the scaler cannot step afterwards)."""
+        self._norms.remove()
