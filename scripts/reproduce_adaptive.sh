@@ -5,11 +5,18 @@
 # with the square root of the gain, with AdaScale's gain-advanced warmup, on LAMB) and LEGW on
 # the ResNet at `legw plan`'s budgets. One run at a time on one thread; finished runs are
 # skipped and interrupted ones resumed when the script is run again.
-# Usage: bash scripts/reproduce_adaptive.sh [OUT_DIR]   (default runs/reproduce/adaptive)
+# Usage: bash scripts/reproduce_adaptive.sh [OUT_DIR] [harness|plan|all]
+#   OUT_DIR defaults to runs/reproduce/adaptive; `harness` runs the rules' comparison and its
+#   ablations, `plan` LEGW at `legw plan`'s budgets (the longest run first: it needs about two
+#   hours on one thread, so start it at a session's beginning); run the two at once, one
+#   thread each, for two queues; `all` (the default) runs one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${LEGW_VENV:-.venv}/bin/python"
 R=${1:-runs/reproduce/adaptive}
+PART=${2:-all}
+case "$PART" in harness|plan|all) ;; *) echo "reproduce_adaptive.sh: PART: harness, plan or all, got '$PART'" >&2; exit 2;; esac
+harness() {
 # fairscale is this benchmark's dependency only (not the library's); it imports with torch 2.13.
 "$PY" -c "import fairscale" 2>/dev/null || "$PY" -m pip install -q --no-deps "fairscale==0.4.13"
 # The largest batch first: it is the goal's (within 0.5 points of the base at 8192). Linear
@@ -66,13 +73,28 @@ OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-resn
 OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-resnet \
     --batch-sizes 8192 --methods adaptive --adaptive-lr-power 0.5 --channels-last \
     --out "$R/fashion-mnist-resnet/results.jsonl" --threads 1
+# Second seeds: LAMB with the square root of the gain (LAMB's default since the full gain blew
+# it up), and the LSTM's two noise-driven rules at 8192 (the goal's batch).
+OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm \
+    --optimizer lamb --base-lr "$LAMB_LR" --weight-decay 0.01 --batch-sizes 8192 \
+    --methods adaptive --adaptive-lr-power 0.5 --seeds 1 \
+    --out "$R/fashion-mnist-lstm-lamb/results.jsonl" --threads 1
+OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm \
+    --batch-sizes 8192 --methods adaptive adascale --seeds 1 \
+    --out "$R/fashion-mnist-lstm/results.jsonl" --threads 1
+}
+plan() {
 # LEGW on the ResNet at `legw plan`'s budgets (`legw plan --from-run
 # docs/results/records/long/resnet-base-noise/runs/legw-b128-s0`: 20.7 epochs at 1024, 57.5 at
 # 4096, 106.6 at 8192), rounded up to whole epochs; micro batch 128 like the harness's runs
 # (batch norm normalises over each micro-batch, as at the base batch).
 LEGW="${LEGW_VENV:-.venv}/bin/legw"
-for BE in 1024:21 8192:107 4096:58; do
-    "$LEGW" sweep fashion-mnist-resnet --out "$R/fashion-mnist-resnet-plan/b${BE%:*}" \
-        --methods legw --batch-sizes "${BE%:*}" --epochs "${BE#*:}" --micro-batch-size 128 \
+for BE in 8192:107 4096:58 1024:21; do
+    OMP_NUM_THREADS=1 "$LEGW" sweep fashion-mnist-resnet \
+        --out "$R/fashion-mnist-resnet-plan/b${BE%:*}" --methods legw \
+        --batch-sizes "${BE%:*}" --epochs "${BE#*:}" --micro-batch-size 128 \
         --channels-last --jobs 1 --threads 1
 done
+}
+if [ "$PART" != plan ]; then harness; fi
+if [ "$PART" != harness ]; then plan; fi
