@@ -38,7 +38,8 @@ def test_the_run_ends_when_the_position_reaches_the_base_budget(tmp_path):
     for r in recs:  # the LR is the base recipe's at tau times the gain
         assert r["lr"] == pytest.approx(base.lr_at_step(r["tau"]) * r["gain"])
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
-    assert resolved["noise_source"] == "micro"
+    assert (resolved["noise_source"], resolved["noise_window"]) == ("micro", 4)
+    assert resolved["adaptive_lr_power"] == 1.0  # SGD's default
 
 
 def test_resume_is_bit_identical(tmp_path):
@@ -117,6 +118,8 @@ def test_lamb_trains_with_the_square_root_of_the_gain_and_resumes_with_it_explic
     recs = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
     base = BaseRecipe(32, 0.01, 0.25, 4.0).scale(32, 256)
     assert any(r["gain"] > 1.5 for r in recs)
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
+    assert resolved["adaptive_lr_power"] == 0.5
     for r in recs:
         assert r["lr"] == pytest.approx(base.lr_at_step(r["tau"]) * r["gain"] ** 0.5)
     # the default given explicitly is the same run; the full gain is another one

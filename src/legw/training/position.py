@@ -91,6 +91,8 @@ def describe_run(run: Any) -> dict[str, Any]:
             "device": str(run.device), "dataset_size": run.recipe.dataset_size,
             "stop_step": run.stop_step, "noise_source": run.noise_source,
             "noise_small_batch_size": run.noise.small_batch_size if run.noise else None,
+            "noise_window": c.resolved_noise_window(),
+            "adaptive_lr_power": run.adaptive.lr_power if run.adaptive else None,
         },
         "base_recipe": run.base.to_dict(),
         "recipe": run.recipe.summary(),
