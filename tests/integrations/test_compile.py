@@ -90,3 +90,36 @@ def test_float_lr_recompiles_per_lr_value():
         opt.zero_grad()
     lrs = {RECIPE.lr_at_step(t) for t in range(6)}         # 5 values (steps 2 and 3: the peak)
     assert counter.graphs >= len(lrs) == 5
+
+
+def test_adaptive_scaler_reads_the_noise_of_a_compiled_model():
+    # parameter hooks fire in eager autograd, after the compiled graph's backward: the gain is
+    # the eager run's
+    import torch.nn.functional as F
+
+    from legw.adaptive_scaler import AdaptiveScaler
+
+    def run(compiled: bool) -> list[dict]:
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+        opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+        forward = torch.compile(model, backend="aot_eager") if compiled else model
+        base = BaseRecipe(base_batch_size=8, peak_lr=0.05, warmup_epochs=0.0, epochs=2)
+        scaler = AdaptiveScaler(model, opt, base, 32, 8, 256, window=4)
+        gen = torch.Generator().manual_seed(1)
+        records = []
+        for _ in range(6):
+            opt.zero_grad(set_to_none=True)
+            for _ in range(scaler.accumulation_steps):
+                x, y = torch.randn(8, 6, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+                (F.cross_entropy(forward(x), y) / scaler.accumulation_steps).backward()
+            records.append(scaler.step())
+        return records
+
+    eager, compiled = run(False), run(True)
+    assert any(r["gain"] > 1 for r in eager)
+    for a, b in zip(eager, compiled):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7), key
