@@ -156,6 +156,8 @@ def test_refusals_name_the_argument_and_change_nothing():
     with pytest.raises(FloatingPointError, match="gradient norm (inf|nan) at step 0"):
         scaler.step()
     assert torch.equal(model.weight, before) and scaler.tau == 0 and scaler.steps == 0
+    with pytest.raises(RuntimeError, match="after_step: no before_step"):
+        scaler.after_step()
 
 
 def test_state_dict_resumes_bit_identically():

@@ -117,6 +117,7 @@ class AdaptiveScaler:
         self.optimizer, self.max_grad_norm = optimizer, max_grad_norm
         self.accumulation_steps = global_batch_size // (micro_batch_size * world)
         self.steps = 0
+        self._pending: tuple[float, dict[str, float]] | None = None  # from before_step
         self._params = [p for p in model.parameters() if p.requires_grad]
         if not self._params:
             raise ValueError("model: has no parameter that requires a gradient")
@@ -138,16 +139,23 @@ class AdaptiveScaler:
         return self.schedule.gain
 
     def step(self) -> dict[str, float]:
-        """After the step's backward passes: measure the noise, write the LR, clip, call
-        ``optimizer.step()`` and advance. Returns the step's ``lr``, ``gain``, ``tau``,
-        ``grad_norm`` and the noise terms (``b_noise`` once two steps are in the window).
+        """After the step's backward passes: :meth:`before_step`, ``optimizer.step()``,
+        :meth:`after_step`; returns the step's record (see :meth:`after_step`)."""
+        self.before_step()
+        self.optimizer.step()
+        return self.after_step()
+
+    def before_step(self) -> dict[str, float]:
+        """Measure the step's noise, clip, and write its LR into the optimizer; for a framework
+        that calls ``optimizer.step()`` itself (call :meth:`after_step` after it). Returns
+        ``lr``, ``gain``, ``tau`` and ``grad_norm`` (before clipping).
 
         ``RuntimeError`` when the backward passes since the last step are not
-        ``accumulation_steps``; ``FloatingPointError`` (nothing stepped) when the gradient
-        norm is not finite."""
+        ``accumulation_steps``; ``FloatingPointError`` (nothing changed, the optimizer must not
+        step) when the gradient norm is not finite."""
         small_sq, passes = self._norms.take()
         if passes != self.accumulation_steps:
-            raise RuntimeError(f"AdaptiveScaler.step: {passes} backward passes since the last "
+            raise RuntimeError(f"AdaptiveScaler: {passes} backward passes since the last "
                                f"step, expected accumulation_steps = {self.accumulation_steps}")
         small_sq = small_sq * self.accumulation_steps  # mean_i |g_i|^2 from sum_i |g_i / A|^2
         if dist.is_initialized():
@@ -159,16 +167,25 @@ class AdaptiveScaler:
             norm = torch.nn.utils.get_total_norm(
                 [p.grad for p in self._params if p.grad is not None]).item()
         if not math.isfinite(norm):
-            raise FloatingPointError(f"AdaptiveScaler.step: gradient norm {norm} at step "
+            raise FloatingPointError(f"AdaptiveScaler: gradient norm {norm} at step "
                                      f"{self.steps}: the run diverged")
         lr = self.schedule.lr()
         set_lr(self.optimizer, lr)
-        self.optimizer.step()
         record = {"lr": lr, "gain": self.schedule.gain, "tau": self.schedule.tau,
                   "grad_norm": norm}
+        self._pending = (small_sq.item(), record)
+        return dict(record)
+
+    def after_step(self) -> dict[str, float]:
+        """After ``optimizer.step()``: advance the position and fold the step's noise into the
+        window, which sets the next step's gain. Returns :meth:`before_step`'s record with the
+        noise terms (``b_noise`` once two steps are in the window)."""
+        if self._pending is None:
+            raise RuntimeError("AdaptiveScaler.after_step: no before_step() for this step")
+        (small_sq, record), self._pending = self._pending, None
         self.schedule.advance()
         self.steps += 1
-        record.update(self.noise.update(small_sq.item(), norm ** 2))
+        record.update(self.noise.update(small_sq, record["grad_norm"] ** 2))
         self.schedule.set_gain(gain(*self.noise.means(), self.schedule.base.global_batch_size,
                                     self.schedule.batch_size))
         return record

@@ -112,3 +112,71 @@ def test_two_processes_ddp_lr_per_optimizer_step(tmp_path):
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     worker(Path(sys.argv[1]))
+
+
+class Plain(L.LightningModule):
+    """The LR is the callback's: an optimizer without a scheduler."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = tiny_mlp()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.model(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.model.parameters(), lr=0.0, momentum=0.9)
+
+
+ADAPTIVE_BASE = BaseRecipe(base_batch_size=4, peak_lr=0.2, warmup_epochs=0.25, epochs=3)
+
+
+def fit_adaptive(ckpt_dir: Path | None = None, resume: Path | None = None):
+    from legw.integrations.lightning import AdaptiveScaling
+
+    # 64 samples in micro-batches of 4, 4 per step: 4 steps per epoch, global batch 16
+    callback = AdaptiveScaling(ADAPTIVE_BASE, global_batch_size=16, micro_batch_size=4,
+                               dataset_size=64, window=4)
+    callbacks = [callback]
+    if ckpt_dir is not None:
+        callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_top_k=-1,
+                                                             every_n_epochs=1))
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=100, accumulate_grad_batches=4,
+                        logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=ckpt_dir is not None, callbacks=callbacks)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer.fit(Plain(), torch.utils.data.DataLoader(tiny_data(64), batch_size=4),
+                    ckpt_path=str(resume) if resume else None)
+    return trainer, callback
+
+
+def test_adaptive_scaling_follows_the_plain_loop_stops_when_done_and_resumes(tmp_path):
+    from legw.adaptive_scaler import AdaptiveScaler
+
+    trainer, callback = fit_adaptive(ckpt_dir=tmp_path)
+    records = callback.records
+    assert callback.scaler.done and trainer.global_step == len(records) < 48  # 48 base steps
+    # the same run in a plain loop over the same micro-batches
+    model = tiny_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+    scaler = AdaptiveScaler(model, opt, ADAPTIVE_BASE, 16, 4, 64, window=4)
+    batches, i, plain = list(torch.utils.data.DataLoader(tiny_data(64), batch_size=4)), 0, []
+    while not scaler.done:
+        opt.zero_grad(set_to_none=True)
+        for _ in range(4):
+            x, y = batches[i % len(batches)]
+            i += 1
+            (torch.nn.functional.cross_entropy(model(x), y) / 4).backward()
+        plain.append(scaler.step())
+    assert len(plain) == len(records)
+    for a, b in zip(records, plain):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+    # resumed after the first epoch (4 steps): the same records from step 4 on
+    (first,) = tmp_path.glob("epoch=0-step=4.ckpt")
+    _, resumed = fit_adaptive(resume=first)
+    assert [r["tau"] for r in resumed.records] == [r["tau"] for r in records[4:]]
+    assert [r["lr"] for r in resumed.records] == pytest.approx([r["lr"] for r in records[4:]])
