@@ -107,8 +107,9 @@ class AdaptiveScaler:
         if global_batch_size < base.base_batch_size:
             raise ValueError(f"global_batch_size: adaptive scaling grows the batch; "
                              f"{global_batch_size} is below the base batch {base.base_batch_size}")
-        if lr_power is None:
-            lr_power = default_lr_power(type(optimizer).__name__.lower())
+        if lr_power is None:  # by the optimizer's class (Accelerate's wrapper holds one)
+            inner = getattr(optimizer, "optimizer", optimizer)
+            lr_power = default_lr_power(type(inner).__name__.lower())
         b0 = base.base_batch_size
         window = default_noise_window(b0, global_batch_size) if window is None else window
         self.schedule = AdaptiveSchedule.for_batch(base, global_batch_size, dataset_size,

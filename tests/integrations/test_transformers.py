@@ -74,3 +74,43 @@ def test_recipe_shorter_than_the_trainer_loop_warns(tmp_path):
                                            r"\(14 steps.*drop_last=False"):
         lrs, _, _ = fit(tmp_path, short)
     assert len(lrs) == 16 and lrs[14:] == [0.0, 0.0]
+
+
+def test_adaptive_scaling_callback_stops_at_the_budget_and_logs_the_lr_it_set(tmp_path):
+    from legw.integrations.transformers import AdaptiveScalingCallback
+
+    base = BaseRecipe(base_batch_size=4, peak_lr=0.05, warmup_epochs=0.25, epochs=4)
+    config = transformers.GPT2Config(vocab_size=32, n_positions=8, n_embd=16, n_layer=1,
+                                     n_head=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+
+    def trainer(max_grad_norm: float = 0.0, optimizer=None):
+        torch.manual_seed(0)
+        model = transformers.GPT2LMHeadModel(config)
+        # 64 samples, micro-batches of 4, 4 per step: 4 steps per epoch at global batch 16
+        callback = AdaptiveScalingCallback(base, global_batch_size=16, micro_batch_size=4,
+                                           dataset_size=64, window=4)
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path), per_device_train_batch_size=4,
+            gradient_accumulation_steps=4, num_train_epochs=100, use_cpu=True, seed=0,
+            save_strategy="no", report_to="none", disable_tqdm=True, logging_steps=1,
+            max_grad_norm=max_grad_norm)
+        optimizers = (optimizer(model), None) if optimizer else (None, None)
+        return transformers.Trainer(model=model, args=args, train_dataset=token_data(64),
+                                    callbacks=[callback], optimizers=optimizers), callback
+
+    sgd, callback = trainer(optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.0))
+    sgd.train()
+    records, scaler = callback.records, callback.scaler
+    assert scaler.done and sgd.state.global_step == len(records) < 64  # 64 base steps
+    assert any(r["gain"] > 1.5 for r in records)
+    at_base = base.scale(4, 64)
+    for r in records:  # SGD: the full gain
+        assert r["lr"] == pytest.approx(at_base.lr_at_step(r["tau"]) * r["gain"])
+    logged = [h["learning_rate"] for h in sgd.state.log_history if "learning_rate" in h]
+    assert logged == [r["lr"] for r in records]
+    default, callback = trainer()  # the Trainer's AdamW: the square root of the gain
+    default.train()
+    assert callback.scaler.schedule.lr_power == 0.5 and callback.scaler.done
+    clipping, _ = trainer(max_grad_norm=1.0)
+    with pytest.raises(ValueError, match=r"max_grad_norm: the Trainer clips before"):
+        clipping.train()

@@ -1,0 +1,78 @@
+"""``AdaptiveScalingCallback``: legw's adaptive rule (:class:`legw.AdaptiveScaler`) in the HF
+``transformers.Trainer`` loop.
+
+    args = TrainingArguments(..., per_device_train_batch_size=128,
+                             gradient_accumulation_steps=8, num_train_epochs=1000,
+                             max_grad_norm=0)      # clip in the callback: max_grad_norm=...
+    trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[
+        AdaptiveScalingCallback(base, global_batch_size=1024, micro_batch_size=128,
+                                dataset_size=len(ds))])
+
+The callback measures the noise and writes the LR in ``on_pre_optimizer_step``, advances in
+``on_optimizer_step`` and stops training once the base recipe's budget is used up. The
+Trainer's own scheduler still runs (its LR is overwritten before every step) and its value is
+what the Trainer logs: the callback puts the LR the step ran at into ``state.log_history``
+and into the logs of the callbacks after it (reporting integrations come before it and see
+the scheduler's). The Trainer clips before
+``on_pre_optimizer_step``, which would hide the gradient's norm from the measurement, so
+``TrainingArguments.max_grad_norm`` must be 0 (the callback clips, given ``max_grad_norm``).
+Each epoch must hold whole steps (the Trainer's last, partial accumulation is refused by the
+scaler). The scaler's state is not in the Trainer's checkpoints: a resumed run restarts the
+gain and the position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import transformers
+
+from legw.adaptive_scaler import AdaptiveScaler
+from legw.schedule import BaseRecipe
+
+
+class AdaptiveScalingCallback(transformers.TrainerCallback):
+    """Adaptive batch scaling under ``transformers.Trainer``; ``scaler_kwargs`` go to
+    :class:`~legw.AdaptiveScaler` (``lr_power``, ``warmup``, ``window``, ``max_grad_norm``).
+    ``records`` holds every step's record (LR, gain, position, noise)."""
+
+    def __init__(self, base: BaseRecipe, global_batch_size: int, micro_batch_size: int,
+                 dataset_size: int, **scaler_kwargs: Any) -> None:
+        self.args = (base, global_batch_size, micro_batch_size, dataset_size)
+        self.scaler_kwargs = scaler_kwargs
+        self.scaler: AdaptiveScaler | None = None
+        self.records: list[dict[str, float]] = []
+
+    def on_train_begin(self, args: transformers.TrainingArguments, state: Any, control: Any,
+                       model: Any = None, optimizer: Any = None, **kwargs: Any) -> None:
+        if args.max_grad_norm and args.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm: the Trainer clips before the callback measures; "
+                             f"set TrainingArguments(max_grad_norm=0) and give max_grad_norm="
+                             f"{args.max_grad_norm:g} to AdaptiveScalingCallback")
+        self.scaler = AdaptiveScaler(model, optimizer, *self.args, **self.scaler_kwargs)
+        if self.scaler.accumulation_steps != args.gradient_accumulation_steps:
+            raise ValueError(f"gradient_accumulation_steps: {args.gradient_accumulation_steps}, "
+                             f"but global_batch_size {self.args[1]} = micro_batch_size "
+                             f"{self.args[2]} x world size {args.world_size} x "
+                             f"{self.scaler.accumulation_steps}")
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.scaler.before_step()
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.records.append(self.scaler.after_step())
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.scaler.done:
+            control.should_training_stop = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
+               **kwargs: Any) -> None:
+        if logs is None or "learning_rate" not in logs or not self.records:
+            return
+        logs["learning_rate"] = self.records[-1]["lr"]
+        if state.log_history and "learning_rate" in state.log_history[-1]:
+            state.log_history[-1]["learning_rate"] = self.records[-1]["lr"]  # appended before
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.scaler.remove_hooks()
