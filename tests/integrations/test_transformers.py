@@ -1,7 +1,8 @@
 """HF Trainer (transformers 5) with ``optimizers=(LAMB, LEGWScheduler)``: a tiny GPT-2 built
 from its config, synthetic token data, gradient accumulation. The LR of every optimizer step is
 the recipe's, a resumed run continues with the same LRs and weights, and a recipe shorter than
-the Trainer's loop (its default ``dataloader_drop_last=False``) gives a RecipeWarning."""
+the Trainer's loop (its default ``dataloader_drop_last=False``) gives a RecipeWarning. The
+adaptive rule's callback stops at the budget, logs its LR and resumes."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def test_adaptive_scaling_callback_stops_at_the_budget_and_logs_the_lr_it_set(tm
     config = transformers.GPT2Config(vocab_size=32, n_positions=8, n_embd=16, n_layer=1,
                                      n_head=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 
-    def trainer(max_grad_norm: float = 0.0, optimizer=None):
+    def trainer(max_grad_norm: float = 0.0, optimizer=None, save_steps: int = 0):
         torch.manual_seed(0)
         model = transformers.GPT2LMHeadModel(config)
         # 64 samples, micro-batches of 4, 4 per step: 4 steps per epoch at global batch 16
@@ -92,13 +93,15 @@ def test_adaptive_scaling_callback_stops_at_the_budget_and_logs_the_lr_it_set(tm
         args = transformers.TrainingArguments(
             output_dir=str(tmp_path), per_device_train_batch_size=4,
             gradient_accumulation_steps=4, num_train_epochs=100, use_cpu=True, seed=0,
-            save_strategy="no", report_to="none", disable_tqdm=True, logging_steps=1,
-            max_grad_norm=max_grad_norm)
+            save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
+            restore_callback_states_from_checkpoint=True, report_to="none", disable_tqdm=True,
+            logging_steps=1, max_grad_norm=max_grad_norm)
         optimizers = (optimizer(model), None) if optimizer else (None, None)
         return transformers.Trainer(model=model, args=args, train_dataset=token_data(64),
                                     callbacks=[callback], optimizers=optimizers), callback
 
-    sgd, callback = trainer(optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.0))
+    sgd, callback = trainer(optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.0),
+                            save_steps=4)
     sgd.train()
     records, scaler = callback.records, callback.scaler
     assert scaler.done and sgd.state.global_step == len(records) < 64  # 64 base steps
@@ -108,6 +111,13 @@ def test_adaptive_scaling_callback_stops_at_the_budget_and_logs_the_lr_it_set(tm
         assert r["lr"] == pytest.approx(at_base.lr_at_step(r["tau"]) * r["gain"])
     logged = [h["learning_rate"] for h in sgd.state.log_history if "learning_rate" in h]
     assert logged == [r["lr"] for r in records]
+    # resumed at step 4: the rebuilt callback continues the position and the gain
+    resumed, _ = trainer(optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.0))
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-4"))
+    (rebuilt,) = [c for c in resumed.callback_handler.callbacks
+                  if isinstance(c, AdaptiveScalingCallback)]
+    assert [r["tau"] for r in rebuilt.records] == pytest.approx([r["tau"] for r in records[4:]])
+    assert [r["lr"] for r in rebuilt.records] == pytest.approx([r["lr"] for r in records[4:]])
     default, callback = trainer()  # the Trainer's AdamW: the square root of the gain
     default.train()
     assert callback.scaler.schedule.lr_power == 0.5 and callback.scaler.done

@@ -17,8 +17,10 @@ the scheduler's). The Trainer clips before
 ``on_pre_optimizer_step``, which would hide the gradient's norm from the measurement, so
 ``TrainingArguments.max_grad_norm`` must be 0 (the callback clips, given ``max_grad_norm``).
 Each epoch must hold whole steps (the Trainer's last, partial accumulation is refused by the
-scaler). The scaler's state is not in the Trainer's checkpoints: a resumed run restarts the
-gain and the position.
+scaler). The scaler's state rides in the Trainer's checkpoints and is restored on
+``train(resume_from_checkpoint=...)`` when ``TrainingArguments(
+restore_callback_states_from_checkpoint=True)``; the Trainer then replaces the callback with a
+rebuilt one (find it in ``trainer.callback_handler.callbacks``).
 """
 
 from __future__ import annotations
@@ -26,22 +28,35 @@ from __future__ import annotations
 from typing import Any
 
 import transformers
+from transformers.trainer_callback import ExportableState
 
 from legw.adaptive_scaler import AdaptiveScaler
 from legw.schedule import BaseRecipe
 
 
-class AdaptiveScalingCallback(transformers.TrainerCallback):
+class AdaptiveScalingCallback(transformers.TrainerCallback, ExportableState):
     """Adaptive batch scaling under ``transformers.Trainer``; ``scaler_kwargs`` go to
     :class:`~legw.AdaptiveScaler` (``lr_power``, ``warmup``, ``window``, ``max_grad_norm``).
-    ``records`` holds every step's record (LR, gain, position, noise)."""
+    ``records`` holds every step's record (LR, gain, position, noise). ``base`` may be given
+    as :meth:`BaseRecipe.to_dict`'s dict (how the Trainer rebuilds the callback on resume)."""
 
-    def __init__(self, base: BaseRecipe, global_batch_size: int, micro_batch_size: int,
-                 dataset_size: int, **scaler_kwargs: Any) -> None:
+    def __init__(self, base: BaseRecipe | dict[str, Any], global_batch_size: int,
+                 micro_batch_size: int, dataset_size: int, **scaler_kwargs: Any) -> None:
+        if isinstance(base, dict):
+            base = BaseRecipe.from_dict(base)
         self.args = (base, global_batch_size, micro_batch_size, dataset_size)
         self.scaler_kwargs = scaler_kwargs
         self.scaler: AdaptiveScaler | None = None
         self.records: list[dict[str, float]] = []
+        self._restored: dict[str, Any] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """What the Trainer saves in its checkpoints (``trainer_state.json``): the callback's
+        arguments and the scaler's state."""
+        base, batch, micro, n = self.args
+        return {"args": {"base": base.to_dict(), "global_batch_size": batch,
+                         "micro_batch_size": micro, "dataset_size": n, **self.scaler_kwargs},
+                "attributes": {"_restored": self.scaler.state_dict() if self.scaler else None}}
 
     def on_train_begin(self, args: transformers.TrainingArguments, state: Any, control: Any,
                        model: Any = None, optimizer: Any = None, **kwargs: Any) -> None:
@@ -55,6 +70,8 @@ class AdaptiveScalingCallback(transformers.TrainerCallback):
                              f"but global_batch_size {self.args[1]} = micro_batch_size "
                              f"{self.args[2]} x world size {args.world_size} x "
                              f"{self.scaler.accumulation_steps}")
+        if self._restored is not None:
+            self.scaler.load_state_dict(self._restored)
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.scaler.before_step()
