@@ -67,6 +67,49 @@ def train(accelerator, state_dir: Path, *, resume: bool) -> tuple[list[float], l
     return lrs, weights
 
 
+def test_adaptive_scaler_in_the_accumulate_loop_follows_the_plain_loop():
+    # Accelerate's gradient accumulation: accelerator.backward divides the loss by the steps,
+    # the scaler steps when the gradients are synced (1 process)
+    from accelerate import Accelerator
+
+    from legw.adaptive_scaler import AdaptiveScaler
+
+    base = BaseRecipe(base_batch_size=4, peak_lr=0.2, warmup_epochs=0.25, epochs=3)
+
+    def run(accelerated: bool) -> list[dict]:
+        model = tiny_mlp()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+        loader = torch.utils.data.DataLoader(tiny_data(64), batch_size=4)
+        accelerator = Accelerator(cpu=True, gradient_accumulation_steps=4)
+        if accelerated:
+            model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+        scaler = AdaptiveScaler(model, optimizer, base, 16, 4, 64, window=4)
+        records = []
+        while not scaler.done:
+            for i, (x, y) in enumerate(loader):
+                if accelerated:
+                    with accelerator.accumulate(model):
+                        accelerator.backward(torch.nn.functional.cross_entropy(model(x), y))
+                        if accelerator.sync_gradients:
+                            records.append(scaler.step())
+                        optimizer.zero_grad()
+                else:
+                    (torch.nn.functional.cross_entropy(model(x), y) / 4).backward()
+                    if i % 4 == 3:
+                        records.append(scaler.step())
+                        optimizer.zero_grad()
+                if scaler.done:
+                    break
+        return records
+
+    plain, accelerated = run(False), run(True)
+    assert len(accelerated) == len(plain) < 48  # 48 base steps
+    for a, b in zip(accelerated, plain):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+
+
 def worker(out: Path) -> None:
     from accelerate import Accelerator
 
