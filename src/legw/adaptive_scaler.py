@@ -51,7 +51,7 @@ class _MicroNorms:
         self.calls = [0] * len(params)
         self.handles = [p.register_hook(self._hook(i)) for i, p in enumerate(params)]
 
-    def _hook(self, index: int):
+    def _hook(self, index: int) -> Callable[[torch.Tensor], None]:
         sq, calls = self.sq, self.calls  # not self: the hooks must not hold the scaler alive
 
         def hook(grad: torch.Tensor) -> None:
