@@ -30,6 +30,7 @@ autocast is fine) and an elastic resume at another batch (``legw train`` does th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
