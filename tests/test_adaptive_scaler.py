@@ -143,6 +143,10 @@ def test_refusals_name_the_argument_and_change_nothing():
     with pytest.raises(ValueError, match="max_grad_norm"):
         AdaptiveScaler(model, opt, base, 64, 8, 640, max_grad_norm=0.0)
     scaler = AdaptiveScaler(model, opt, base, 64, 8, 640)
+    scaler.check_accumulation_steps(8, "accumulate_grad_batches")
+    with pytest.raises(ValueError, match=r"accumulate_grad_batches: 4, but global_batch_size 64 "
+                                         r"= micro_batch_size 8 x world size 1 x 8"):
+        scaler.check_accumulation_steps(4, "accumulate_grad_batches")
     x = known_noise_micro_batches(0, 1, 8)[0]
     for _ in range(3):  # 3 of the 8 micro-batches
         model(x).mean().backward()

@@ -140,6 +140,15 @@ class AdaptiveScaler:
         """The gain of the coming step."""
         return self.schedule.gain
 
+    def check_accumulation_steps(self, steps: int, name: str) -> None:
+        """Refuse a framework whose gradient accumulation (its setting ``name``) is not this
+        scaler's ``accumulation_steps``."""
+        if steps != self.accumulation_steps:
+            b, micro = self.schedule.batch_size, self.noise.small_batch_size
+            raise ValueError(f"{name}: {steps}, but global_batch_size {b} = micro_batch_size "
+                             f"{micro} x world size {b // (micro * self.accumulation_steps)} x "
+                             f"{self.accumulation_steps}")
+
     def step(self) -> dict[str, float]:
         """After the step's backward passes: :meth:`before_step`, ``optimizer.step()``,
         :meth:`after_step`; returns the step's record (see :meth:`after_step`)."""

@@ -44,11 +44,8 @@ class AdaptiveScaling(L.Callback):
                              f"{len(trainer.optimizers)}")
         optimizer = trainer.optimizers[0]
         self.scaler = AdaptiveScaler(pl_module, optimizer, *self.args, **self.scaler_kwargs)
-        if self.scaler.accumulation_steps != trainer.accumulate_grad_batches:
-            raise ValueError(f"accumulate_grad_batches: {trainer.accumulate_grad_batches}, but "
-                             f"global_batch_size {self.args[1]} = micro_batch_size "
-                             f"{self.args[2]} x world size {trainer.world_size} x "
-                             f"{self.scaler.accumulation_steps}")
+        self.scaler.check_accumulation_steps(trainer.accumulate_grad_batches,
+                                             "accumulate_grad_batches")
         if self._restored is not None:
             self.scaler.load_state_dict(self._restored)
         self._post_hook = optimizer.register_step_post_hook(self._after_step)

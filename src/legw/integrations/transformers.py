@@ -65,11 +65,8 @@ class AdaptiveScalingCallback(transformers.TrainerCallback, ExportableState):
                              f"set TrainingArguments(max_grad_norm=0) and give max_grad_norm="
                              f"{args.max_grad_norm:g} to AdaptiveScalingCallback")
         self.scaler = AdaptiveScaler(model, optimizer, *self.args, **self.scaler_kwargs)
-        if self.scaler.accumulation_steps != args.gradient_accumulation_steps:
-            raise ValueError(f"gradient_accumulation_steps: {args.gradient_accumulation_steps}, "
-                             f"but global_batch_size {self.args[1]} = micro_batch_size "
-                             f"{self.args[2]} x world size {args.world_size} x "
-                             f"{self.scaler.accumulation_steps}")
+        self.scaler.check_accumulation_steps(args.gradient_accumulation_steps,
+                                             "gradient_accumulation_steps")
         if self._restored is not None:
             self.scaler.load_state_dict(self._restored)
 
