@@ -33,6 +33,20 @@ def test_gain_from_the_online_window_on_a_known_problem():
     assert gain(g, t, B0, B) == pytest.approx(truth, rel=0.15)
 
 
+def test_schedule_takes_its_gain_from_the_noise_window():
+    rng = random.Random(2)
+    b, B = 8, 256
+    s = AdaptiveSchedule.for_batch(BASE, B, dataset_size=640)
+    noise = OnlineNoiseScale(b, B, window=50)
+    s.set_gain_from(noise)  # an empty window: the first step trains at gain 1
+    assert s.gain == 1.0
+    for _ in range(50):
+        noise.update(*draw(rng, b, B))
+    s.set_gain_from(noise)
+    assert s.gain == gain(*noise.means(), 32, B)
+    assert 1.0 < s.gain < 8.0
+
+
 def test_warmup_takes_the_base_steps_then_tau_advances_by_the_gain():
     s = AdaptiveSchedule.for_batch(BASE, 256, dataset_size=640)  # base: 20 steps/epoch
     assert (s.base.warmup_steps, s.base.total_steps) == (10, 80)

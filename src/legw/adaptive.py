@@ -32,9 +32,12 @@ the same position.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from legw.schedule import BaseRecipe, Recipe
+
+if TYPE_CHECKING:
+    from legw.gradient_noise import OnlineNoiseScale
 
 ADAPTIVE_WARMUPS = ("legw", "gain")
 """How the base warmup is replayed: ``legw``, its steps at every batch (``tau += 1`` per step,
@@ -129,6 +132,13 @@ class AdaptiveSchedule:
         if not (math.isfinite(r) and 1.0 <= r <= k * (1 + 1e-12)):
             raise ValueError(f"gain: must lie in [1, {k:g}], got {r!r}")
         self.gain = r
+
+    def set_gain_from(self, noise: OnlineNoiseScale) -> None:
+        """The gain of the coming step from ``noise``'s window of earlier steps (:func:`gain`
+        of its mean ``|G|^2`` and ``tr(Sigma)``); unchanged while the window is empty."""
+        means = noise.means()
+        if means is not None:
+            self.set_gain(gain(*means, self.base.global_batch_size, self.batch_size))
 
     def advance(self) -> None:
         """After the step: ``tau += 1`` in the base warmup (``warmup="legw"``), else

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from legw.adaptive import AdaptiveSchedule, default_lr_power, default_noise_window, gain
+from legw.adaptive import AdaptiveSchedule, default_lr_power, default_noise_window
 from legw.gradient_noise import OnlineNoiseScale
 from legw.lr_scheduler import set_lr
 from legw.noise_hooks import add_grad_sq
@@ -197,8 +197,7 @@ class AdaptiveScaler:
         self.schedule.advance()
         self.steps += 1
         record.update(self.noise.update(small_sq, record["grad_norm"] ** 2))
-        self.schedule.set_gain(gain(*self.noise.means(), self.schedule.base.global_batch_size,
-                                    self.schedule.batch_size))
+        self.schedule.set_gain_from(self.noise)
         return record
 
     def state_dict(self) -> dict[str, Any]:

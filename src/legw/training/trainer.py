@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from legw.adaptive import AdaptiveSchedule, gain
+from legw.adaptive import AdaptiveSchedule
 from legw.gradient_noise import OnlineNoiseScale
 from legw.io import atomic_write_json, check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
@@ -308,9 +308,8 @@ class _Trainer:
         if self.adaptive is None:
             lr = apply_recipe(self.optimizer, self.recipe, step)
         else:
-            means = self.noise.means() if self.noise is not None else None
-            if means is not None:
-                self.adaptive.set_gain(gain(*means, self.base.base_batch_size, self.B))
+            if self.noise is not None:
+                self.adaptive.set_gain_from(self.noise)
             lr = self.adaptive.lr()
             set_lr(self.optimizer, lr)
         text = self.task.kind == "text"
