@@ -21,13 +21,13 @@ printed.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from _timing import alternate
 
-from legw.adaptive_scaler import AdaptiveScaler
+from legw.adaptive.scaler import AdaptiveScaler
 from legw.tasks import get_task
 
 
@@ -84,17 +84,14 @@ def main() -> None:
     loops = {k: make_loop(k, task, data, args.batch_size, args.micro_batch_size) for k in kinds}
     for run in loops.values():
         run(2)  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in kinds}
-    for _ in range(args.repeats):
-        for k in kinds:
-            times[k].append(loops[k](args.steps))
-    plain = statistics.median(times["plain"])
+    timings = alternate({k: lambda run=run: {"s": run(args.steps)} for k, run in loops.items()},
+                        args.repeats)
+    ratios = timings.ratios("plain", "s")
     print(f"{args.task}, batch {args.batch_size} = {args.batch_size // args.micro_batch_size} x "
           f"{args.micro_batch_size}, {args.threads} thread(s), {args.repeats} x {args.steps} steps")
     print(f"{'loop':<10} {'ms/step':>9} {'vs plain':>9}")
     for k in kinds:
-        m = statistics.median(times[k])
-        print(f"{k:<10} {1000 * m:>9.1f} {m / plain:>9.3f}")
+        print(f"{k:<10} {1000 * timings.median(k, 's'):>9.1f} {ratios[k]:>9.3f}")
 
 
 if __name__ == "__main__":

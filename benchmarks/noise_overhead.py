@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from legw.gradient_noise import OnlineNoiseScale
-from legw.noise_hooks import add_grad_sq
+from legw.adaptive.noise import OnlineNoiseScale
+from legw.adaptive.meter import add_grad_sq
 from legw.tasks import get_task
 from legw.training.config import TrainConfig
 from legw.training.trainer import train

@@ -14,7 +14,7 @@ from typing import Any
 from legw.schedule import BaseRecipe, Recipe, RecipeWarning
 
 _LAZY = {
-    "AdaptiveScaler": "legw.adaptive_scaler",
+    "AdaptiveScaler": "legw.adaptive.scaler",
     "LEGWScheduler": "legw.lr_scheduler",
     "apply_recipe": "legw.lr_scheduler",
     "set_lr": "legw.lr_scheduler",

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from legw.analysis.noise_scale import draw_norms, estimate_noise_scale, model_grad_fn
-from legw.gradient_noise import estimate_from_norms, unbiased_terms
+from legw.adaptive.noise import estimate_from_norms, unbiased_terms
 
 D, S2 = 10, 1.0
 

@@ -72,7 +72,7 @@ def test_adaptive_scaler_in_the_accumulate_loop_follows_the_plain_loop():
     # the scaler steps when the gradients are synced (1 process)
     from accelerate import Accelerator
 
-    from legw.adaptive_scaler import AdaptiveScaler
+    from legw.adaptive.scaler import AdaptiveScaler
 
     base = BaseRecipe(base_batch_size=4, peak_lr=0.2, warmup_epochs=0.25, epochs=3)
 

@@ -97,7 +97,7 @@ def test_adaptive_scaler_reads_the_noise_of_a_compiled_model():
     # the eager run's
     import torch.nn.functional as F
 
-    from legw.adaptive_scaler import AdaptiveScaler
+    from legw.adaptive.scaler import AdaptiveScaler
 
     def run(compiled: bool) -> list[dict]:
         torch._dynamo.reset()

@@ -153,7 +153,7 @@ def fit_adaptive(ckpt_dir: Path | None = None, resume: Path | None = None):
 
 
 def test_adaptive_scaling_follows_the_plain_loop_stops_when_done_and_resumes(tmp_path):
-    from legw.adaptive_scaler import AdaptiveScaler
+    from legw.adaptive.scaler import AdaptiveScaler
 
     trainer, callback = fit_adaptive(ckpt_dir=tmp_path)
     records = callback.records

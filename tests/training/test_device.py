@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import final_params, make_mnist_dir, one_line_error
 
-from legw.noise_hooks import add_grad_sq
+from legw.adaptive.meter import add_grad_sq
 from legw.training import trainer
 from legw.training.config import TrainConfig
 from legw.training.device import (

@@ -2,7 +2,7 @@
 
 A *draw* is one big batch of ``B = n * b`` fresh i.i.d. samples split into ``n`` micro-batches:
 ``|G_b|^2`` is the mean squared norm of the ``n`` micro-batch gradients and ``G_B`` their mean.
-The estimator, its uncertainty and what ``B_simple`` means are in :mod:`legw.gradient_noise`
+The estimator, its uncertainty and what ``B_simple`` means are in :mod:`legw.adaptive.noise`
 (McCandlish et al. 2018, arXiv 1812.06162); the trainer measures the same online, for free,
 from the micro-batch gradients it already has (``TrainConfig.noise_window``).
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from legw.figures import pyplot, save_figure
-from legw.gradient_noise import NoiseScaleEstimate, _check_sizes, estimate_from_norms
+from legw.adaptive.noise import NoiseScaleEstimate, check_sizes, estimate_from_norms
 
 
 def draw_norms(grad_fn: Callable[[Any], Any], micro_batches: Iterable[Any]) -> tuple[float, float]:
@@ -62,7 +62,7 @@ def estimate_noise_scale(grad_fn: Callable[[Any], Any],
     micro batches of ``micro_batch_size`` samples each (one draw); ``grad_fn`` as in
     :func:`draw_norms` (e.g. :func:`model_grad_fn`).
     """
-    _check_sizes(micro_batch_size, batch_size)
+    check_sizes(micro_batch_size, batch_size)
     if batch_size % micro_batch_size:
         raise ValueError(f"batch_size {batch_size} must be a multiple of micro_batch_size "
                          f"{micro_batch_size}")

@@ -275,22 +275,18 @@ def measure_noise(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
 
     ``batches`` yields ``(inputs, targets)`` at the base batch size (first dimension); each is
     split into ``micro_batches`` micro-batches and accumulated, and the micro-batch gradients
-    (read by parameter hooks, as in the trainer) are the small-batch draws. ``recipe`` (a
+    (measured by the trainer's :class:`~legw.adaptive.meter.NoiseMeter`) are the small-batch draws. ``recipe`` (a
     scaled :class:`~legw.schedule.Recipe`) sets the LR of each step when given.
     """
     import time
 
-    import torch
-
-    from legw.gradient_noise import unbiased_terms
+    from legw.adaptive.meter import NoiseMeter
+    from legw.adaptive.noise import unbiased_terms
     from legw.lr_scheduler import apply_recipe
-    from legw.noise_hooks import hook_grad_sq
 
     if micro_batches < 2:
         raise ValueError(f"micro_batches: need at least 2 to measure noise, got {micro_batches}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    micro_sq = torch.zeros((), dtype=torch.float64, device=params[0].device)
-    handles = hook_grad_sq(params, micro_sq)
+    meter = NoiseMeter(model.parameters(), micro_batches)
     out: list[dict[str, Any]] = []
     try:
         for step, (x, y) in zip(range(steps), batches):
@@ -303,24 +299,22 @@ def measure_noise(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
                                  f"{micro_batches} equal micro-batches")
             b = n // micro_batches
             optimizer.zero_grad(set_to_none=True)
-            micro_sq.zero_()
+            loss = 0.0
             for i in range(micro_batches):
-                loss = loss_fn(model(x[i * b:(i + 1) * b]), y[i * b:(i + 1) * b])
-                (loss / micro_batches).backward()
-            small = float(micro_sq) * micro_batches  # mean_i |g_i|^2 = A sum_i |g_i / A|^2
-            big = float(sum(p.grad.double().square().sum() for p in params
-                            if p.grad is not None))
+                micro_loss = loss_fn(model(x[i * b:(i + 1) * b]), y[i * b:(i + 1) * b])
+                (micro_loss / micro_batches).backward()
+                loss = loss + micro_loss.detach() / micro_batches
+            m = meter.measure(loss)
+            if not m.finite:
+                raise ValueError(f"training diverged at step {step}")
             optimizer.step()
-            g, tr = unbiased_terms(small, big, b, n)
+            g, tr = unbiased_terms(m.small_sq, m.big_sq, b, n)
             dt = time.perf_counter() - t0
             out.append({"kind": "train", "step": step, "noise_grad_sq": g,
                         "noise_trace_sigma": tr, "micro_batch_size": b,
                         "samples_per_s": n / dt if dt > 0 else math.nan})
-            if not torch.isfinite(loss.detach()):
-                raise ValueError(f"training diverged at step {step}")
     finally:
-        for h in handles:
-            h.remove()
+        meter.remove()
     if len(out) < steps:
         raise ValueError(f"batches: the source ran out after {len(out)} of {steps} steps")
     return out

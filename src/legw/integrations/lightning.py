@@ -21,7 +21,7 @@ from typing import Any
 
 import lightning as L
 
-from legw.adaptive_scaler import AdaptiveScaler
+from legw.adaptive.scaler import AdaptiveScaler
 from legw.schedule import BaseRecipe
 
 

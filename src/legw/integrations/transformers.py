@@ -30,7 +30,7 @@ from typing import Any
 import transformers
 from transformers.trainer_callback import ExportableState
 
-from legw.adaptive_scaler import AdaptiveScaler
+from legw.adaptive.scaler import AdaptiveScaler
 from legw.schedule import BaseRecipe
 
 

@@ -90,7 +90,7 @@ def describe_run(run: Any) -> dict[str, Any]:
             "momentum": c.resolved_momentum(), "clip_grad_norm": c.resolved_clip(),
             "device": str(run.device), "dataset_size": run.recipe.dataset_size,
             "stop_step": run.stop_step, "noise_source": run.noise_source,
-            "noise_small_batch_size": run.noise.small_batch_size if run.noise else None,
+            "noise_small_batch_size": run.noise.micro_batch_size if run.noise else None,
             "noise_window": c.resolved_noise_window(),
             "adaptive_lr_power": run.adaptive.lr_power if run.adaptive else None,
         },

@@ -31,12 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from legw.adaptive import AdaptiveSchedule
-from legw.gradient_noise import OnlineNoiseScale
+from legw.adaptive.meter import NoiseMeter
+from legw.adaptive.noise import OnlineNoiseScale
+from legw.adaptive.rule import AdaptiveSchedule
 from legw.io import atomic_write_json, check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
-from legw.noise_hooks import hook_grad_sq
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
 from legw.training.config import TrainConfig
@@ -135,7 +135,12 @@ class _Trainer:
 
             ids = [device.index] if device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
-        self.noise, self.noise_source = self._noise_scale()
+        self.noise_source = config.noise_source(env.world_size)
+        self.meter = NoiseMeter(self.model.parameters(), self.accum,
+                                noise=self.noise_source is not None,
+                                max_grad_norm=config.resolved_clip())
+        self.noise = (OnlineNoiseScale(self.micro, self.B, config.resolved_noise_window())
+                      if self.noise_source else None)
         self.adaptive = self._adaptive(dataset_size)
         torch.manual_seed(config.seed + 1 + env.rank)  # dropout streams differ per rank
 
@@ -159,32 +164,6 @@ class _Trainer:
         return AdaptiveSchedule.for_batch(self.base, self.B, dataset_size,
                                           self.config.resolved_adaptive_lr_power(),
                                           self.config.adaptive_warmup)
-
-    def _noise_scale(self) -> tuple[OnlineNoiseScale | None, str | None]:
-        """The online ``B_noise`` estimate and where its small-batch gradients come from
-        (:meth:`TrainConfig.noise_source`): ``micro``, every micro-step's gradient (``b``
-        samples), read by parameter hooks; ``rank``, each rank's gradient before the
-        all-reduce (``B / W`` samples), caught by a DDP communication hook."""
-        source = self.config.noise_source(self.env.world_size)
-        window = self.config.resolved_noise_window()
-        if source == "micro":
-            self._micro_sq = torch.zeros((), device=self.device)
-            hook_grad_sq(self.model.parameters(), self._micro_sq)
-            return OnlineNoiseScale(self.micro, self.B, window), source
-        if source == "rank":
-            from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import (
-                allreduce_hook,
-            )
-
-            def hook(state, bucket):  # runs before the bucket is averaged; DDP checks the
-                # annotations, so there are none
-                self._rank_grad_sq.append(bucket.buffer().float().square().sum())
-                return allreduce_hook(state, bucket)
-
-            self._rank_grad_sq: list[torch.Tensor] = []
-            self.ddp.register_comm_hook(None, hook)
-            return OnlineNoiseScale(self.B // self.env.world_size, self.B, window), source
-        return None, None
 
     def _resume(self) -> None:
         warn = self.log.info
@@ -217,6 +196,8 @@ class _Trainer:
             self.adaptive.load_state_dict(extra["adaptive"])  # tau is in base steps: elastic
             if elastic:  # the window was measured at the old batch; k may be smaller now
                 self.adaptive.set_gain(min(self.adaptive.gain, self.B / self.base.base_batch_size))
+            elif self.noise is not None:  # the coming step's gain, as advance() left it
+                self.adaptive.set_gain_from(self.noise)
         self.last_eval, self.wall_before = dict(extra["last_eval"]), extra["wall_time_s"]
         ranks = state["ranks"]
         if len(ranks) == self.env.world_size:
@@ -304,16 +285,14 @@ class _Trainer:
         return self.pos.step % every == 0
 
     def _step(self) -> None:
+        """One optimizer step; the LR of an adaptive run is its gain's (see legw.adaptive)."""
         step, spe = self.pos.step, self.recipe.steps_per_epoch
         if self.adaptive is None:
             lr = apply_recipe(self.optimizer, self.recipe, step)
         else:
-            if self.noise is not None:
-                self.adaptive.set_gain_from(self.noise)
             lr = self.adaptive.lr()
             set_lr(self.optimizer, lr)
         text = self.task.kind == "text"
-        small_sq: torch.Tensor | None = None
         if text and (self.pos.step_in_epoch == 0 or self.hidden is None):
             self.hidden = [hidden_to(self.model.init_hidden(self.micro), self.device)
                            for _ in range(self.accum)]
@@ -336,45 +315,27 @@ class _Trainer:
                         loss = F.cross_entropy(self.ddp(x).float(), y)
                 (loss / self.accum).backward()
             loss_sum += loss.detach()
-        if self.noise_source == "micro":  # mean_i |g_i|^2 = A * sum_i |g_i / A|^2
-            small_sq = self._micro_sq * self.accum
-            self._micro_sq.zero_()
-        elif self.noise_source == "rank":
-            small_sq = torch.stack(self._rank_grad_sq).sum()
-            self._rank_grad_sq.clear()
-        # one all-reduce for the loss and the small-batch norm (averaged over ranks)
-        stats = loss_sum / self.accum
-        if small_sq is not None:
-            stats = torch.stack([stats, small_sq.to(stats.dtype)])
-        stats = dist.all_reduce_mean(stats.reshape(-1)).tolist()
-        loss_value = stats[0]
-        clip = self.config.resolved_clip()
-        if clip is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
-        else:
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            grad_norm = torch.nn.utils.get_total_norm(grads).item()
+        m = self.meter.measure(loss_sum / self.accum)  # loss and |G_b|^2 in one all-reduce
         epoch_position = self.pos.epoch_position(self.recipe)
-        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
-            self.diverged = {"step": step, "epoch": epoch_position, "loss": loss_value,
-                             "grad_norm": grad_norm}
+        if not m.finite:
+            self.diverged = {"step": step, "epoch": epoch_position, "loss": m.loss,
+                             "grad_norm": m.grad_norm}
             self.log.info(f"diverged at step {step} (epoch {epoch_position:.3f}): loss "
-                          f"{loss_value}, grad norm {grad_norm}")
+                          f"{m.loss}, grad norm {m.grad_norm}")
             return
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.adaptive is not None:
-            rec_gain, rec_tau = self.adaptive.gain, self.adaptive.tau
-            self.adaptive.advance()
-        self.pos.advance(self.B, spe)
         dt = time.perf_counter() - tick
         rec = {"kind": "train", "step": step, "epoch": epoch_position, "lr": lr,
-               "loss": loss_value, "grad_norm": grad_norm,
+               "loss": m.loss, "grad_norm": m.grad_norm,
                "samples_per_s": self.B / dt if dt > 0 else float("nan")}
         if self.adaptive is not None:
-            rec.update(gain=rec_gain, tau=rec_tau)
+            rec.update(gain=self.adaptive.gain, tau=self.adaptive.tau)
         if self.noise is not None:
-            rec.update(self.noise.update(stats[1], grad_norm ** 2))
+            rec.update(self.noise.update(m.small_sq, m.big_sq))
+        if self.adaptive is not None:
+            self.adaptive.advance(self.noise)
+        self.pos.advance(self.B, spe)
         self.log.record(rec)
 
     def _evaluate(self, final: bool) -> None:

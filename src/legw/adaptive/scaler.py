@@ -22,7 +22,8 @@ Per step, with ``A`` micro-batches of ``b`` samples on each of ``W`` ranks (``B 
     lr       = base_lr(tau) * r ** P            r from the window of earlier steps (1 at first)
     tau     += 1 in the base warmup (LEGW's rule; warmup="gain": r), else r
 
-``legw train --scaling adaptive`` runs the same arithmetic (tested to agree step for step).
+``legw train --scaling adaptive`` runs the same protocol on the same
+:class:`~legw.adaptive.meter.NoiseMeter` (tested to agree step for step).
 Not covered: ``torch.amp.GradScaler`` (its scaled gradients would be read as the noise; bf16
 autocast is fine) and an elastic resume at another batch (``legw train`` does that).
 """
@@ -30,47 +31,16 @@ autocast is fine) and an elastic resume at another batch (``legw train`` does th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from legw.adaptive import AdaptiveSchedule, default_lr_power, default_noise_window
-from legw.gradient_noise import OnlineNoiseScale
+from legw.adaptive.meter import NoiseMeter
+from legw.adaptive.noise import OnlineNoiseScale
+from legw.adaptive.rule import AdaptiveSchedule, default_lr_power, default_noise_window
 from legw.lr_scheduler import set_lr
-from legw.noise_hooks import add_grad_sq
 from legw.schedule import BaseRecipe
-
-
-class _MicroNorms:
-    """``sq += |g / A|^2`` for every gradient backward produces, and a backward-pass count per
-    parameter (a parameter unused in one pass must not hide the pass)."""
-
-    def __init__(self, params: list[torch.Tensor]) -> None:
-        self.sq = torch.zeros((), device=params[0].device)
-        self.calls = [0] * len(params)
-        self.handles = [p.register_hook(self._hook(i)) for i, p in enumerate(params)]
-
-    def _hook(self, index: int) -> Callable[[torch.Tensor], None]:
-        sq, calls = self.sq, self.calls  # not self: the hooks must not hold the scaler alive
-
-        def hook(grad: torch.Tensor) -> None:
-            add_grad_sq(sq, grad)
-            calls[index] += 1
-
-        return hook
-
-    def take(self) -> tuple[torch.Tensor, int]:
-        """The sum of squared norms and the backward passes since the last call; resets."""
-        total, passes = self.sq.clone(), max(self.calls)
-        self.sq.zero_()
-        self.calls[:] = [0] * len(self.calls)
-        return total, passes
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 class AdaptiveScaler:
@@ -116,14 +86,12 @@ class AdaptiveScaler:
         self.schedule = AdaptiveSchedule.for_batch(base, global_batch_size, dataset_size,
                                                    lr_power, warmup)
         self.noise = OnlineNoiseScale(micro_batch_size, global_batch_size, window)
-        self.optimizer, self.max_grad_norm = optimizer, max_grad_norm
+        self.optimizer = optimizer
         self.accumulation_steps = global_batch_size // (micro_batch_size * world)
         self.steps = 0
         self._pending: tuple[float, dict[str, float]] | None = None  # from before_step
-        self._params = [p for p in model.parameters() if p.requires_grad]
-        if not self._params:
-            raise ValueError("model: has no parameter that requires a gradient")
-        self._norms = _MicroNorms(self._params)
+        self.meter = NoiseMeter(model.parameters(), self.accumulation_steps,
+                                max_grad_norm=max_grad_norm)
 
     @property
     def done(self) -> bool:
@@ -144,7 +112,7 @@ class AdaptiveScaler:
         """Refuse a framework whose gradient accumulation (its setting ``name``) is not this
         scaler's ``accumulation_steps``."""
         if steps != self.accumulation_steps:
-            b, micro = self.schedule.batch_size, self.noise.small_batch_size
+            b, micro = self.schedule.batch_size, self.noise.micro_batch_size
             raise ValueError(f"{name}: {steps}, but global_batch_size {b} = micro_batch_size "
                              f"{micro} x world size {b // (micro * self.accumulation_steps)} x "
                              f"{self.accumulation_steps}")
@@ -164,27 +132,15 @@ class AdaptiveScaler:
         ``RuntimeError`` when the backward passes since the last step are not
         ``accumulation_steps``; ``FloatingPointError`` (nothing changed, the optimizer must not
         step) when the gradient norm is not finite."""
-        small_sq, passes = self._norms.take()
-        if passes != self.accumulation_steps:
-            raise RuntimeError(f"AdaptiveScaler: {passes} backward passes since the last "
-                               f"step, expected accumulation_steps = {self.accumulation_steps}")
-        small_sq = small_sq * self.accumulation_steps  # mean_i |g_i|^2 from sum_i |g_i / A|^2
-        if dist.is_initialized():
-            dist.all_reduce(small_sq, op=dist.ReduceOp.SUM)
-            small_sq /= dist.get_world_size()
-        if self.max_grad_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm).item()
-        else:
-            norm = torch.nn.utils.get_total_norm(
-                [p.grad for p in self._params if p.grad is not None]).item()
-        if not math.isfinite(norm):
-            raise FloatingPointError(f"AdaptiveScaler: gradient norm {norm} at step "
+        m = self.meter.measure()
+        if not m.finite:
+            raise FloatingPointError(f"AdaptiveScaler: gradient norm {m.grad_norm} at step "
                                      f"{self.steps}: the run diverged")
         lr = self.schedule.lr()
         set_lr(self.optimizer, lr)
         record = {"lr": lr, "gain": self.schedule.gain, "tau": self.schedule.tau,
-                  "grad_norm": norm}
-        self._pending = (small_sq.item(), record)
+                  "grad_norm": m.grad_norm}
+        self._pending = (m.small_sq, record)
         return dict(record)
 
     def after_step(self) -> dict[str, float]:
@@ -194,10 +150,9 @@ class AdaptiveScaler:
         if self._pending is None:
             raise RuntimeError("AdaptiveScaler.after_step: no before_step() for this step")
         (small_sq, record), self._pending = self._pending, None
-        self.schedule.advance()
-        self.steps += 1
         record.update(self.noise.update(small_sq, record["grad_norm"] ** 2))
-        self.schedule.set_gain_from(self.noise)
+        self.schedule.advance(self.noise)
+        self.steps += 1
         return record
 
     def state_dict(self) -> dict[str, Any]:
@@ -216,4 +171,4 @@ class AdaptiveScaler:
 
     def remove_hooks(self) -> None:
         """Detach the gradient hooks (the scaler cannot step afterwards)."""
-        self._norms.remove()
+        self.meter.remove()

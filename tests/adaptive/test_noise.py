@@ -5,12 +5,12 @@ import random
 import pytest
 from helpers import G2, TRACE, draw
 
-from legw.gradient_noise import OnlineNoiseScale, unbiased_terms
+from legw.adaptive.noise import OnlineNoiseScale, unbiased_terms
 
 
 def test_windowed_estimate_recovers_the_true_noise_scale():
     rng = random.Random(0)
-    noise = OnlineNoiseScale(small_batch_size=8, batch_size=64, window=400)
+    noise = OnlineNoiseScale(micro_batch_size=8, batch_size=64, window=400)
     for _ in range(400):
         out = noise.update(*draw(rng, 8, 64))
     truth = TRACE / G2  # 80

@@ -1,8 +1,8 @@
 """The gradient noise scale ``B_simple = tr(Sigma) / |G|^2`` from gradients at two batch sizes.
 
 Pure arithmetic on squared gradient norms (no torch): the offline tool
-(:mod:`legw.analysis.noise_scale`), the trainer's online estimate (:class:`OnlineNoiseScale`)
-and the planner share it.
+(:mod:`legw.analysis.noise_scale`) and the online estimate (:class:`OnlineNoiseScale`, fed by
+:class:`legw.adaptive.meter.NoiseMeter` in the trainer, the scaler and the planner) share it.
 
 McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch Training"
 (arXiv 1812.06162), section 2.2 and Appendix A. For per-sample gradients with mean ``G`` and
@@ -62,7 +62,7 @@ class NoiseScaleEstimate:
         return self.grad_sq > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "valid": self.valid, "critical_batch_size": self.b_simple}
+        return {**asdict(self), "valid": self.valid}
 
 
 def unbiased_terms(small_sq: float, big_sq: float, micro_batch_size: int,
@@ -74,7 +74,8 @@ def unbiased_terms(small_sq: float, big_sq: float, micro_batch_size: int,
     return grad_sq, trace_sigma
 
 
-def _check_sizes(micro_batch_size: int, batch_size: int) -> None:
+def check_sizes(micro_batch_size: int, batch_size: int) -> None:
+    """``ValueError`` unless ``0 < micro_batch_size < batch_size`` are integers."""
     for name, v in (("micro_batch_size", micro_batch_size), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -97,7 +98,7 @@ def estimate_from_norms(small_sq: Sequence[float], big_sq: Sequence[float], micr
 
     At least two draws are needed for an uncertainty.
     """
-    _check_sizes(micro_batch_size, batch_size)
+    check_sizes(micro_batch_size, batch_size)
     if len(small_sq) != len(big_sq):
         raise ValueError(f"small_sq and big_sq differ in length: {len(small_sq)} != {len(big_sq)}")
     if len(small_sq) < 2:
@@ -135,19 +136,17 @@ class OnlineNoiseScale:
     """``B_simple`` over the last ``window`` optimizer steps, from the norms a step already has.
 
     Each step with two or more micro-gradients gives one draw: ``|G_b|^2``, the mean squared
-    norm of its micro-batch gradients (``b`` samples each; every micro-step under accumulation,
-    or each rank's own gradient before the all-reduce) and ``|G_B|^2`` of the step's full
-    gradient (``B`` samples). Draws of
-    the window are combined as in :func:`estimate_from_norms` (the two terms averaged
+    norm of its micro-batch gradients (``b`` samples each, on every rank, before the
+    all-reduce) and ``|G_B|^2`` of the step's full gradient (``B`` samples). Draws of the window are combined as in :func:`estimate_from_norms` (the two terms averaged
     separately, then divided); the window smooths the per-step noise while following
     ``B_noise`` as it grows during training.
     """
 
-    def __init__(self, small_batch_size: int, batch_size: int, window: int = 50) -> None:
-        _check_sizes(small_batch_size, batch_size)
+    def __init__(self, micro_batch_size: int, batch_size: int, window: int = 50) -> None:
+        check_sizes(micro_batch_size, batch_size)
         if window < 2:
             raise ValueError(f"window must be at least 2 steps, got {window!r}")
-        self.small_batch_size, self.batch_size = small_batch_size, batch_size
+        self.micro_batch_size, self.batch_size = micro_batch_size, batch_size
         self.small_sq: deque[float] = deque(maxlen=window)
         self.big_sq: deque[float] = deque(maxlen=window)
 
@@ -156,11 +155,11 @@ class OnlineNoiseScale:
         two draws, the windowed ``b_noise`` and its delta-method ``b_noise_stderr``."""
         self.small_sq.append(small_sq)
         self.big_sq.append(big_sq)
-        grad_sq, trace_sigma = unbiased_terms(small_sq, big_sq, self.small_batch_size,
+        grad_sq, trace_sigma = unbiased_terms(small_sq, big_sq, self.micro_batch_size,
                                               self.batch_size)
         out = {"noise_grad_sq": grad_sq, "noise_trace_sigma": trace_sigma}
         if len(self.small_sq) >= 2:
-            est = estimate_from_norms(self.small_sq, self.big_sq, self.small_batch_size,
+            est = estimate_from_norms(self.small_sq, self.big_sq, self.micro_batch_size,
                                       self.batch_size, bootstrap=0)
             out.update(b_noise=est.b_simple, b_noise_stderr=est.stderr)
         return out
@@ -169,20 +168,22 @@ class OnlineNoiseScale:
         """The window's mean unbiased ``(|G|^2, tr(Sigma))``; ``None`` before the first draw."""
         if not self.small_sq:
             return None
-        terms = [unbiased_terms(s, g, self.small_batch_size, self.batch_size)
+        terms = [unbiased_terms(s, g, self.micro_batch_size, self.batch_size)
                  for s, g in zip(self.small_sq, self.big_sq)]
         n = len(terms)
         return sum(g for g, _ in terms) / n, sum(t for _, t in terms) / n
 
     def state_dict(self) -> dict[str, Any]:
         return {"small_sq": list(self.small_sq), "big_sq": list(self.big_sq),
-                "small_batch_size": self.small_batch_size, "batch_size": self.batch_size}
+                "micro_batch_size": self.micro_batch_size, "batch_size": self.batch_size}
 
     def fits(self, state: dict[str, Any]) -> bool:
         """Whether ``state`` was measured at this estimator's two batch sizes: squared norms
         taken at other sizes would be read at the wrong ones (states saved before the sizes
         were recorded are taken as fitting)."""
-        return (state.get("small_batch_size", self.small_batch_size) == self.small_batch_size
+        # checkpoints before the one name spelled the micro batch "small_batch_size"
+        micro = state.get("micro_batch_size", state.get("small_batch_size"))
+        return (micro in (None, self.micro_batch_size)
                 and state.get("batch_size", self.batch_size) == self.batch_size)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 LEGW fixes the LR rule (``sqrt(k)``) and the budget (equal epochs). Past the critical batch the
 equal-epoch budget is what loses accuracy (docs/results.md). The adaptive rule keeps LEGW's
 warmup but lets the gradient noise set the LR and the budget. With ``k = B / B0``, the gradient
-noise scale ``B_noise = tr(Sigma) / |G|^2`` measured online (legw.gradient_noise) and
+noise scale ``B_noise = tr(Sigma) / |G|^2`` measured online (:mod:`legw.adaptive.noise`) and
 
     r = (tr(Sigma) / B0 + |G|^2) / (tr(Sigma) / B + |G|^2)  =  (1 + B_noise/B0) / (1 + B_noise/B)
 
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from legw.schedule import BaseRecipe, Recipe
 
 if TYPE_CHECKING:
-    from legw.gradient_noise import OnlineNoiseScale
+    from legw.adaptive.noise import OnlineNoiseScale
 
 ADAPTIVE_WARMUPS = ("legw", "gain")
 """How the base warmup is replayed: ``legw``, its steps at every batch (``tau += 1`` per step,
@@ -140,10 +140,19 @@ class AdaptiveSchedule:
         if means is not None:
             self.set_gain(gain(*means, self.base.global_batch_size, self.batch_size))
 
-    def advance(self) -> None:
+    def advance(self, noise: OnlineNoiseScale | None = None) -> None:
         """After the step: ``tau += 1`` in the base warmup (``warmup="legw"``), else
-        ``+= gain``."""
+        ``+= gain``; then the next step's gain from ``noise`` (:meth:`set_gain_from`), whose
+        window already holds this step's draw. One step of the protocol the trainer and
+        :class:`legw.adaptive.AdaptiveScaler` share::
+
+            lr = schedule.lr(); set_lr(optimizer, lr)       # this step's gain
+            m = meter.measure(); optimizer.step()
+            noise.update(m.small_sq, m.big_sq); schedule.advance(noise)
+        """
         self.tau += 1.0 if self.in_warmup and self.warmup == "legw" else self.gain
+        if noise is not None:
+            self.set_gain_from(noise)
 
     def state_dict(self) -> dict[str, Any]:
         return {"tau": self.tau, "gain": self.gain, "lr_power": self.lr_power,

@@ -7,7 +7,7 @@ import pytest
 from helpers import G2, TRACE, draw
 
 from legw.adaptive import AdaptiveSchedule, gain
-from legw.gradient_noise import OnlineNoiseScale
+from legw.adaptive.noise import OnlineNoiseScale
 from legw.schedule import BaseRecipe
 
 BASE = BaseRecipe(base_batch_size=32, peak_lr=0.5, warmup_epochs=0.5, epochs=4)

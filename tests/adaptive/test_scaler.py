@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from helpers import final_params, make_mnist_dir, read_jsonl
 
 from legw import BaseRecipe
-from legw.adaptive_scaler import AdaptiveScaler
+from legw.adaptive.scaler import AdaptiveScaler
 from legw.optim import LAMB, LARS, build_optimizer, param_groups
 
 D, MEAN_SQ, TRACE = 20, 0.05, 4.0  # per-sample gradients: |G|^2 and tr(Sigma); B_noise = 80
@@ -191,7 +191,7 @@ def test_state_dict_resumes_bit_identically():
 def test_the_readme_snippet_runs_as_written():
     import re
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
                 if "AdaptiveScaler(" in b)
     torch.manual_seed(0)
@@ -265,5 +265,5 @@ def worker(out: Path) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     worker(Path(sys.argv[1]))
