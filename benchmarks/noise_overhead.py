@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from legw.adaptive.noise import OnlineNoiseScale
 from legw.adaptive.meter import add_grad_sq
+from legw.adaptive.noise import OnlineNoiseScale
 from legw.tasks import get_task
 from legw.training.config import TrainConfig
 from legw.training.trainer import train

@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 
-from legw.analysis.noise_scale import draw_norms, estimate_noise_scale, model_grad_fn
 from legw.adaptive.noise import estimate_from_norms, unbiased_terms
+from legw.analysis.noise_scale import draw_norms, estimate_noise_scale, model_grad_fn
 
 D, S2 = 10, 1.0
 

@@ -137,8 +137,9 @@ class OnlineNoiseScale:
 
     Each step with two or more micro-gradients gives one draw: ``|G_b|^2``, the mean squared
     norm of its micro-batch gradients (``b`` samples each, on every rank, before the
-    all-reduce) and ``|G_B|^2`` of the step's full gradient (``B`` samples). Draws of the window are combined as in :func:`estimate_from_norms` (the two terms averaged
-    separately, then divided); the window smooths the per-step noise while following
+    all-reduce) and ``|G_B|^2`` of the step's full gradient (``B`` samples). Draws of the
+    window are combined as in :func:`estimate_from_norms` (the two terms averaged separately,
+    then divided); the window smooths the per-step noise while following
     ``B_noise`` as it grows during training.
     """
 

@@ -13,8 +13,8 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from legw.figures import pyplot, save_figure
 from legw.adaptive.noise import NoiseScaleEstimate, check_sizes, estimate_from_norms
+from legw.figures import pyplot, save_figure
 
 
 def draw_norms(grad_fn: Callable[[Any], Any], micro_batches: Iterable[Any]) -> tuple[float, float]:

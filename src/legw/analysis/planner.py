@@ -275,8 +275,9 @@ def measure_noise(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
 
     ``batches`` yields ``(inputs, targets)`` at the base batch size (first dimension); each is
     split into ``micro_batches`` micro-batches and accumulated, and the micro-batch gradients
-    (measured by the trainer's :class:`~legw.adaptive.meter.NoiseMeter`) are the small-batch draws. ``recipe`` (a
-    scaled :class:`~legw.schedule.Recipe`) sets the LR of each step when given.
+    (measured by the trainer's :class:`~legw.adaptive.meter.NoiseMeter`) are the small-batch
+    draws. ``recipe`` (a scaled :class:`~legw.schedule.Recipe`) sets the LR of each step when
+    given.
     """
     import time
 
