@@ -10,25 +10,23 @@ so that both see the same machine load; medians of the wall times and their rati
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 
 import torch
+from _timing import alternate, clock
 
 from legw.training.config import TrainConfig
 from legw.training.trainer import train
 
 
-def run_seconds(channels_last: bool, batch: int, micro: int, steps: int) -> float:
+def run(channels_last: bool, batch: int, micro: int, steps: int) -> dict[str, float]:
+    """Wall and CPU seconds of one ``train`` call."""
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(task="fashion-mnist-resnet", global_batch_size=batch,
                              micro_batch_size=micro, max_steps=steps, quiet=True,
                              evaluate=False, out_dir=out, num_threads=1,
                              channels_last=channels_last)
-        start = time.perf_counter()
-        train(config)
-        return time.perf_counter() - start
+        return clock(train, config)
 
 
 def main() -> None:
@@ -38,12 +36,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    times: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(args.repeats):
-        for channels_last in (False, True):
-            times[channels_last].append(run_seconds(channels_last, args.batch_size,
-                                                    args.micro_batch_size, args.steps))
-    default, nhwc = (statistics.median(times[c]) for c in (False, True))
+    shape = (args.batch_size, args.micro_batch_size, args.steps)
+    timings = alternate({"default": lambda: run(False, *shape),
+                         "channels-last": lambda: run(True, *shape)}, args.repeats)
+    default, nhwc = (timings.median(v, "wall") for v in ("default", "channels-last"))
     print(f"torch {torch.__version__}, fashion-mnist-resnet, batch {args.batch_size} = "
           f"{args.batch_size // args.micro_batch_size} x {args.micro_batch_size}, "
           f"{args.steps} steps, median of {args.repeats}")

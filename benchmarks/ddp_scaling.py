@@ -14,14 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from _timing import alternate
 
-def one_run(nproc: int, threads: int, steps: int, batch: int) -> float:
+
+def one_run(nproc: int, threads: int, steps: int, batch: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as out:
         args = ["train", "fashion-mnist-lstm", "--batch-size", str(batch), "--max-steps",
                 str(steps), "--no-eval", "--quiet", "--threads", str(threads), "--out", out]
@@ -31,7 +32,7 @@ def one_run(nproc: int, threads: int, steps: int, batch: int) -> float:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         subprocess.run(launcher + args, check=True, env=env, stderr=subprocess.DEVNULL)
         summary = json.loads((Path(out) / "summary.json").read_text())
-    return summary["samples_seen"] / summary["wall_time_s"]
+    return {"samples_per_s": summary["samples_seen"] / summary["wall_time_s"]}
 
 
 def main() -> None:
@@ -40,14 +41,16 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
-    one, single, double = [], [], []
-    for _ in range(args.repeats):
-        one.append(one_run(1, 1, args.steps, args.batch_size))
-        single.append(one_run(1, 2, args.steps, args.batch_size))
-        double.append(one_run(2, 1, args.steps, args.batch_size))
-        print(f"1 proc x 1 thread {one[-1]:.0f}, 1 proc x 2 threads {single[-1]:.0f}, "
-              f"2 procs x 1 thread {double[-1]:.0f} samples/s", flush=True)
-    o, s, d = (statistics.median(x) for x in (one, single, double))
+    layouts = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1)}  # processes x threads
+
+    def show(last: dict[str, dict[str, float]]) -> None:
+        one, single, double = (last[k]["samples_per_s"] for k in layouts)
+        print(f"1 proc x 1 thread {one:.0f}, 1 proc x 2 threads {single:.0f}, "
+              f"2 procs x 1 thread {double:.0f} samples/s", flush=True)
+
+    timings = alternate({k: lambda n=n, t=t: one_run(n, t, args.steps, args.batch_size)
+                         for k, (n, t) in layouts.items()}, args.repeats, on_round=show)
+    o, s, d = (timings.median(k, "samples_per_s") for k in layouts)
     print(f"median: 1x1 {o:.0f}, 1x2 {s:.0f}, 2x1 {d:.0f} samples/s; 2x1 / 1x2 = {d / s:.2f}, "
           f"2x1 / 1x1 = {d / o:.2f} ({args.steps} steps at batch {args.batch_size})")
 

@@ -16,11 +16,11 @@ medians, and their ratios (the machine is shared, so ratios are what to read).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from _timing import alternate
 
 from legw.tasks import get_task
 
@@ -36,13 +36,15 @@ def build(data, saturated: bool) -> torch.nn.Module:
     return model
 
 
-def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, flush: bool) -> float:
+def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, flush: bool
+                 ) -> dict[str, float]:
+    """Wall seconds of one forward + backward, denormals flushed or not."""
     model.zero_grad(set_to_none=True)  # every timed step does the same work
     torch.set_flush_denormal(flush)
     try:
         start = time.perf_counter()
         F.cross_entropy(model(x), y).backward()
-        return time.perf_counter() - start
+        return {"wall": time.perf_counter() - start}
     finally:
         torch.set_flush_denormal(False)
 
@@ -60,11 +62,9 @@ def main() -> None:
     for label, saturated in (("healthy", False), ("saturated", True)):
         model = build(data, saturated)
         step_seconds(model, x, y, flush=False)  # warm-up
-        times: dict[bool, list[float]] = {False: [], True: []}
-        for _ in range(args.repeats):
-            for flush in (False, True):
-                times[flush].append(step_seconds(model, x, y, flush))
-        off, on = (statistics.median(times[f]) for f in (False, True))
+        timings = alternate({"off": lambda m=model: step_seconds(m, x, y, False),
+                             "on": lambda m=model: step_seconds(m, x, y, True)}, args.repeats)
+        off, on = (timings.median(f, "wall") for f in ("off", "on"))
         print(f"{label:<10} {off:>11.3f} {on:>10.3f} {off / on:>8.2f}")
 
 

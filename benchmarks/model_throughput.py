@@ -19,10 +19,11 @@ prints the ratio.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import itertools
+from collections.abc import Callable
 
 import torch
+from _timing import alternate, clock
 from torch import nn
 
 from legw.data.mnist import load_mnist, normalize
@@ -47,36 +48,29 @@ def measure(model_name: str, batch_size: int, steps: int, warmup: int,
         x_all = x_all.unsqueeze(1)  # (N, 1, 28, 28) for the convnet
     loss_fn = nn.CrossEntropyLoss()
     n_batches = len(labels) // batch_size
-    runs = []
-    for fmt in memory_formats:
+
+    def stepper(fmt: str) -> Callable[[], dict[str, float]]:
+        """One copy of the model in layout ``fmt``: each call trains it on the next batch."""
         torch.manual_seed(0)
         model, x = MODELS[model_name](), x_all
         if fmt == "channels_last" and model_name != "lstm":
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
-        runs.append((model, x, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        batches = itertools.count()
 
-    def step(run: tuple, i: int) -> None:
-        model, x, optimizer = run
-        j = (i % n_batches) * batch_size
-        loss = loss_fn(model(x[j : j + batch_size]), labels[j : j + batch_size])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        def step() -> None:
+            j = (next(batches) % n_batches) * batch_size
+            loss = loss_fn(model(x[j : j + batch_size]), labels[j : j + batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
-    for i in range(warmup):
-        for run in runs:
-            step(run, i)
-    wall: list[list[float]] = [[] for _ in runs]
-    cpu: list[list[float]] = [[] for _ in runs]
-    for i in range(warmup, warmup + steps):
-        for k, run in enumerate(runs):
-            w0, c0 = time.perf_counter(), time.process_time()
-            step(run, i)
-            wall[k].append(time.perf_counter() - w0)
-            cpu[k].append(time.process_time() - c0)
-    return [(batch_size / statistics.median(w), batch_size / statistics.median(c))
-            for w, c in zip(wall, cpu)]
+        return lambda: clock(step)
+
+    timings = alternate({fmt: stepper(fmt) for fmt in memory_formats}, steps, warmup=warmup)
+    return [(batch_size / timings.median(fmt, "wall"), batch_size / timings.median(fmt, "cpu"))
+            for fmt in memory_formats]
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import tempfile
 import time
 
 import torch
+from _timing import alternate, clock
 
 from legw.adaptive.meter import add_grad_sq
 from legw.adaptive.noise import OnlineNoiseScale
@@ -28,15 +29,13 @@ from legw.training.config import TrainConfig
 from legw.training.trainer import train
 
 
-def run_once(steps: int, batch: int, micro: int, window: int) -> tuple[float, float]:
-    """(wall s, CPU s) of one training run of ``steps`` steps."""
+def run_once(steps: int, batch: int, micro: int, window: int) -> dict[str, float]:
+    """Wall and CPU seconds of one training run of ``steps`` steps."""
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(task="fashion-mnist-lstm", global_batch_size=batch,
                              micro_batch_size=micro, max_steps=steps, quiet=True,
                              evaluate=False, out_dir=out, noise_window=window)
-        w, c = time.perf_counter(), time.process_time()
-        train(config)
-        return time.perf_counter() - w, time.process_time() - c
+        return clock(train, config)
 
 
 def added_work_seconds(micro: int, batch: int, repeats: int = 200) -> float:
@@ -77,20 +76,16 @@ def main() -> None:
           f"{args.repeats} alternating repeats, {args.threads} thread(s), "
           f"torch {torch.__version__}")
     for micro in args.micro_batch_sizes:
-        runs: dict[int, list[tuple[float, float]]] = {0: [], 50: []}
         run_once(2, args.batch_size, micro, 50)  # warm-up: data loading, allocator
-        for _ in range(args.repeats):
-            for window in (0, 50):
-                runs[window].append(run_once(args.steps, args.batch_size, micro, window))
-        off_wall = statistics.median(w for w, _ in runs[0])
-        on_wall = statistics.median(w for w, _ in runs[50])
-        off_cpu = statistics.median(c for _, c in runs[0])
-        on_cpu = statistics.median(c for _, c in runs[50])
-        step = off_wall / args.steps
+        windows = {"off": 0, "on": 50}
+        runs = alternate({k: lambda m=micro, w=w: run_once(args.steps, args.batch_size, m, w)
+                          for k, w in windows.items()}, args.repeats)
+        wall, cpu = runs.ratios("off", "wall")["on"], runs.ratios("off", "cpu")["on"]
+        step = runs.median("off", "wall") / args.steps
         added = added_work_seconds(micro, args.batch_size)
         print(f"micro batch {micro} ({args.batch_size // micro} micro-steps): step "
-              f"{step * 1e3:.1f} ms; end to end on/off wall {on_wall / off_wall:.3f}, "
-              f"CPU {on_cpu / off_cpu:.3f}; added work {added * 1e6:.0f} us per step "
+              f"{step * 1e3:.1f} ms; end to end on/off wall {wall:.3f}, "
+              f"CPU {cpu:.3f}; added work {added * 1e6:.0f} us per step "
               f"= {100 * added / step:.2f} % of a step")
 
 
