@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Copy the records of experiment directories (sweep/tune specs, results, and each run's
-# config, launch, metrics and summary -- not checkpoints) into the repository, so that
+# config, launch, metrics and summary -- not checkpoints) into records/, so that
 # `legw report` can rebuild every figure from what is committed.
-# Usage: bash scripts/collect_records.sh SRC_DIR DEST_DIR
+# Usage: bash scripts/collect_records.sh SRC_DIR records/STUDY   (see records/README.md)
 set -euo pipefail
 SRC=${1:?source experiment directory}
-DEST=${2:?destination under docs/results/records}
+DEST=${2:?destination under records/ (see records/README.md)}
 mkdir -p "$DEST"
 (cd "$SRC" && find . \( -name checkpoints -o -name tensorboard \) -prune -o -type f \
     \( -name '*.json' -o -name '*.csv' -o -name 'metrics.jsonl' \) -print) |

@@ -49,7 +49,7 @@ OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm
 # LAMB: how the gain combines with LAMB's trust ratio, on the LSTM at 8192 from LAMB's base LR
 # as tuned at 128 in study 8 (scripts/reproduce_long.sh; weight decay 0.01 as there).
 LAMB_LR=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"]["peak_lr"])' \
-    docs/results/records/long/opt-tune-128/lamb/trials.json)
+    records/long/opt-tune-128/lamb/trials.json)
 OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm \
     --optimizer lamb --base-lr "$LAMB_LR" --weight-decay 0.01 --batch-sizes 8192 \
     --methods adaptive adascale --out "$R/fashion-mnist-lstm-lamb/results.jsonl" --threads 1
@@ -85,7 +85,7 @@ OMP_NUM_THREADS=1 "$PY" benchmarks/adascale_compare.py --task fashion-mnist-lstm
 }
 plan() {
 # LEGW on the ResNet at `legw plan`'s budgets (`legw plan --from-run
-# docs/results/records/long/resnet-base-noise/runs/legw-b128-s0`: 20.7 epochs at 1024, 57.5 at
+# records/long/resnet-base-noise/runs/legw-b128-s0`: 20.7 epochs at 1024, 57.5 at
 # 4096, 106.6 at 8192), rounded up to whole epochs; micro batch 128 like the harness's runs
 # (batch norm normalises over each micro-batch, as at the base batch).
 LEGW="${LEGW_VENV:-.venv}/bin/legw"
