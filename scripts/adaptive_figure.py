@@ -1,5 +1,5 @@
 """Adaptive scaling against AdaScale, LEGW and linear (docs/results.md, study 11), from the
-results of ``benchmarks/adascale_compare.py``.
+results of ``scripts/adascale_compare.py``.
 
     python scripts/adaptive_figure.py --results RESULTS.jsonl --base-runs DIR [DIR ...] \
         --out FIG.png

@@ -20,7 +20,7 @@ checkpoints, AdaScale's from ``runs/TASK-adascale-bB-sS.pt``, which names its co
 is deleted once the row is written), so the script can be stopped and restarted; a resumed run
 ends exactly as an uninterrupted one.
 
-    python benchmarks/adascale_compare.py --task fashion-mnist-lstm --batch-sizes 1024 4096 8192 \\
+    python scripts/adascale_compare.py --task fashion-mnist-lstm --batch-sizes 1024 4096 8192 \\
         --methods adascale adaptive legw linear --out runs/adascale/results.jsonl --threads 1
 
 ``--optimizer`` (with its ``--base-lr``, tuned at ``B0``, and ``--weight-decay``) runs every
