@@ -6,13 +6,13 @@ Not a test. For each parameter set (ResNet-50: the 161 tensors / 25.6M values of
 same parameters and fixed random gradients, one at a time (build, warm up, time, free), and is
 timed with CUDA events over ``--steps`` steps after ``--warmup`` steps. Compared: legw LARS and
 LAMB (fused kernels and the multi-tensor path), torch ``SGD(fused=True)`` / ``AdamW(fused=True)``
-and timm's ``Lars`` / ``Lamb`` (when installed; loaded as ``optim_step.py`` does). Printed:
+and timm's ``Lars`` / ``Lamb`` (when installed; ``_optim_shared.load_timm``). Printed:
 ms/step, the ratio to the fused torch step of the same family (goal: LARS / LAMB <= 1.5x), and
 the memory-bandwidth floor: the bytes a step must read and write divided by the measured
 device-to-device copy bandwidth.
 
     python benchmarks/gpu_optim_step.py                     # CUDA, both shapes, fp32 + bf16
-    python benchmarks/gpu_optim_step.py --device cpu --models resnet50 --dtypes fp32 --steps 1
+    python benchmarks/gpu_optim_step.py --device cpu --models bert-tiny --warmup 1 --steps 1
                                                             # CPU smoke run of the script itself
 """
 
@@ -20,38 +20,22 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _optim_shared import FLOOR_PASSES, bert_large_shapes, load_timm, resnet50_shapes
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from optim_step import FLOOR_PASSES, load_timm, resnet50_shapes  # noqa: E402
-
-from legw.optim import LAMB, LARS  # noqa: E402
+from legw.optim import LAMB, LARS
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 GOAL = 1.5  # legw LARS / LAMB step <= 1.5x the fused torch step of the same family
-
-
-def bert_large_shapes(layers: int = 24, hidden: int = 1024, intermediate: int = 4096,
-                      vocab: int = 30522, positions: int = 512) -> list[tuple[int, ...]]:
-    """Parameter shapes of BERT-large (embeddings, encoder layers, pooler), no task head."""
-    shapes: list[tuple[int, ...]] = [(vocab, hidden), (positions, hidden), (2, hidden),
-                                     (hidden,), (hidden,)]  # embeddings + their LayerNorm
-    for _ in range(layers):
-        shapes += [(hidden, hidden), (hidden,)] * 4  # Q, K, V, attention output
-        shapes += [(hidden,), (hidden,)]  # attention LayerNorm
-        shapes += [(intermediate, hidden), (intermediate,), (hidden, intermediate), (hidden,)]
-        shapes += [(hidden,), (hidden,)]  # output LayerNorm
-    shapes += [(hidden, hidden), (hidden,)]  # pooler
-    return shapes
-
-
-MODELS = {"resnet50": resnet50_shapes, "bert-large": bert_large_shapes}
+MODELS = {"resnet50": resnet50_shapes, "bert-large": bert_large_shapes,
+          # BERT-tiny's layout (2 layers, hidden 128): a smoke size for --device cpu
+          "bert-tiny": lambda: bert_large_shapes(layers=2, hidden=128, intermediate=512)}
 
 Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 
@@ -125,11 +109,13 @@ def copy_bandwidth(numel: int, dtype: torch.dtype, device: torch.device) -> floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    ap.add_argument("--models", nargs="+", choices=list(MODELS),
+                    default=["resnet50", "bert-large"])
     ap.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     ap.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
     ap.add_argument("--only", nargs="*", default=None, help="optimizer names to run")
+    ap.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_optim_step: CUDA is not available on this machine; nothing to "
@@ -142,6 +128,8 @@ def main() -> None:
     cfgs = configs(timm)
     if args.only:
         cfgs = {k: v for k, v in cfgs.items() if k in args.only or k in BASELINE.values()}
+    rows: list[dict] = []
+    floors: list[dict] = []
     for model in args.models:
         shapes = MODELS[model]()
         numel = sum(torch.Size(s).numel() for s in shapes)
@@ -150,7 +138,13 @@ def main() -> None:
             params = make_params(shapes, dtype, device)
             med: dict[str, float] = {}
             for opt_name, (_, make) in cfgs.items():
-                opt = make(params)
+                try:
+                    opt = make(params)
+                except ValueError as e:  # legw refuses CPU bf16 fused kernels (torch's are wrong)
+                    if device.type == "cuda":
+                        raise
+                    print(f"{opt_name}, {dname} on the CPU: skipped ({e})")
+                    continue
                 for _ in range(args.warmup):  # state allocation and kernel warm-up
                     opt.step()
                 med[opt_name] = time_ms(opt.step, args.steps, device)
@@ -164,17 +158,27 @@ def main() -> None:
                   f"copy bandwidth {bw / 1e9:.0f} GB/s (read + write)\n")
             print(f"| optimizer | ms/step | / fused torch step (goal <= {GOAL}x for legw) |")
             print("|---|---|---|")
+            floor = {what: 1e3 * n * size * numel / bw for what, n in FLOOR_PASSES.items()}
             for opt_name, (family, _) in cfgs.items():
+                if opt_name not in med:
+                    continue
                 ratio = med[opt_name] / med[BASELINE[family]]
                 mark = ""
                 if opt_name.startswith("legw"):
                     mark = " (meets goal)" if ratio <= GOAL else " (misses goal)"
                 print(f"| {opt_name} | {med[opt_name]:.3f} | {ratio:.2f}{mark} |")
+                rows.append({"shapes": model, "dtype": dname, "optimizer": opt_name,
+                             "ms_per_step": med[opt_name], "vs_fused_torch": ratio})
             print("\n| memory-bandwidth floor | passes | ms |\n|---|---|---|")
             for what, passes in FLOOR_PASSES.items():
-                print(f"| {what} | {passes} | {1e3 * passes * size * numel / bw:.3f} |")
+                print(f"| {what} | {passes} | {floor[what]:.3f} |")
+            floors.append({"shapes": model, "dtype": dname, "copy_gb_per_s": bw / 1e9,
+                           "floor_ms": floor})
             del params
             gc.collect()
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": name, "torch": torch.__version__,
+                                               "steps": rows, "floors": floors}, indent=1))
 
 
 if __name__ == "__main__":

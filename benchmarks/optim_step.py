@@ -15,53 +15,16 @@ timm's ``Lars``/``Lamb`` are loaded from timm's module files without importing t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
-import sys
 import time
 import types
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from _optim_shared import FLOOR_PASSES, load_timm, resnet50_shapes
+from _timing import alternate, clock
 
 from legw.optim import LAMB, LARS
-
-
-def resnet50_shapes() -> list[tuple[int, ...]]:
-    """Parameter shapes of torchvision's ResNet-50 (bottleneck v1.5), in module order."""
-    shapes: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]  # stem conv + BN
-    in_ch = 64
-    for width, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
-        for b in range(blocks):
-            out_ch = width * 4
-            shapes += [(width, in_ch, 1, 1), (width,), (width,)]
-            shapes += [(width, width, 3, 3), (width,), (width,)]
-            shapes += [(out_ch, width, 1, 1), (out_ch,), (out_ch,)]
-            if b == 0:
-                shapes += [(out_ch, in_ch, 1, 1), (out_ch,), (out_ch,)]  # downsample
-            in_ch = out_ch
-    shapes += [(1000, 2048), (1000,)]
-    return shapes
-
-
-def load_timm() -> types.ModuleType | None:
-    """timm's ``optim`` folder as a stand-alone package (its ``__init__`` needs torchvision)."""
-    spec = importlib.util.find_spec("timm")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(spec.submodule_search_locations[0]) / "optim"
-    pkg = types.ModuleType("timm_optim")
-    pkg.__path__ = [str(folder)]
-    sys.modules["timm_optim"] = pkg
-    for name in ("lars", "lamb"):
-        mod_spec = importlib.util.spec_from_file_location(f"timm_optim.{name}",
-                                                          folder / f"{name}.py")
-        mod = importlib.util.module_from_spec(mod_spec)
-        sys.modules[mod_spec.name] = mod
-        mod_spec.loader.exec_module(mod)
-        setattr(pkg, name, mod)
-    return pkg
 
 
 def make_params(shapes: list[tuple[int, ...]], seed: int = 0) -> list[torch.Tensor]:
@@ -116,15 +79,6 @@ def copy_bandwidth(numel: int, reps: int = 7) -> float:
     return 2 * 4 * numel / statistics.median(times)
 
 
-# Tensor passes a step cannot avoid: (reads + writes) per value.
-FLOOR_PASSES = {
-    "SGD momentum (r w,g,v; w w,v)": 5,
-    "AdamW (r w,g,m,v; w w,m,v)": 7,
-    "LARS (norms r w,g; then SGD pass)": 7,
-    "LAMB (r w,g,m,v w m,v + norms; r w,m,v w w)": 10,
-}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
@@ -144,28 +98,19 @@ def main() -> None:
     cfgs = configs(timm)
     if args.only:
         cfgs = {k: v for k, v in cfgs.items() if k in args.only}
-    opts = {}
-    for name, make in cfgs.items():
-        opt = make(make_params(shapes))
-        opt.step()  # state allocation outside the timing
-        opts[name] = opt
-    times: dict[str, list[float]] = {name: [] for name in opts}
-    cpu: dict[str, list[float]] = {name: [] for name in opts}
-    for _ in range(args.rounds):
-        for name, opt in opts.items():
-            for _ in range(args.steps):
-                t0, c0 = time.perf_counter(), time.process_time()
-                opt.step()
-                times[name].append(time.perf_counter() - t0)
-                cpu[name].append(time.process_time() - c0)
-    med = {name: 1e3 * statistics.median(t) for name, t in times.items()}
-    cpu_med = {name: 1e3 * statistics.median(t) for name, t in cpu.items()}
+    opts = {name: make(make_params(shapes)) for name, make in cfgs.items()}
+    # the warm-up round allocates the optimizers' state outside the timing
+    timings = alternate({name: lambda opt=opt: clock(opt.step) for name, opt in opts.items()},
+                        args.rounds, calls=args.steps, warmup=1)
+    med = {name: 1e3 * timings.median(name, "wall") for name in opts}
+    cpu_med = {name: 1e3 * timings.median(name, "cpu") for name in opts}
     bw = copy_bandwidth(numel)
     print(f"\ncopy bandwidth: {bw / 1e9:.1f} GB/s (read + write)")
     print("\n| optimizer | wall median ms/step | wall min | CPU median ms/step |")
     print("|---|---|---|---|")
-    for name, t in times.items():
-        print(f"| {name} | {med[name]:.1f} | {1e3 * min(t):.1f} | {cpu_med[name]:.1f} |")
+    for name in opts:
+        print(f"| {name} | {med[name]:.1f} | {1e3 * min(timings.values(name, 'wall')):.1f} | "
+              f"{cpu_med[name]:.1f} |")
     print("\n| memory-traffic floor | passes | ms |\n|---|---|---|")
     for what, passes in FLOOR_PASSES.items():
         print(f"| {what} | {passes} | {1e3 * passes * 4 * numel / bw:.1f} |")
