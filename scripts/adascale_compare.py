@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from legw.adaptive import ADAPTIVE_WARMUPS
 from legw.io import atomic_path
-from legw.optim import OPTIMIZERS, build_optimizer, param_groups
+from legw.optim import OPTIMIZERS
 from legw.training.batches import ImageBatches
 from legw.training.config import TrainConfig
 from legw.training.device import batch_to, match_param_layout
@@ -60,9 +60,9 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
     (model, optimizer, AdaScale's gain statistics, the position ``tau``, RNG, elapsed time)."""
     from fairscale.optim import AdaScale
 
-    config = TrainConfig(task=task_name, global_batch_size=batch, seed=seed, data_dir=data_dir,
-                         **overrides)
-    task, base = config.get_task(), config.base_recipe()
+    spec = TrainConfig(task=task_name, global_batch_size=batch, seed=seed, data_dir=data_dir,
+                       **overrides).resolve()
+    task, base = spec.task, spec.base
     seed_everything(seed)
     data = task.load(data_dir)
     b0 = base.base_batch_size
@@ -71,16 +71,13 @@ def run_adascale(task_name: str, batch: int, seed: int, data_dir: str | None,
     model = task.build_model(data)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    groups, _ = param_groups(model, config.resolved_weight_decay())
-    name = config.optimizer_name()
-    hyper = {"momentum": config.resolved_momentum()} if name in ("sgd", "lars") else {}
-    inner = build_optimizer(name, groups, lr=base_recipe.lr_at_step(0), **hyper)
+    inner, _ = spec.build_optimizer(model, base_recipe.lr_at_step(0))
     accum = batch // b0
     cpu = torch.device("cpu")
     opt = AdaScale(inner, num_gradients_to_accumulate=accum)
     batches = ImageBatches(data.train, batch, b0, 0, 1, seed)
     spe = batches.steps_per_epoch
-    clip = config.resolved_clip()
+    clip = spec.clip_grad_norm
     tau, step, gains, evals, elapsed = 0.0, 0, [], [], 0.0
     switched = None  # the epoch a resume switched the memory layout at, if one did
     identity = {"task": task_name, "batch_size": batch, "seed": seed, "overrides": overrides}
@@ -156,7 +153,7 @@ def legw_config(method: str, task_name: str, batch: int, seed: int, data_dir: st
     """The ``legw train`` configuration of a harness method: micro-batches of ``B0``."""
     scaling = {"adaptive": "adaptive", "legw": "sqrt", "linear": "linear"}[method]
     warmup = "constant" if method == "linear" else "legw"
-    b0 = TrainConfig(task=task_name, **overrides).base_recipe().base_batch_size
+    b0 = TrainConfig(task=task_name, **overrides).resolve().base.base_batch_size
     return TrainConfig(task=task_name, global_batch_size=batch, seed=seed,
                        micro_batch_size=b0 if batch > b0 else None, scaling=scaling,
                        warmup=warmup, data_dir=data_dir, **overrides, **run)
@@ -218,10 +215,11 @@ def main() -> None:
                 "adaptive_warmup": args.adaptive_warmup}
     # legw's own checks of every setting and of every run's schedule, before the first run
     try:
-        probe = TrainConfig(task=args.task, **adaptive, **overrides)
-        b0 = probe.base_recipe().base_batch_size
-        adaptive["adaptive_lr_power"] = probe.resolved_adaptive_lr_power()  # recorded per row
-        dataset_size = len(probe.get_task().load(args.data_dir).train)
+        probe = TrainConfig(task=args.task, scaling="adaptive", **adaptive,
+                            **overrides).resolve()
+        b0 = probe.base.base_batch_size
+        adaptive["adaptive_lr_power"] = probe.adaptive_lr_power  # recorded per row
+        dataset_size = len(probe.task.load(args.data_dir).train)
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     for batch in args.batch_sizes:
@@ -231,8 +229,7 @@ def main() -> None:
         for method in (m for m in args.methods if m != "adascale"):
             try:
                 config = legw_config(method, args.task, batch, 0, None, {**overrides, **adaptive})
-                config.scaled_recipe(dataset_size)
-                config.check_adaptive(world_size=1)
+                config.resolve().recipe(dataset_size)
             except ValueError as e:
                 p.error(f"--batch-sizes {batch}, {method}: {e}")
     # Denormals flushed to zero for every method, as legw's trainer does on the CPU (a

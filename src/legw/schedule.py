@@ -80,6 +80,16 @@ WARMUP_SHARE_WARNING = 0.5
 """A scaled warmup longer than this share of the training steps gives a :class:`RecipeWarning`."""
 
 
+class RecipeError(ValueError):
+    """An invalid recipe value: ``str(e)`` is ``"field: why"``, and ``e.field`` names the
+    :class:`BaseRecipe` field (or ``global_batch_size``, ``dataset_size``, ``steps_per_epoch``)
+    so a caller can name its own flag for it without parsing the text."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
 class RecipeWarning(UserWarning):
     """The recipe, or the loop that follows it, is probably not what was meant.
 
@@ -99,20 +109,19 @@ def scaling_power(scaling: str | float) -> float:
         try:
             scaling = float(scaling)
         except ValueError:
-            raise ValueError(
-                f"scaling: unknown rule {scaling!r}; use one of "
-                f"{', '.join(SCALING_RULES)} or a number (the power of k)"
-            ) from None
+            raise RecipeError("scaling", f"unknown rule {scaling!r}; use one of "
+                              f"{', '.join(SCALING_RULES)} or a number (the power of k)"
+                              ) from None
     if isinstance(scaling, bool) or not isinstance(scaling, (int, float)):
-        raise ValueError(f"scaling: expected a rule name or a number, got {scaling!r}")
+        raise RecipeError("scaling", f"expected a rule name or a number, got {scaling!r}")
     if not math.isfinite(scaling):
-        raise ValueError(f"scaling: power must be finite, got {scaling!r}")
+        raise RecipeError("scaling", f"power must be finite, got {scaling!r}")
     return float(scaling)
 
 
 def _require(ok: bool, field: str, value: Any, why: str) -> None:
     if not ok:
-        raise ValueError(f"{field}: {why}, got {value!r}")
+        raise RecipeError(field, f"{why}, got {value!r}")
 
 
 def _round(x: float) -> int:
@@ -151,9 +160,8 @@ class BaseRecipe:
         try:
             milestones = tuple(float(m) for m in self.milestones)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"milestones: expected a sequence of epochs, got {self.milestones!r}"
-            ) from None
+            raise RecipeError("milestones", f"expected a sequence of epochs, got "
+                                            f"{self.milestones!r}") from None
         object.__setattr__(self, "milestones", milestones)
         b0 = self.base_batch_size
         _require(isinstance(b0, int) and not isinstance(b0, bool) and b0 > 0,
@@ -280,10 +288,8 @@ class BaseRecipe:
         if self.decay != "multistep":
             ms_steps = ()
         if ms_steps and ms_steps[0] < warmup:
-            raise ValueError(
-                f"milestones: milestone {self.milestones[0]} falls inside the warmup "
-                f"({warmup_epochs:g} epochs) at global_batch_size {b}"
-            )
+            raise RecipeError("milestones", f"milestone {self.milestones[0]} falls inside "
+                              f"the warmup ({warmup_epochs:g} epochs) at global_batch_size {b}")
         return Recipe(base=self, global_batch_size=b, dataset_size=n, drop_last=drop_last,
                       peak_lr=peak, warmup_epochs=warmup_epochs, steps_per_epoch=spe,
                       warmup_steps=warmup, total_steps=total, milestone_steps=ms_steps)

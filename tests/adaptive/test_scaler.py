@@ -16,7 +16,7 @@ from helpers import final_params, make_mnist_dir, read_jsonl
 
 from legw import BaseRecipe
 from legw.adaptive.scaler import AdaptiveScaler
-from legw.optim import LAMB, LARS, build_optimizer, param_groups
+from legw.optim import LAMB, LARS
 
 D, MEAN_SQ, TRACE = 20, 0.05, 4.0  # per-sample gradients: |G|^2 and tr(Sigma); B_noise = 80
 
@@ -84,18 +84,17 @@ def test_agrees_step_for_step_with_legw_train(tmp_path):
     expected = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
 
     # the same run in a hand-written loop
-    task = config.get_task()
+    spec = config.resolve()
+    task = spec.task
     with flush_denormals(torch.device("cpu")):
         seed_everything(config.seed)
         data_set = task.load(str(data))
         batches = ImageBatches(data_set.train, 128, 32, 0, 1, config.seed)
         torch.manual_seed(config.seed)
         model = task.build_model(data_set)
-        groups, _ = param_groups(model, config.resolved_weight_decay())
-        opt = build_optimizer(config.optimizer_name(), groups, lr=0.0,
-                              momentum=config.resolved_momentum())
-        scaler = AdaptiveScaler(model, opt, config.base_recipe(), 128, 32, len(data_set.train),
-                                window=4, max_grad_norm=config.resolved_clip())
+        opt, _ = spec.build_optimizer(model, lr=0.0)
+        scaler = AdaptiveScaler(model, opt, spec.base, 128, 32, len(data_set.train),
+                                window=4, max_grad_norm=spec.clip_grad_norm)
         records, step, spe = [], 0, batches.steps_per_epoch
         while not scaler.done:
             opt.zero_grad(set_to_none=True)

@@ -120,12 +120,12 @@ def test_methods_set_the_rules_and_micro_batch_cap():
 
     runs = {r.name: r.config for r in spec.plan(Path("d"))}
     assert len(runs) == 2 * len(METHODS)
-    linear = runs["linear b=4096 s=0"].base_recipe()
+    linear = runs["linear b=4096 s=0"].resolve().base
     assert (linear.scaling, linear.warmup, linear.epochs) == ("linear", "constant", 3.0)
-    assert runs["unscaled b=128 s=0"].base_recipe().scaling == "none"
-    assert runs["sqrt-nowarmup b=128 s=0"].base_recipe().warmup == "none"
+    assert runs["unscaled b=128 s=0"].resolve().base.scaling == "none"
+    assert runs["sqrt-nowarmup b=128 s=0"].resolve().base.warmup == "none"
     adam = runs["adam b=4096 s=0"]
-    assert (adam.optimizer, adam.base_lr, adam.base_recipe().warmup) == ("adam", 1e-3, "legw")
+    assert (adam.optimizer, adam.base_lr, adam.resolve().base.warmup) == ("adam", 1e-3, "legw")
     assert runs["legw b=4096 s=0"].micro_batch_size == 1024
     assert runs["legw b=128 s=0"].micro_batch_size is None  # min(B, cap) = B
     assert runs["lamb b=128 s=0"].out_dir == "d/runs/lamb-b128-s0"

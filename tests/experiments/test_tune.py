@@ -42,7 +42,7 @@ def test_budget_subsamples_the_grid_and_random_search_is_seeded():
 def test_trial_trains_at_fixed_lr_and_warmup():
     spec = TuneSpec(task="fashion-mnist-lstm", batch_size=1024, overrides={"epochs": 3.0})
     run = spec.trial_config(Path("d"), 0.5, 0.25)
-    recipe = run.config.base_recipe().scale(1024, 60_000)
+    recipe = run.config.resolve().base.scale(1024, 60_000)
     assert recipe.peak_lr == 0.5 and recipe.warmup_epochs == 0.25 and recipe.epochs == 3.0
     assert run.name == "lr0.5-w0.25" and run.config.out_dir == "d/trials/lr0.5-w0.25-s0"
 
@@ -51,7 +51,7 @@ def test_trial_trains_at_fixed_lr_and_warmup():
     ({"search": "bayes"}, "--search: must be one of"),
     ({"trials": 0}, "--trials: must be at least 1"),
     ({"lr_factors": [0.0]}, "--lr-factors"),
-    ({"batch_size": 100, "micro_batch_size": 30}, "--micro-batch-size: 30 does not divide"),
+    ({"batch_size": 100, "micro_batch_size": 30}, "--batch-size 100 is not --micro-batch-size 30"),
     ({"warmup_epochs": [30.0]}, "--warmup-epochs: none is shorter than the training"),
     # runner options, shared with SweepSpec (legw.experiments.launcher.LaunchOptions)
     ({"jobs": 0}, "--jobs: must be at least 1"),

@@ -46,7 +46,7 @@ def test_accumulating_four_micro_batches_equals_one_batch(mnist_dir, tmp_path):
 def test_lr_logged_once_per_optimizer_step_follows_recipe(mnist_dir, tmp_path):
     config = _config(mnist_dir, tmp_path / "r", micro_batch_size=8, max_steps=None)
     summary = train(config)
-    recipe = config.base_recipe().scale(32, 256)
+    recipe = config.resolve().base.scale(32, 256)
     lrs = _train_lrs(tmp_path / "r")
     assert [s for s, _ in lrs] == list(range(recipe.total_steps)) == list(range(24))
     assert [lr for _, lr in lrs] == [recipe.lr_at_step(s) for s in range(24)]
@@ -62,7 +62,7 @@ def test_elastic_resume_lands_at_same_epoch_position(mnist_dir, tmp_path):
     train(_config(mnist_dir, out, max_steps=4))  # 8 steps/epoch at 32: stops at epoch 0.5
     config = _config(mnist_dir, out, global_batch_size=64, resume=True, max_steps=4)
     summary = train(config)
-    recipe = config.base_recipe().scale(64, 256)  # 4 steps/epoch at 64
+    recipe = config.resolve().base.scale(64, 256)  # 4 steps/epoch at 64
     records = [r for r in read_jsonl(out / "metrics.jsonl") if r["kind"] == "train"]
     assert [(r["step"], r["epoch"]) for r in records[4:]] == [(2, 0.5), (3, 0.75)]
     assert records[4]["lr"] == recipe.lr_at_step(2)
@@ -88,8 +88,8 @@ def test_divergence_stops_with_status_3(mnist_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--batch-size", "32", "--micro-batch-size", "12"], "--micro-batch-size: 12 does not "
-                                                          "divide --batch-size 32"),
+    (["--batch-size", "32", "--micro-batch-size", "12"], "--batch-size 32 is not "
+                                                          "--micro-batch-size 12 x world"),
     (["--momentum", "1.5"], "--momentum: must be below 1"),
     (["--optimizer", "adagrad"], "--optimizer: unknown 'adagrad'"),
     (["--epochs", "2"], "milestones (--milestones): must lie strictly inside"),

@@ -94,21 +94,22 @@ def _adaptive(**kw):
 def test_the_lr_power_defaults_by_optimizer():
     for optimizer, power in (("sgd", 1.0), ("lars", 1.0), ("adam", 0.5), ("adamw", 0.5),
                              ("lamb", 0.5)):
-        assert _adaptive(optimizer=optimizer).resolved_adaptive_lr_power() == power
-    assert _adaptive(optimizer="lamb", adaptive_lr_power=0.75).resolved_adaptive_lr_power() \
-        == 0.75
-    assert _adaptive().resolved_adaptive_lr_power() == 1.0  # the task's optimizer: SGD
+        assert _adaptive(optimizer=optimizer).resolve().adaptive_lr_power == power
+    with pytest.warns(RecipeWarning, match="full gain blew LAMB up"):
+        assert _adaptive(optimizer="lamb", adaptive_lr_power=0.75).resolve(
+            ).adaptive_lr_power == 0.75
+    assert _adaptive().resolve().adaptive_lr_power == 1.0  # the task's optimizer: SGD
 
 
 def test_the_full_gain_on_a_normalised_update_warns(recwarn):
     for ok in (_adaptive(), _adaptive(optimizer="lars"), _adaptive(optimizer="lamb"),
                _adaptive(optimizer="adam", adaptive_lr_power=0.5)):
-        ok.check_adaptive(1)
+        ok.resolve(1)
     assert not recwarn.list
     for optimizer in ("lamb", "adam", "adamw"):
         with pytest.warns(RecipeWarning, match=f"with {optimizer} and --adaptive-lr-power 1: "
                                                r".*default \(0\.5 for"):
-            _adaptive(optimizer=optimizer, adaptive_lr_power=1.0).check_adaptive(1)
+            _adaptive(optimizer=optimizer, adaptive_lr_power=1.0).resolve(1)
 
 
 def test_lamb_trains_with_the_square_root_of_the_gain_and_resumes_with_it_explicit(tmp_path):

@@ -30,7 +30,7 @@ def test_two_processes_at_micro_b_equal_one_process_at_2b(tmp_path):
     resolved = json.loads((tmp_path / "ddp" / "config.json").read_text())["resolved"]
     assert (resolved["world_size"], resolved["accumulation_steps"]) == (2, 2)
     # the schedule position counts optimizer steps, not micro-steps or ranks
-    recipe = config.base_recipe().scale(32, 256)
+    recipe = config.resolve().base.scale(32, 256)
     lrs = [(r["step"], r["lr"]) for r in read_jsonl(tmp_path / "ddp" / "metrics.jsonl")
            if r["kind"] == "train"]
     assert lrs == [(s, recipe.lr_at_step(s)) for s in range(6)]

@@ -12,7 +12,6 @@ from helpers import make_mnist_dir, make_ptb_dir, one_line_error
 
 from legw.cli import main
 from legw.data.idx import write_idx
-from legw.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -66,35 +65,6 @@ def test_resume_refuses_another_task_even_without_a_checkpoint(mnist_dir, run_co
     line = one_line_error(capsys, argv)
     assert "TASK: 'fashion-mnist-resnet' differs from 'fashion-mnist-lstm'" in line
     assert "config.json" in line and _snapshot(run_copy) == before
-
-
-def test_every_config_field_is_either_free_on_resume_or_compared():
-    from legw.training.config import RECIPE_FIELDS, RESUME_FREE
-
-    compared = set(TrainConfig(task="mnist-lstm").identity()) | set(RECIPE_FIELDS)
-    fields = {f for f in TrainConfig.__dataclass_fields__}
-    unclassified = fields - compared - set(RESUME_FREE)
-    assert not unclassified, (f"TrainConfig fields {sorted(unclassified)}: add each to "
-                              "legw.training.config.RESUME_FREE if a resumed run may change it, "
-                              "else to TrainConfig.identity()")
-    assert not compared & set(RESUME_FREE)
-    saved = TrainConfig(task="mnist-lstm", global_batch_size=64)
-    elastic = TrainConfig(task="mnist-lstm", global_batch_size=128, micro_batch_size=32,
-                          max_steps=9, optimizer="sgd", momentum=0.9)  # the task's own values
-    elastic.check_resume(saved.to_dict(), saved.base_recipe().to_dict(), "ckpt")
-
-
-def test_an_adaptive_run_resumes_with_its_default_noise_window_given_explicitly():
-    def adaptive(window):
-        return TrainConfig(task="mnist-lstm", global_batch_size=1024, scaling="adaptive",
-                           noise_window=window)
-
-    default, explicit = adaptive(None), adaptive(125)   # the default: 1000 * 128 / 1024 steps
-    assert default.resolved_noise_window() == 125
-    for saved, resumed in ((default, explicit), (explicit, default)):
-        resumed.check_resume(saved.to_dict(), saved.base_recipe().to_dict(), "ckpt")
-    with pytest.raises(ValueError, match="--noise-window: 124 differs from None"):
-        adaptive(124).check_resume(default.to_dict(), default.base_recipe().to_dict(), "ckpt")
 
 
 def test_a_fresh_start_refuses_a_directory_holding_a_run(mnist_dir, run_copy, capsys):

@@ -152,13 +152,13 @@ def _measure(args: argparse.Namespace, rate: tuple[Any, str] | None):
     from legw.training.config import TrainConfig
     from legw.training.trainer import train
 
-    probe = TrainConfig(task=args.task, data_dir=args.data_dir)
-    b0 = probe.base_recipe().base_batch_size
+    probe = TrainConfig(task=args.task, data_dir=args.data_dir).resolve()
+    b0 = probe.base.base_batch_size
     micro = args.micro_batch_size or b0 // 2
     if micro >= b0 or b0 % micro:
         raise ValueError(f"--micro-batch-size: {micro} must divide the base batch {b0} and be "
                          "smaller (the noise needs 2+ micro-batches per step)")
-    steps = args.steps or probe.get_task().dataset_size // b0  # default: one epoch
+    steps = args.steps or probe.task.dataset_size // b0  # default: one epoch
     if args.seconds is not None:
         rate = rate or _measure_throughput(args, args.task, micro)
         steps = max(20, int(args.seconds / rate[0](b0)))
@@ -167,7 +167,7 @@ def _measure(args: argparse.Namespace, rate: tuple[Any, str] | None):
                          num_threads=args.threads, quiet=True, evaluate=False,
                          keep_checkpoints=1)
     summary = train(config)
-    return (read_metrics(Path(summary["run_dir"])), config.base_recipe(),
+    return (read_metrics(Path(summary["run_dir"])), probe.base,
             _dataset_size(Path(summary["run_dir"])), micro, args.task, rate)
 
 

@@ -9,7 +9,14 @@ import argparse
 import json
 
 from legw import flags
-from legw.training.config import RECIPE_FIELDS, TrainConfig, build_base_recipe, naming_flags
+from legw.training.config import (
+    TrainConfig,
+    build_base_recipe,
+    config_fields,
+    recipe_errors_name_flags,
+)
+
+RECIPE_FIELDS = config_fields(group="recipe")
 
 # The flags that must be given when no --task supplies them.
 _REQUIRED = ("base_batch_size", "base_lr", "epochs")
@@ -48,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if dataset_size is None:
         raise ValueError("missing --dataset-size (or give --task)")
     sizes = args.batch_size or [recipe.base_batch_size]
-    with naming_flags():
+    with recipe_errors_name_flags():
         recipes = [recipe.scale(b, dataset_size, drop_last=not args.keep_last) for b in sizes]
     from legw.analysis.recipes import format_table
 

@@ -12,15 +12,12 @@ from __future__ import annotations
 import argparse
 
 from legw import flags
-from legw.training.config import RECIPE_FIELDS, TrainConfig
+from legw.training.config import TrainConfig, config_fields
 
-BATCH_FIELDS = ("global_batch_size", "micro_batch_size")
-OPTIMIZER_FIELDS = ("optimizer", "weight_decay", "momentum", "clip_grad_norm")
-RUN_FIELDS = ("seed", "device", "out_dir", "resume", "data_dir", "quiet", "max_steps",
-              "checkpoint_every", "keep_checkpoints", "num_threads", "eval_every",
-              "adaptive_lr_power", "adaptive_warmup", "noise_window",
-              "channels_last", "evaluate")
-FIELDS = (*BATCH_FIELDS, *RECIPE_FIELDS, *OPTIMIZER_FIELDS, *RUN_FIELDS)
+GROUPS = {"batch": "batch", "recipe": "base recipe (default: the task's)",
+          "optimizer": "optimizer", "run": "run"}
+"""The flag groups of ``legw train`` (each field's ``group`` metadata) and their titles."""
+FIELDS = tuple(name for group in GROUPS for name in config_fields(group=group))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,11 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="a TrainConfig as JSON (RUN/launch.json of a sweep or tune run); "
                         "flags given beside it override it")
-    flags.add_arguments(p.add_argument_group("batch"), TrainConfig, BATCH_FIELDS)
-    flags.add_arguments(p.add_argument_group("base recipe (default: the task's)"),
-                        TrainConfig, RECIPE_FIELDS)
-    flags.add_arguments(p.add_argument_group("optimizer"), TrainConfig, OPTIMIZER_FIELDS)
-    flags.add_arguments(p.add_argument_group("run"), TrainConfig, RUN_FIELDS)
+    for group, title in GROUPS.items():
+        flags.add_arguments(p.add_argument_group(title), TrainConfig, config_fields(group=group))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

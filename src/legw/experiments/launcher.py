@@ -34,7 +34,7 @@ from typing import Any
 
 from legw.flags import flag
 from legw.io import atomic_write_json, read_json
-from legw.training.config import TrainConfig
+from legw.training.config import TrainConfig, config_fields
 
 FINISHED = ("completed", "stopped", "diverged")
 
@@ -67,10 +67,7 @@ class LaunchOptions:
                              f"got {self.micro_batch_size!r}")
 
 
-RUN_OVERRIDES = ("epochs", "base_batch_size", "base_lr", "base_warmup_epochs", "decay", "power",
-                 "end_lr", "milestones", "gamma", "weight_decay", "momentum", "clip_grad_norm",
-                 "max_steps", "device", "checkpoint_every", "eval_every", "noise_window",
-                 "adaptive_lr_power", "adaptive_warmup", "channels_last")
+RUN_OVERRIDES = config_fields(study=True)
 """The :class:`~legw.training.config.TrainConfig` fields a study applies to every run (its
 ``overrides``); their flags are ``legw train``'s."""
 
@@ -122,7 +119,7 @@ class PlannedRun:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.config.run_dir())
+        return Path(self.config.out_dir)
 
 
 def run_config(task: str, batch_size: int, seed: int, run_dir: Path, fields: dict[str, Any],
@@ -138,7 +135,7 @@ def run_config(task: str, batch_size: int, seed: int, run_dir: Path, fields: dic
 def train_argv(config: TrainConfig, threads: int | None, resume: bool) -> list[str]:
     """Write ``RUN/launch.json`` (the run's ``TrainConfig``) and return the
     ``python -m legw train --config RUN/launch.json`` command line that runs it."""
-    path = Path(config.run_dir()) / "launch.json"
+    path = Path(config.out_dir) / "launch.json"
     atomic_write_json(path, {**config.to_dict(), "quiet": True, "num_threads": threads})
     return [sys.executable, "-m", "legw", "train", "--config", str(path),
             *(["--resume"] if resume else [])]

@@ -34,6 +34,7 @@ from legw.experiments.launcher import (
 from legw.experiments.records import read_rows, run_row, write_rows
 from legw.flags import flag
 from legw.io import read_dataclass
+from legw.tasks import get_task
 from legw.training.config import TrainConfig, check_seed
 
 METHODS: dict[str, dict[str, Any]] = {
@@ -105,7 +106,7 @@ class SweepSpec(LaunchOptions):
             return None
         if opt in self.optimizer_lrs:
             return self.optimizer_lrs[opt]
-        task_opt = TrainConfig(task=self.task).optimizer_name()
+        task_opt = get_task(self.task).optimizer
         if opt == task_opt or self.overrides.get("optimizer") == opt:
             return None  # the task's own recipe is tuned for this optimizer
         raise ValueError(f"--{opt}-lr: the {method} method needs a base LR tuned at the base "
@@ -129,11 +130,11 @@ class SweepSpec(LaunchOptions):
             for b in self.batch_sizes:
                 for s in self.seeds:
                     config = self.config(out, m, b, s)
-                    config.check_adaptive(  # a sweep's runs: one process each
-                        1, flag=f"--methods {m} at --batch-sizes {b}",
+                    spec = config.resolve(  # a sweep's runs: one process each
+                        1, adaptive_flag=f"--methods {m} at --batch-sizes {b}",
                         noise_remedy="give --micro-batch-size (e.g. the base batch; a sweep "
                                      "keeps its micro batch, so a new one needs a new --out)")
-                    first = seen.setdefault(_same_training(config), config)
+                    first = seen.setdefault(spec.same_training(), config)
                     if first is not config:
                         config = dataclasses.replace(config, out_dir=first.out_dir)
                     runs.append(PlannedRun(f"{m} b={b} s={s}", config,
@@ -142,20 +143,6 @@ class SweepSpec(LaunchOptions):
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _same_training(config: TrainConfig) -> str:
-    """A key equal for two configs that train identically: the rules replaced by the peak LR
-    and warmup epochs they give at this batch. Off the base batch the adaptive rule trains
-    otherwise than any fixed rule (its gain sets the LR and the steps); at it, the gain is 1
-    and it trains as LEGW."""
-    d = config.to_dict()
-    for name in ("out_dir", "scaling", "warmup"):
-        d.pop(name)
-    base = config.base_recipe()
-    d["peak_and_warmup"] = base.peak_and_warmup(config.batch_size())
-    d["adaptive"] = config.scaling == "adaptive" and config.batch_size() != base.base_batch_size
-    return repr(sorted(d.items()))
 
 
 def load_spec(out: Path) -> SweepSpec | None:

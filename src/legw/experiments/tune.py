@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from legw import schedule
 from legw.experiments.launcher import (
     LaunchOptions,
     PlannedRun,
@@ -42,13 +43,11 @@ from legw.experiments.launcher import (
 from legw.experiments.records import SELECTIONS, objective, run_row, write_rows
 from legw.flags import flag
 from legw.io import read_dataclass, read_json
-from legw.schedule import scaling_power
-from legw.training.config import FLOAT32_MAX, TrainConfig
+from legw.tasks import get_task
+from legw.training.config import FLOAT32_MAX, TrainConfig, config_fields
 
 SEARCHES = ("grid", "random", "optuna")
 DEFAULT_LR_FACTORS = tuple(2.0 ** e for e in range(-3, 4))
-# Fields a trial sets itself; the rest of ``overrides`` passes through.
-_TRIAL_FIELDS = ("base_batch_size", "base_lr", "base_warmup_epochs", "scaling", "warmup")
 
 
 @dataclass
@@ -113,12 +112,13 @@ class TuneSpec(LaunchOptions):
 
     def legw_point(self) -> tuple[float, float]:
         """``(peak LR, warmup epochs)`` of the LEGW recipe at ``batch_size``."""
-        base = self.legw_config(Path("tune")).base_recipe()
-        k = base.k(self.batch_size)
-        return base.peak_lr * k ** scaling_power("sqrt"), base.warmup_epochs * k
+        return self._legw_base().peak_and_warmup(self.batch_size)
 
     def epochs(self) -> float:
-        return self.legw_config(Path("tune")).base_recipe().epochs
+        return self._legw_base().epochs
+
+    def _legw_base(self) -> schedule.BaseRecipe:
+        return self.legw_config(Path("tune")).resolve().base
 
     def warmups(self) -> list[float]:
         if self.warmup_epochs is not None:
@@ -131,7 +131,8 @@ class TuneSpec(LaunchOptions):
 
     def trial_config(self, out: Path, peak_lr: float, warmup_epochs: float) -> PlannedRun:
         name = f"lr{peak_lr:.4g}-w{warmup_epochs:.4g}"
-        rest = {k: v for k, v in self.overrides.items() if k not in _TRIAL_FIELDS}
+        trial = config_fields(trial=True)  # a trial sets these itself
+        rest = {k: v for k, v in self.overrides.items() if k not in trial}
         config = self._config(out / "trials" / f"{name}-s{self.seed}", {
             **rest, "base_batch_size": self.batch_size, "base_lr": peak_lr,
             "base_warmup_epochs": warmup_epochs, "scaling": "none", "warmup": "constant"})
@@ -220,7 +221,7 @@ class _Study:
 
     def __init__(self, spec: TuneSpec, out: Path) -> None:
         self.spec, self.out = spec, out
-        self.metric = spec.legw_config(out).get_task().metric
+        self.metric = get_task(spec.task).metric
         self.rows: dict[str, dict[str, Any]] = {}
 
     def value(self, row: dict[str, Any]) -> float | None:

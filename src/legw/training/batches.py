@@ -58,6 +58,11 @@ class ImageBatches:
                              "training samples")
         self._perm: tuple[int, torch.Tensor] | None = None
 
+    @property
+    def dataset_size(self) -> int:
+        """Samples an epoch draws from: the schedule's ``N`` (``N // B`` steps an epoch)."""
+        return len(self.data)
+
     def micro_batches(self, epoch: int, step_in_epoch: int) -> list[Batch]:
         if self._perm is None or self._perm[0] != epoch:
             self._perm = (epoch, permutation(len(self.data), self.seed, epoch))
@@ -78,6 +83,7 @@ class StreamBatches:
     def __init__(self, tokens: torch.Tensor, global_batch_size: int, micro_batch_size: int,
                  rank: int, world_size: int, bptt: int) -> None:
         self.bptt, self.micro_batch_size = bptt, micro_batch_size
+        self.global_batch_size = global_batch_size
         start, self.accumulation_steps = _shard(global_batch_size, micro_batch_size, rank,
                                                 world_size)
         self.steps_per_epoch = stream_steps_per_epoch(len(tokens), global_batch_size, bptt)
@@ -87,6 +93,12 @@ class StreamBatches:
         cols = batchify(tokens, global_batch_size)
         width = micro_batch_size * self.accumulation_steps
         self.columns = cols[:, start:start + width].contiguous()
+
+    @property
+    def dataset_size(self) -> int:
+        """The schedule's ``N`` for streams: windows an epoch times the streams, so that
+        ``N // B`` is :attr:`steps_per_epoch` (a "sample" is one stream's window)."""
+        return self.steps_per_epoch * self.global_batch_size
 
     def micro_batches(self, epoch: int, step_in_epoch: int) -> list[Batch]:
         del epoch  # every epoch reads the streams in the same order

@@ -77,28 +77,14 @@ def versions() -> dict[str, str]:
             "python": sys.version.split()[0], "platform": platform.platform()}
 
 
-def describe_run(run: Any) -> dict[str, Any]:
-    """What ``config.json`` holds: the resolved configuration, the recipe and the versions."""
-    c = run.config
-    return {
-        "config": c.to_dict(),
-        "resolved": {
-            "task": run.task.name, "metric": run.task.metric,
-            "global_batch_size": run.B, "micro_batch_size": run.micro,
-            "world_size": run.env.world_size, "accumulation_steps": run.accum,
-            "optimizer": c.optimizer_name(), "weight_decay": c.resolved_weight_decay(),
-            "momentum": c.resolved_momentum(), "clip_grad_norm": c.resolved_clip(),
-            "device": str(run.device), "dataset_size": run.recipe.dataset_size,
-            "stop_step": run.stop_step, "noise_source": run.noise_source,
-            "noise_small_batch_size": run.noise.micro_batch_size if run.noise else None,
-            "noise_window": c.resolved_noise_window(),
-            "adaptive_lr_power": run.adaptive.lr_power if run.adaptive else None,
-        },
-        "base_recipe": run.base.to_dict(),
-        "recipe": run.recipe.summary(),
-        "param_groups": _plain(run.param_report),
-        "versions": versions(),
-    }
+def describe_run(spec: Any, recipe: Recipe, param_report: Any, **runtime: Any
+                 ) -> dict[str, Any]:
+    """What ``config.json`` holds: the configuration as given, the resolved run
+    (:meth:`RunSpec.to_dict` plus what only the running job knows, ``runtime``: the device,
+    the data set size, the step it stops at), the base and scaled recipes and the versions."""
+    return {"config": spec.config.to_dict(), "resolved": {**spec.to_dict(), **runtime},
+            "base_recipe": spec.base.to_dict(), "recipe": recipe.summary(),
+            "param_groups": _plain(param_report), "versions": versions()}
 
 
 def _plain(obj: Any) -> Any:

@@ -33,12 +33,11 @@ import torch.nn.functional as F
 
 from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
-from legw.adaptive.rule import AdaptiveSchedule
 from legw.io import atomic_write_json, check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
-from legw.training.batches import ImageBatches, StreamBatches, stream_steps_per_epoch
+from legw.training.batches import ImageBatches, StreamBatches
 from legw.training.config import TrainConfig
 from legw.training.device import (
     autocast,
@@ -92,17 +91,16 @@ def seed_everything(seed: int) -> None:
 class _Trainer:
     def __init__(self, config: TrainConfig, env: dist.DistEnv, device: torch.device) -> None:
         self.config, self.env, self.device = config, env, device
-        self.task = task = config.get_task()
+        self.spec = spec = config.resolve(env.world_size)
+        self.task = task = spec.task
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        self.run_dir = Path(config.run_dir())
+        self.run_dir = Path(spec.run_dir)
         check_writable_dir(self.run_dir, "--out")
         if not config.resume:
             check_new_run_dir(self.run_dir)
-        self.B = config.batch_size()
-        self.micro = config.micro_batch(env.world_size)
-        self.accum = config.accumulation_steps(env.world_size)
-        self.base = config.base_recipe()
+        self.B, self.micro, self.accum = (spec.global_batch_size, spec.micro_batch_size,
+                                          spec.accumulation_steps)
 
         seed_everything(config.seed)
         self.data = task.load(config.data_dir)
@@ -111,37 +109,29 @@ class _Trainer:
         if task.kind == "image":
             self.batches = ImageBatches(self.data.train, self.B, self.micro, env.rank,
                                         env.world_size, config.seed)
-            dataset_size = len(self.data.train)
         else:
             self.batches = StreamBatches(self.data.train, self.B, self.micro, env.rank,
                                          env.world_size, task.bptt)
-            dataset_size = stream_steps_per_epoch(len(self.data.train), self.B, task.bptt) * self.B
-        self.recipe = config.scaled_recipe(dataset_size)
-        assert self.recipe.steps_per_epoch == self.batches.steps_per_epoch
+        self.recipe = spec.recipe(self.batches.dataset_size)
 
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = task.build_model(self.data).to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        from legw.optim import build_optimizer, param_groups
-
-        groups, self.param_report = param_groups(self.model, config.resolved_weight_decay())
-        name = config.optimizer_name()
-        hyper = {"momentum": config.resolved_momentum()} if name in ("sgd", "lars") else {}
-        self.optimizer = build_optimizer(name, groups, lr=self.recipe.lr_at_step(0), **hyper)
+        self.optimizer, self.param_report = spec.build_optimizer(self.model,
+                                                                 self.recipe.lr_at_step(0))
         self.ddp = self.model
         if env.is_distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [device.index] if device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
-        self.noise_source = config.noise_source(env.world_size)
         self.meter = NoiseMeter(self.model.parameters(), self.accum,
-                                noise=self.noise_source is not None,
-                                max_grad_norm=config.resolved_clip())
-        self.noise = (OnlineNoiseScale(self.micro, self.B, config.resolved_noise_window())
-                      if self.noise_source else None)
-        self.adaptive = self._adaptive(dataset_size)
+                                noise=spec.noise_source is not None,
+                                max_grad_norm=spec.clip_grad_norm)
+        self.noise = (OnlineNoiseScale(self.micro, self.B, spec.noise_window)
+                      if spec.noise_source else None)
+        self.adaptive = spec.adaptive_schedule(self.batches.dataset_size)
         torch.manual_seed(config.seed + 1 + env.rank)  # dropout streams differ per rank
 
         self.pos = Position()
@@ -156,22 +146,13 @@ class _Trainer:
 
     # --- set-up ---------------------------------------------------------------------------
 
-    def _adaptive(self, dataset_size: int) -> AdaptiveSchedule | None:
-        """``--scaling adaptive``: the schedule whose gain comes from the online noise."""
-        if not self.config.is_adaptive():
-            return None
-        self.config.check_adaptive(self.env.world_size)
-        return AdaptiveSchedule.for_batch(self.base, self.B, dataset_size,
-                                          self.config.resolved_adaptive_lr_power(),
-                                          self.config.adaptive_warmup)
-
     def _resume(self) -> None:
         warn = self.log.info
         found = checkpoint.load_latest(self.run_dir, warn=warn)
         if found is None:
             recorded = recorded_config(self.run_dir)  # an attempt that saved no checkpoint
             if recorded is not None:
-                self.config.check_resume(*recorded)
+                self.spec.check_resume(*recorded)
             warn(f"resume: no checkpoint in {checkpoint.checkpoint_dir(self.run_dir)}; "
                  "starting fresh")
             if dist.is_main():  # records of an attempt that saved nothing
@@ -179,7 +160,7 @@ class _Trainer:
             return
         state, path = found
         if "config" in state:  # checkpoints hold it; without it the model load still checks
-            self.config.check_resume(state["config"], state["recipe"], str(path))
+            self.spec.check_resume(state["config"], state["recipe"], str(path))
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -195,7 +176,8 @@ class _Trainer:
         if self.adaptive is not None and extra.get("adaptive"):
             self.adaptive.load_state_dict(extra["adaptive"])  # tau is in base steps: elastic
             if elastic:  # the window was measured at the old batch; k may be smaller now
-                self.adaptive.set_gain(min(self.adaptive.gain, self.B / self.base.base_batch_size))
+                self.adaptive.set_gain(min(self.adaptive.gain,
+                                           self.B / self.spec.base.base_batch_size))
             elif self.noise is not None:  # the coming step's gain, as advance() left it
                 self.adaptive.set_gain_from(self.noise)
         self.last_eval, self.wall_before = dict(extra["last_eval"]), extra["wall_time_s"]
@@ -226,7 +208,7 @@ class _Trainer:
             self.log.flush()
             state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "position": self.pos.to_dict(self.B, self.recipe.steps_per_epoch),
-                     "ranks": ranks, "recipe": self.base.to_dict(),
+                     "ranks": ranks, "recipe": self.spec.base.to_dict(),
                      "config": self.config.to_dict(),
                      "extra": {"last_eval": self.last_eval, "wall_time_s": self._wall(),
                                "noise": self.noise.state_dict() if self.noise else None,
@@ -250,7 +232,9 @@ class _Trainer:
             for stale in [*remove_temporaries(self.run_dir),
                           *remove_temporaries(checkpoint.checkpoint_dir(self.run_dir))]:
                 self.log.info(f"removed {stale}, left by a run killed while writing it")
-            atomic_write_json(self.run_dir / "config.json", describe_run(self))
+            atomic_write_json(self.run_dir / "config.json", describe_run(
+                self.spec, self.recipe, self.param_report, device=str(self.device),
+                dataset_size=self.batches.dataset_size, stop_step=self.stop_step))
         self.log.info(f"data: {self.data.source}")
         budget = (f"adaptive: until the base recipe's {self.adaptive.base.total_steps} steps "
                   f"are used up (at most {self.stop_step} steps)" if self.adaptive else

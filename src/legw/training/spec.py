@@ -1,0 +1,174 @@
+"""``RunSpec``: a :class:`~legw.training.config.TrainConfig` resolved once, at a world size.
+
+A config says what the user asked for (``None`` = "the task's default"); the spec holds every
+value the run uses, derived in one place (:meth:`TrainConfig.resolve`)::
+
+    global_batch_size = micro_batch_size * world_size * accumulation_steps
+
+plus the task and its base recipe with the overrides applied, the optimizer and its
+hyperparameters, the clipping threshold, where the online noise comes from and its window,
+the adaptive rule's settings, and the run directory. The trainer, the run record
+(``config.json``'s ``"resolved"`` block), the resume check, a sweep's run identity and
+``legw plan --from-run`` read the spec instead of re-deriving these values. No torch at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from legw.schedule import BaseRecipe, Recipe
+from legw.tasks import Task
+
+if TYPE_CHECKING:
+    from legw.adaptive.rule import AdaptiveSchedule
+    from legw.training.config import TrainConfig
+
+MOMENTUM_OPTIMIZERS = ("sgd", "lars")
+"""Optimizers that take ``momentum`` (the Adam family has its own betas)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Every resolved value of one run (see the module docstring)."""
+
+    config: TrainConfig
+    """The configuration as given."""
+    task: Task
+    base: BaseRecipe
+    """The task's base recipe with the overrides applied (an adaptive run keeps sqrt + LEGW as
+    its rules: the gain replaces them)."""
+    world_size: int
+    global_batch_size: int
+    micro_batch_size: int
+    accumulation_steps: int
+    optimizer: str
+    weight_decay: float
+    momentum: float
+    clip_grad_norm: float | None
+    """``None``: no clipping."""
+    noise_source: str | None
+    """``micro`` (2+ micro-steps per rank), ``rank`` (one per rank, 2+ ranks) or ``None``."""
+    noise_window: int
+    """Steps the online ``B_noise`` is smoothed over (0: not measured)."""
+    adaptive_lr_power: float | None
+    """``--scaling adaptive``: the LR multiplier is ``gain ** adaptive_lr_power``; else None."""
+    adaptive_warmup: str | None
+    run_dir: str
+
+    @property
+    def is_adaptive(self) -> bool:
+        return self.adaptive_lr_power is not None
+
+    @property
+    def scaling(self) -> str:
+        """The LR rule: ``adaptive`` or the base recipe's."""
+        return "adaptive" if self.is_adaptive else self.base.scaling
+
+    def optimizer_kwargs(self) -> dict[str, float]:
+        """Hyperparameters :func:`legw.optim.build_optimizer` takes besides the LR and the
+        groups: momentum for SGD and LARS only."""
+        return {"momentum": self.momentum} if self.optimizer in MOMENTUM_OPTIMIZERS else {}
+
+    def build_optimizer(self, model: Any, lr: float) -> tuple[Any, Any]:
+        """``(optimizer, param report)`` for ``model``: decay and the trust ratio excluded from
+        bias and normalisation parameters (:func:`legw.optim.param_groups`)."""
+        from legw.optim import build_optimizer, param_groups
+
+        groups, report = param_groups(model, self.weight_decay)
+        return build_optimizer(self.optimizer, groups, lr=lr, **self.optimizer_kwargs()), report
+
+    def recipe(self, dataset_size: int) -> Recipe:
+        """The base recipe scaled to this run's batch over ``dataset_size`` samples an epoch;
+        ``ValueError`` naming the flag when it is no valid schedule."""
+        from legw.training.config import recipe_errors_name_flags
+
+        with recipe_errors_name_flags():
+            return self.base.scale(self.global_batch_size, dataset_size)
+
+    def adaptive_schedule(self, dataset_size: int) -> AdaptiveSchedule | None:
+        """``--scaling adaptive``: the schedule whose gain the online noise sets; else None."""
+        if not self.is_adaptive:
+            return None
+        from legw.adaptive.rule import AdaptiveSchedule
+
+        return AdaptiveSchedule.for_batch(self.base, self.global_batch_size, dataset_size,
+                                          self.adaptive_lr_power, self.adaptive_warmup)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes a run this run beyond its base recipe (compared on resume): the task,
+        seed, optimizer and its hyperparameters, and an adaptive run's gain settings."""
+        return {"task": self.task.name, "seed": self.config.seed, "optimizer": self.optimizer,
+                "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "clip_grad_norm": self.clip_grad_norm, "scaling": self.scaling,
+                "adaptive_lr_power": self.adaptive_lr_power,
+                "adaptive_warmup": self.adaptive_warmup,
+                # the window smooths the gain, so under adaptive scaling it sets the LR (as
+                # given: the default window follows the batch, which an elastic resume changes)
+                "noise_window": self.config.noise_window if self.is_adaptive else None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``"resolved"`` block of ``config.json``."""
+        return {"task": self.task.name, "metric": self.task.metric,
+                "global_batch_size": self.global_batch_size,
+                "micro_batch_size": self.micro_batch_size, "world_size": self.world_size,
+                "accumulation_steps": self.accumulation_steps, "optimizer": self.optimizer,
+                "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "clip_grad_norm": self.clip_grad_norm, "noise_source": self.noise_source,
+                "noise_small_batch_size": self.micro_batch_size if self.noise_source else None,
+                "noise_window": self.noise_window,
+                "adaptive_lr_power": self.adaptive_lr_power,
+                "adaptive_warmup": self.adaptive_warmup, "run_dir": self.run_dir}
+
+    def check_resume(self, saved_config: dict[str, Any], saved_recipe: dict[str, Any],
+                     source: str) -> None:
+        """Refuse to continue the run recorded in ``source`` (its configuration and the base
+        recipe it trained with) as another one: every field that is not resume-free must
+        resolve to the same value (the batch may differ: an elastic resume). ``ValueError``
+        names the first flag that differs; nothing is changed."""
+        from legw.training.config import TrainConfig, flag_of, recipe_flag
+
+        known = {k: v for k, v in saved_config.items() if k in TrainConfig.__dataclass_fields__}
+        if (known.get("scaling") == "adaptive") != self.is_adaptive:  # before resolving it:
+            # an adaptive config resolved at a batch without noise would be refused as such
+            _refuse(flag_of("scaling"), self.config.scaling, known.get("scaling"), source)
+        # resolved at this run's batch (resume-free): the identity does not depend on it
+        known.update(global_batch_size=self.config.global_batch_size,
+                     micro_batch_size=self.config.micro_batch_size)
+        try:
+            saved = TrainConfig(**known).resolve(self.world_size)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"--resume: {source} records a configuration this version cannot "
+                             f"read ({e}); train into a new --out") from None
+        mine, theirs = self.identity(), saved.identity()
+        if self.noise_window == saved.noise_window:  # the default given explicitly, or back
+            theirs["noise_window"] = mine["noise_window"]
+        diffs = [(flag_of(k), mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]]
+        recipe = self.base.to_dict()
+        diffs += [(recipe_flag(k), recipe[k], saved_recipe[k]) for k in recipe
+                  if recipe_flag(k) and k in saved_recipe
+                  and _plain(recipe[k]) != _plain(saved_recipe[k])]
+        if diffs:
+            _refuse(*diffs[0], source)
+
+    def same_training(self) -> str:
+        """A key equal for two specs that train identically (a sweep trains them once): the
+        LR rules replaced by the peak LR and warmup epochs they give at this batch. Off the
+        base batch the adaptive rule trains unlike any fixed rule; at it, it trains as LEGW."""
+        d = self.config.to_dict()
+        for name in ("out_dir", "scaling", "warmup"):
+            d.pop(name)
+        d["peak_and_warmup"] = self.base.peak_and_warmup(self.global_batch_size)
+        d["adaptive"] = self.is_adaptive and self.global_batch_size != self.base.base_batch_size
+        return repr(sorted(d.items()))
+
+
+def _refuse(flag: str, new: Any, was: Any, source: str) -> None:
+    raise ValueError(f"{flag}: {new!r} differs from {was!r}, recorded in {source}; a resumed "
+                     f"run may change only the batch size and how it runs, so resume with the "
+                     f"same {flag}, or train into a new --out")
+
+
+def _plain(value: Any) -> Any:
+    """Lists and tuples compare equal (a checkpoint may hold either)."""
+    return list(value) if isinstance(value, (list, tuple)) else value
