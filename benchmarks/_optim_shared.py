@@ -52,7 +52,8 @@ FLOOR_PASSES = {
 
 def load_timm() -> types.ModuleType | None:
     """timm's ``optim`` folder as a stand-alone package (its ``__init__`` needs torchvision);
-    ``None`` when timm is not installed (``pip install timm --no-deps``)."""
+    ``None`` when timm is not installed (``pip install timm --no-deps``) or its files do not
+    load this way (another timm layout: a note, and the comparison goes on without it)."""
     spec = importlib.util.find_spec("timm")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -60,11 +61,15 @@ def load_timm() -> types.ModuleType | None:
     pkg = types.ModuleType("timm_optim")
     pkg.__path__ = [str(folder)]
     sys.modules["timm_optim"] = pkg
-    for name in ("lars", "lamb"):
-        mod_spec = importlib.util.spec_from_file_location(f"timm_optim.{name}",
-                                                          folder / f"{name}.py")
-        mod = importlib.util.module_from_spec(mod_spec)
-        sys.modules[mod_spec.name] = mod
-        mod_spec.loader.exec_module(mod)
-        setattr(pkg, name, mod)
+    try:
+        for name in ("lars", "lamb"):
+            mod_spec = importlib.util.spec_from_file_location(f"timm_optim.{name}",
+                                                              folder / f"{name}.py")
+            mod = importlib.util.module_from_spec(mod_spec)
+            sys.modules[mod_spec.name] = mod
+            mod_spec.loader.exec_module(mod)
+            setattr(pkg, name, mod)
+    except Exception as e:  # any failure only drops the timm rows
+        print(f"timm's optimizers did not load from {folder} ({type(e).__name__}: {e}); skipped")
+        return None
     return pkg

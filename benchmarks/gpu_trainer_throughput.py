@@ -21,6 +21,7 @@ Not a test. Goal: legw >= 0.97x the bare loop's samples/s. Two comparisons:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _timing import alternate, clock
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.97
@@ -70,8 +72,8 @@ def lstm_legw(data_dir: str, steps: int, batch: int, device: torch.device) -> No
                           device=device.type))
 
 
-def resnet_steps(legw: bool, steps: int, warmup: int, batch: int, device: torch.device
-                 ) -> float:
+def resnet_steps(legw: bool, steps: int, warmup: int, batch: int, device: torch.device,
+                 image_size: int = 224) -> float:
     """Samples/s of ResNet-50 steps on device-generated batches (bare torch, or legw's pieces)."""
     from legw.lr_scheduler import apply_recipe
     from legw.models.resnet import resnet50
@@ -87,7 +89,8 @@ def resnet_steps(legw: bool, steps: int, warmup: int, batch: int, device: torch.
     else:
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4,
                               fused=True)
-    x = torch.randn(batch, 3, 224, 224, device=device).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, image_size, image_size, device=device)
+    x = x.to(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (batch,), device=device)
 
     def step(i: int) -> None:
@@ -127,14 +130,19 @@ def main() -> None:
                     "generated, 60000 samples)")
     ap.add_argument("--resnet-steps", type=int, default=50)
     ap.add_argument("--resnet-batch", type=int, default=256)
+    ap.add_argument("--resnet-warmup", type=int, default=5, help="untimed ResNet-50 steps")
+    ap.add_argument("--resnet-image-size", type=int, default=224,
+                    help="side of the generated images (smaller: a CPU smoke run)")
     ap.add_argument("--skip", nargs="*", choices=["lstm", "resnet50"], default=[])
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_trainer_throughput: CUDA is not available on this machine; "
                          "nothing to measure (--device cpu runs a smoke test of the script)")
     device = torch.device(args.device)
-    print(f"{torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}; "
-          f"torch {torch.__version__}; goal legw >= {GOAL}x the bare loop")
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    print(f"{name}; torch {torch.__version__}; goal legw >= {GOAL}x the bare loop")
+    figures: dict = {"device": name, "torch": torch.__version__}
     if "lstm" not in args.skip:
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = args.data_dir
@@ -144,24 +152,31 @@ def main() -> None:
 
                 data_dir = str(make_mnist_dir(Path(tmp) / "mnist", n_train=60_000,
                                               n_test=1_000))
-            bare, legw = [], []
-            for _ in range(args.repeats):
-                for runs, fn in ((bare, lstm_bare), (legw, lstm_legw)):
-                    t0 = time.perf_counter()
-                    fn(data_dir, args.steps, args.batch_size, device)
-                    runs.append(time.perf_counter() - t0)
-            b, lg = sorted(bare)[len(bare) // 2], sorted(legw)[len(legw) // 2]
+            run = (data_dir, args.steps, args.batch_size, device)
+            timings = alternate({"bare": lambda: clock(lstm_bare, *run),
+                                 "legw": lambda: clock(lstm_legw, *run)}, args.repeats)
+            b, lg = timings.median("bare", "wall"), timings.median("legw", "wall")
             n = args.steps * args.batch_size
             print(f"fashion-mnist-lstm, {args.steps} steps at batch {args.batch_size}: bare "
                   f"{n / b:.0f} samples/s, legw trainer {n / lg:.0f} samples/s, ratio "
                   f"{b / lg:.3f} (median of {args.repeats}, whole calls incl. set-up)")
+            figures["lstm"] = {"steps": args.steps, "batch_size": args.batch_size,
+                               "repeats": args.repeats, "bare_samples_per_s": n / b,
+                               "legw_samples_per_s": n / lg, "ratio": b / lg}
     if "resnet50" not in args.skip:
-        warm = 5
-        bare = resnet_steps(False, args.resnet_steps, warm, args.resnet_batch, device)
-        legw = resnet_steps(True, args.resnet_steps, warm, args.resnet_batch, device)
+        shape = (args.resnet_steps, args.resnet_warmup, args.resnet_batch, device,
+                 args.resnet_image_size)
+        bare = resnet_steps(False, *shape)
+        legw = resnet_steps(True, *shape)
         print(f"resnet50 (library step path, not the trainer), batch {args.resnet_batch}: "
               f"bare SGD fused {bare:.0f} img/s, legw LARS + recipe LR {legw:.0f} img/s, "
               f"ratio {legw / bare:.3f}")
+        figures["resnet50"] = {"steps": args.resnet_steps, "batch_size": args.resnet_batch,
+                               "image_size": args.resnet_image_size,
+                               "bare_images_per_s": bare, "legw_images_per_s": legw,
+                               "ratio": legw / bare}
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

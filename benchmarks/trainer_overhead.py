@@ -1,8 +1,9 @@
 """Overhead of ``legw.training.trainer.train`` over a bare PyTorch loop doing the same work.
 
 Both train fashion-mnist-lstm (LSTM-128, SGD momentum 0.9, the scaled poly recipe, LR written
-each step) at global batch 512 for the same number of steps on the same data order; the trainer
-adds its logging, loss/grad-norm reduction, checkpoint at the last step and run records.
+each step by ``legw.lr_scheduler.apply_recipe``, the trainer's own writer) at global batch 512
+for the same number of steps on the same data order; the trainer adds its logging,
+loss/grad-norm reduction, checkpoint at the last step and run records.
 Timed from the first to the last step, including data loading and model set-up in both.
 Runs alternate (bare, legw, bare, legw, ...) and the medians are compared, in wall time and in
 CPU time of this process (steadier than wall time on a shared machine).
@@ -13,24 +14,17 @@ CPU time of this process (steadier than wall time on a shared machine).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 
 import torch
 import torch.nn.functional as F
+from _timing import alternate, clock
 
+from legw.lr_scheduler import apply_recipe
 from legw.tasks import get_task
 from legw.training.batches import ImageBatches
 from legw.training.config import TrainConfig
 from legw.training.trainer import seed_everything, train
-
-
-def timed(fn, *args) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of ``fn(*args)``."""
-    w, c = time.perf_counter(), time.process_time()
-    fn(*args)
-    return time.perf_counter() - w, time.process_time() - c
 
 
 def bare_loop(steps: int, batch: int, seed: int = 0) -> None:
@@ -43,8 +37,7 @@ def bare_loop(steps: int, batch: int, seed: int = 0) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr_at_step(0), momentum=0.9)
     batches = ImageBatches(data.train, batch, batch, 0, 1, seed)
     for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = recipe.lr_at_step(step)
+        apply_recipe(opt, recipe, step)  # the trainer's LR writer
         (x, y), = batches.micro_batches(step // recipe.steps_per_epoch,
                                         step % recipe.steps_per_epoch)
         loss = F.cross_entropy(model(x), y)
@@ -68,15 +61,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    bare, legw = [], []
-    for _ in range(args.repeats):
-        bare.append(timed(bare_loop, args.steps, args.batch_size))
-        legw.append(timed(legw_loop, args.steps, args.batch_size))
-        print(f"bare {bare[-1][0]:.2f} s wall / {bare[-1][1]:.2f} s CPU, "
-              f"legw {legw[-1][0]:.2f} s wall / {legw[-1][1]:.2f} s CPU", flush=True)
-    for i, kind in enumerate(("wall", "CPU")):
-        b = statistics.median(t[i] for t in bare)
-        lg = statistics.median(t[i] for t in legw)
+
+    def show(last: dict[str, dict[str, float]]) -> None:
+        print(f"bare {last['bare']['wall']:.2f} s wall / {last['bare']['cpu']:.2f} s CPU, "
+              f"legw {last['legw']['wall']:.2f} s wall / {last['legw']['cpu']:.2f} s CPU",
+              flush=True)
+
+    timings = alternate({"bare": lambda: clock(bare_loop, args.steps, args.batch_size),
+                         "legw": lambda: clock(legw_loop, args.steps, args.batch_size)},
+                        args.repeats, on_round=show)
+    for key, kind in (("wall", "wall"), ("cpu", "CPU")):
+        b, lg = timings.median("bare", key), timings.median("legw", key)
         print(f"median {kind} time over {args.repeats}: bare {b:.2f} s, legw {lg:.2f} s, "
               f"overhead {100 * (lg / b - 1):+.1f}% ({args.steps} steps at batch "
               f"{args.batch_size}, {args.threads} threads)")
