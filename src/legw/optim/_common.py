@@ -1,7 +1,15 @@
-"""Pieces LARS and LAMB share: the trust ratio, hyperparameter checks, tensor bucketing.
+"""Pieces LARS and LAMB share: the trust ratio, hyperparameter checks, tensor bucketing, and
+the whole-layer norms of sharded (DTensor) parameters.
 
 Everything here works on whole lists of tensors at once and never reads a tensor value on
 the host: the zero-norm rule is a ``torch.where``, not a Python ``if``.
+
+Sharded parameters (FSDP2's ``fully_shard``, HSDP's 2-D mesh, tensor parallelism: parameters
+that are ``DTensor``s) are stepped on their local shards with the same kernels as plain
+tensors. Only the trust ratio needs more than the shard: each layer's *whole* norm. A bucket's
+local squared norms are summed over the mesh in one all-reduce per mesh dimension (not one per
+tensor) -- a shard's share counts once, a replica's ``1/replicas`` times -- so every rank
+gets the same trust ratios as one process holding the whole tensors.
 """
 
 from __future__ import annotations
@@ -11,7 +19,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
+from torch.distributed.tensor import DTensor, Partial, Replicate
 
 
 def trust_ratio(numerator: Tensor, denominator: Tensor, w_norm: Tensor, d_norm: Tensor) -> Tensor:
@@ -93,12 +103,58 @@ def combine(piece_norms: list[Tensor], owner: list[int], n: int) -> Tensor:
         .index_add_(0, index, pieces * pieces).sqrt()
 
 
-def buckets(params: Sequence[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
-    """Indices of ``params`` grouped by (device, dtype): each bucket is one multi-tensor call."""
-    out: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+def buckets(params: Sequence[Tensor]) -> dict[tuple[Any, ...], list[int]]:
+    """Indices of ``params`` grouped by (device, dtype, device mesh of a DTensor): each bucket
+    is one multi-tensor call (and one norm reduction)."""
+    out: dict[tuple[Any, ...], list[int]] = {}
     for i, p in enumerate(params):
-        out.setdefault((p.device, p.dtype), []).append(i)
+        mesh = p.device_mesh if isinstance(p, DTensor) else None
+        out.setdefault((p.device, p.dtype, id(mesh)), []).append(i)
     return out
+
+
+def local(t: Tensor) -> Tensor:
+    """This rank's shard of a DTensor (a view: writing it writes the DTensor), else ``t``."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+class MeshNorms:
+    """Whole-tensor norms of a bucket of DTensor parameters from their local shards.
+
+    ``full(*norms)`` takes per-tensor norms of the local shards (vectors over the bucket) and
+    returns the norms of the whole tensors: ``sqrt(sum over the mesh of scale * local^2)`` with
+    ``scale = 1 / (product of the mesh sizes the tensor is replicated over)``, all vectors
+    stacked into one tensor and all-reduced once per mesh dimension.
+    """
+
+    def __init__(self, params: Sequence[DTensor]) -> None:
+        self.mesh = params[0].device_mesh
+        scale = []
+        for p in params:
+            if any(isinstance(pl, Partial) for pl in p.placements) or (
+                    isinstance(p.grad, DTensor)
+                    and any(isinstance(pl, Partial) for pl in p.grad.placements)):
+                raise RuntimeError(
+                    f"a parameter of shape {tuple(p.shape)} (or its gradient) is a partial sum "
+                    f"({p.placements}); reduce it before the optimizer step: a layer-wise "
+                    "trust ratio needs the layer's whole gradient")
+            replicas = math.prod(self.mesh.size(d) for d, pl in enumerate(p.placements)
+                                 if isinstance(pl, Replicate))
+            scale.append(1.0 / replicas)
+        self.scale = scale
+
+    def full(self, *local_norms: Tensor) -> tuple[Tensor, ...]:
+        sq = torch.stack(local_norms) ** 2
+        sq = sq * torch.tensor(self.scale, dtype=sq.dtype, device=sq.device)
+        for d in range(self.mesh.ndim):
+            if self.mesh.size(d) > 1:
+                dist.all_reduce(sq, op=dist.ReduceOp.SUM, group=self.mesh.get_group(d))
+        return tuple(sq.sqrt().unbind(0))
+
+
+def mesh_norms(params: Sequence[Tensor]) -> MeshNorms | None:
+    """A :class:`MeshNorms` for a bucket of DTensors, ``None`` for plain tensors."""
+    return MeshNorms(params) if isinstance(params[0], DTensor) else None
 
 
 def params_with_grad(group: dict[str, Any], name: str) -> list[Tensor]:
@@ -273,7 +329,10 @@ def check_chunk_size(chunk_size: int | None) -> None:
 
 class BucketedOptimizer(torch.optim.Optimizer):
     """The ``step`` LARS and LAMB share: per group, the parameters with a gradient, bucketed by
-    (device, dtype), each bucket handed to the subclass's ``_update(params, grads, group)``."""
+    (device, dtype, mesh), each bucket handed to the subclass's
+    ``_update(keys, params, grads, group, mesh)``: ``keys`` index ``self.state`` (the
+    parameters themselves), ``params`` and ``grads`` are the local tensors the kernels write
+    (a DTensor's shard), ``mesh`` a :class:`MeshNorms` for sharded parameters, else None."""
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:
@@ -286,8 +345,11 @@ class BucketedOptimizer(torch.optim.Optimizer):
             params = params_with_grad(group, type(self).__name__)
             for idx in buckets(params).values():
                 ps = [params[i] for i in idx]
-                self._update(ps, [p.grad for p in ps], group)
+                mesh = mesh_norms(ps) if adapts(group) else None
+                self._update(ps, [local(p) for p in ps], [local(p.grad) for p in ps], group,
+                             mesh)
         return loss
 
-    def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
+    def _update(self, keys: list[Tensor], params: list[Tensor], grads: list[Tensor],
+                group: dict[str, Any], mesh: MeshNorms | None) -> None:
         raise NotImplementedError

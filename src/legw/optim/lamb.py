@@ -99,11 +99,12 @@ class LAMB(C.BucketedOptimizer):
         if self.fused:
             C.check_fused_params(group["params"])
 
-    def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
+    def _update(self, keys: list[Tensor], params: list[Tensor], grads: list[Tensor],
+                group: dict[str, Any], mesh: C.MeshNorms | None) -> None:
         lr, wd, eps = C.group_lr(group, params[0].device), group["weight_decay"], group["eps"]
         beta1, beta2 = group["betas"]
         steps = []
-        for p in params:
+        for p in keys:
             state = self.state[p]
             if not state:
                 state["step"] = torch.zeros((), dtype=torch.float32)  # as torch.optim.Adam
@@ -113,10 +114,10 @@ class LAMB(C.BucketedOptimizer):
                 state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
             steps.append(state["step"])
         torch._foreach_add_(steps, 1)
-        exp_avg = [self.state[p]["exp_avg"] for p in params]
-        exp_avg_sq = [self.state[p]["exp_avg_sq"] for p in params]
+        exp_avg = [C.local(self.state[p]["exp_avg"]) for p in keys]
+        exp_avg_sq = [C.local(self.state[p]["exp_avg_sq"]) for p in keys]
         if C.use_fused(self.fused, [params, grads, exp_avg, exp_avg_sq]):
-            self._update_fused(params, grads, exp_avg, exp_avg_sq, steps, group)
+            self._update_fused(params, grads, exp_avg, exp_avg_sq, steps, group, mesh)
             return
         # Eager: the step counts as Python numbers (CPU tensors, no device sync). Compiled: as
         # tensors, so the graph does not specialise (and recompile) on the step count.
@@ -174,11 +175,7 @@ class LAMB(C.BucketedOptimizer):
 
         # Phase 2: per-tensor norms from the pieces, the trust ratio, then the step with u
         # recomputed run by run (cheaper than writing and re-reading a full-size u).
-        owner = [i for run in runs for i, _, _ in run]
-        w_norm = C.combine(w_pieces, owner, len(params))
-        u_norm = C.combine(u_pieces, owner, len(params))
-        trust = C.trust_ratio(w_norm, u_norm, w_norm, u_norm)
-        trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
+        trust = self._trust(w_pieces, u_pieces, runs, len(params), lr, group, mesh)
         scale = (trust * -lr).unbind(0)
         for run in runs:
             w = C.take(params, run)
@@ -186,8 +183,8 @@ class LAMB(C.BucketedOptimizer):
             torch._foreach_addcmul_(w, u, [scale[i] for i, _, _ in run])
 
     def _update_fused(self, params: list[Tensor], grads: list[Tensor], exp_avg: list[Tensor],
-                      exp_avg_sq: list[Tensor], steps: list[Tensor], group: dict[str, Any]
-                      ) -> None:
+                      exp_avg_sq: list[Tensor], steps: list[Tensor], group: dict[str, Any],
+                      mesh: C.MeshNorms | None) -> None:
         """The same step through torch's fused Adam kernels.
 
         ``torch._fused_adamw_`` computes ``w <- w (1 - lr wd) - lr m_hat / (sqrt(v_hat) + eps)
@@ -231,12 +228,21 @@ class LAMB(C.BucketedOptimizer):
             u_pieces += torch._foreach_norm(u, 2, dtype=C.norm_dtype(w))
 
         # Phase 2: the trust ratio, then w -= lr * trust * u in one multi-tensor call.
-        owner = [i for run in runs for i, _, _ in run]
-        w_norm = C.combine(w_pieces, owner, len(params))
-        u_norm = C.combine(u_pieces, owner, len(params))
-        trust = C.trust_ratio(w_norm, u_norm, w_norm, u_norm)
-        trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
+        trust = self._trust(w_pieces, u_pieces, runs, len(params), lr, group, mesh)
         torch._foreach_addcmul_(params, u_all, (trust * -lr).unbind(0))
+
+    @staticmethod
+    def _trust(w_pieces: list[Tensor], u_pieces: list[Tensor],
+               runs: list[list[tuple[int, int, int]]], n: int, lr: float | Tensor,
+               group: dict[str, Any], mesh: C.MeshNorms | None) -> Tensor:
+        """``||w|| / ||u||`` per tensor from the norms of its pieces (of a sharded tensor: of
+        its local shard, summed over the mesh), with the named variants applied."""
+        owner = [i for run in runs for i, _, _ in run]
+        w_norm, u_norm = C.combine(w_pieces, owner, n), C.combine(u_pieces, owner, n)
+        if mesh is not None:
+            w_norm, u_norm = mesh.full(w_norm, u_norm)
+        trust = C.trust_ratio(w_norm, u_norm, w_norm, u_norm)
+        return C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
 
     def _scratch(self, params: list[Tensor]) -> list[Tensor]:
         """Views shaped like ``params`` into one flat buffer kept between steps (not state)."""

@@ -103,7 +103,8 @@ class LARS(C.BucketedOptimizer):
         if self.fused:
             C.check_fused_params(group["params"], C.FUSED_SGD_CPU_DTYPES)
 
-    def _update(self, params: list[Tensor], grads: list[Tensor], group: dict[str, Any]) -> None:
+    def _update(self, keys: list[Tensor], params: list[Tensor], grads: list[Tensor],
+                group: dict[str, Any], mesh: C.MeshNorms | None) -> None:
         lr = C.group_lr(group, params[0].device)
         momentum, wd = group["momentum"], group["weight_decay"]
         adapt = C.adapts(group)
@@ -111,12 +112,12 @@ class LARS(C.BucketedOptimizer):
         # A zero buffer makes the first step v = 0 * m + d = d exactly, as torch's SGD.
         bufs = []
         if momentum != 0:
-            for p in params:
+            for p in keys:
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(
                         p, memory_format=torch.preserve_format)
-                bufs.append(state["momentum_buffer"])
+                bufs.append(C.local(state["momentum_buffer"]))
         fused = C.use_fused(self.fused, [params, grads, bufs], C.FUSED_SGD_CPU_DTYPES)
         lists = [params, grads, *([bufs] if bufs else [])]
 
@@ -126,9 +127,12 @@ class LARS(C.BucketedOptimizer):
                               is_first_step=False)
             return
 
-        # Phase 1: one trust ratio per tensor, from whole-tensor norms.
+        # Phase 1: one trust ratio per tensor, from whole-tensor norms (of sharded tensors:
+        # the local norms summed over the mesh, one all-reduce for the bucket).
         if adapt:
             w_norm, g_norm = C.norms(params), C.norms(grads)
+            if mesh is not None:
+                w_norm, g_norm = mesh.full(w_norm, g_norm)
             trust = C.trust_ratio(
                 group["trust_coefficient"] * w_norm, g_norm + wd * w_norm + group["eps"],
                 w_norm, g_norm,
