@@ -14,6 +14,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,12 @@ def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    removed = [p for p in directory.iterdir() if _TEMPORARY.match(p.name) and p.is_file()]
+    removed = [p for p in directory.iterdir() if _TEMPORARY.match(p.name)]
     for p in removed:
-        p.unlink(missing_ok=True)
+        if p.is_dir():  # a sharded checkpoint's directory, written by every rank
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     return removed
 
 

@@ -159,5 +159,6 @@ def test_the_resolved_record_holds_every_derived_value():
                  "micro_batch_size": 128, "world_size": 2, "accumulation_steps": 2,
                  "optimizer": "sgd", "weight_decay": 0.0, "momentum": 0.9,
                  "clip_grad_norm": None, "noise_source": "micro",
-                 "noise_small_batch_size": 128, "noise_window": 50, "adaptive_lr_power": None,
+                 "noise_small_batch_size": 128, "sharding": "ddp", "noise_window": 50,
+                 "adaptive_lr_power": None,
                  "adaptive_warmup": None, "run_dir": "runs/mnist-lstm-b512-s0"}

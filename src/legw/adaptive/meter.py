@@ -11,7 +11,17 @@ Per optimizer step, with ``A`` micro-batches of ``b`` samples on each of ``W`` r
 A tensor hook sees a parameter's gradient before it is added to ``.grad`` (under DDP: this
 rank's, before the all-reduce), so the small-batch norms cost a dot product per parameter
 and micro-step, and one all-reduce of a scalar per step (packed with the loss when the caller
-gives one). The step's gradient norm is taken with the optional clipping in the same pass.
+gives one).
+
+Under FSDP2 (``fully_shard``) the parameters autograd sees are the unsharded copies FSDP
+swaps in, and each rank accumulates its micro-steps unsharded before one reduce-scatter per
+step: there the small-batch draws are the ranks' gradients (``B / W`` samples each), read
+from the reduce-scatter's input by a custom reduce-scatter (:func:`fsdp_rank_norms`) -- the
+sharded analogue of DDP's per-rank gradient. Its input is the rank's own unsharded gradient
+as long as FSDP does not pre-divide it, which it does only for reduce dtypes other than
+float32 and bfloat16: those are refused.
+
+The step's gradient norm is taken with the optional clipping in the same pass.
 :meth:`NoiseMeter.measure` returns the four numbers the callers need; what they do with a
 non-finite one (stop the run, raise) is theirs.
 """
@@ -21,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -69,15 +80,23 @@ class NoiseMeter:
     """
 
     def __init__(self, params: Iterable[torch.Tensor], accumulation_steps: int, *,
-                 noise: bool = True, max_grad_norm: float | None = None) -> None:
+                 noise: bool = True, max_grad_norm: float | None = None,
+                 fsdp_modules: Iterable[torch.nn.Module] = ()) -> None:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("model: has no parameter that requires a gradient")
         self.accumulation_steps, self.max_grad_norm = accumulation_steps, max_grad_norm
-        self._sq = torch.zeros((), device=self.params[0].device)
-        self._calls = [0] * len(self.params)
-        self._handles = [p.register_hook(self._hook(i)) for i, p in enumerate(self.params)] \
-            if noise else []
+        device = self.params[0].device
+        self._sq = torch.zeros((), device=device)
+        fsdp_modules = list(fsdp_modules)
+        self._calls = [0] * (len(fsdp_modules) or len(self.params))
+        if not noise:
+            self._handles = []
+        elif fsdp_modules:  # one reduce-scatter per module and step: its input is the rank's
+            self.accumulation_steps = 1
+            self._handles = fsdp_rank_norms(fsdp_modules, self._sq, self._calls)
+        else:
+            self._handles = [p.register_hook(self._hook(i)) for i, p in enumerate(self.params)]
 
     @property
     def measures_noise(self) -> bool:
@@ -103,7 +122,8 @@ class NoiseMeter:
             stats.append(loss.detach().reshape(()).float())
         if self._handles:  # taken and reset together: a refused step leaves nothing behind
             passes = max(self._calls)
-            stats.append(self._sq * self.accumulation_steps)  # A * sum_i |g_i / A|^2
+            stats.append(self._sq * self.accumulation_steps)  # A * sum_i |g_i / A|^2 (or the
+            # rank's |g_r|^2 under FSDP, where the step has one draw per rank)
             self._sq.zero_()
             self._calls[:] = [0] * len(self._calls)
             if passes != self.accumulation_steps:
@@ -111,10 +131,10 @@ class NoiseMeter:
                                    f"expected accumulation_steps = {self.accumulation_steps}")
         values = _mean_over_ranks(torch.stack(stats)).tolist() if stats else []
         if self.max_grad_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm).item()
+            norm = _item(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm))
         else:
-            norm = torch.nn.utils.get_total_norm(
-                [p.grad for p in self.params if p.grad is not None]).item()
+            norm = _item(torch.nn.utils.get_total_norm(
+                [p.grad for p in self.params if p.grad is not None]))
         return Measurement(loss=values[0] if loss is not None else None,
                            small_sq=values[-1] if self._handles else None,
                            big_sq=norm * norm, grad_norm=norm)
@@ -124,6 +144,60 @@ class NoiseMeter:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+# torch's FSDP2 calls reduce_scatter_single since 2.12; reduce_scatter_tensor before it
+_reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+
+
+def _item(norm: torch.Tensor) -> float:
+    """A total norm as a number (of sharded gradients torch returns a replicated DTensor)."""
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+
+
+def fsdp_rank_norms(modules: list[torch.nn.Module], into: torch.Tensor, calls: list[int]
+                    ) -> list[Any]:
+    """Make every FSDP2 module's reduce-scatter add ``|input|^2`` (this rank's unsharded
+    gradient of the module, zero-padded) to ``into`` before it reduces, and count its calls in
+    ``calls``. Returns handles whose ``remove()`` restores torch's reduce-scatter."""
+    from torch.distributed.fsdp._fully_shard._fsdp_api import ReduceScatter
+
+    class RankNorms(ReduceScatter):
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def allocate(self, size: Any, *, dtype: torch.dtype, device: torch.device
+                     ) -> torch.Tensor:
+            if dtype not in (torch.float32, torch.bfloat16, torch.float64):
+                raise RuntimeError(f"--sharding fsdp: the noise is read from the reduce-scatter "
+                                   f"input, which FSDP pre-divides in {dtype}; reduce in "
+                                   "float32 or bfloat16")
+            return torch.empty(*size, dtype=dtype, device=device)
+
+        def __call__(self, output_tensor: torch.Tensor, input_tensor: torch.Tensor,
+                     group: Any, op: Any, async_op: bool = False) -> Any:
+            add_grad_sq(into, input_tensor)
+            calls[self.index] += 1
+            return _reduce_scatter(output_tensor, input_tensor, op=op, group=group,
+                                   async_op=async_op)
+
+    handles = []
+    for i, module in enumerate(modules):
+        module.set_custom_reduce_scatter(RankNorms(i))
+        handles.append(_Restore(module))
+    return handles
+
+
+class _Restore:
+    """Puts torch's default reduce-scatter back on an FSDP module."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+    def remove(self) -> None:
+        from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultReduceScatter
+
+        self.module.set_custom_reduce_scatter(DefaultReduceScatter())
 
 
 def _mean_over_ranks(t: torch.Tensor) -> torch.Tensor:

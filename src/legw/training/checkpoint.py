@@ -12,14 +12,23 @@ loads with ``torch.load(..., weights_only=True)``:
 * ``recipe``, ``config``: the base recipe and the run configuration, as dicts;
 * ``extra``: run bookkeeping (last evaluation, wall time so far).
 
+Under ``--sharding fsdp`` a checkpoint is a directory ``RUN/checkpoints/step-NNNNNNNNN/``:
+the model and optimizer state as every rank's shards, written by
+``torch.distributed.checkpoint`` (which reshards them on load, so a run resumes at another
+world size), and ``legw.pt`` beside them with everything else above. Every rank writes into
+``.step-NNNNNNNNN.sharded_.tmp/``; rank 0 renames it once all have finished, so a directory
+named ``step-*`` is always whole.
+
 Only the newest ``keep`` checkpoints are kept. :func:`load_latest` falls back to an older
 checkpoint when the newest cannot be read.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +38,8 @@ import torch
 
 from legw.io import atomic_path
 
-_NAME = re.compile(r"^step-(\d{9})\.pt$")
+_NAME = re.compile(r"^step-(\d{9})(\.pt)?$")
+SHARDED_META = "legw.pt"
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -50,15 +60,79 @@ def save(run_dir: str | Path, state: dict[str, Any], step: int, keep: int) -> Pa
     path = checkpoint_dir(run_dir) / f"step-{step:09d}.pt"
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-    for old in list_checkpoints(run_dir)[:-keep]:
-        old.unlink(missing_ok=True)
+    _keep_newest(run_dir, keep)
     return path
 
 
+def save_sharded(run_dir: str | Path, model: torch.nn.Module, optimizer: Any,
+                 state: dict[str, Any], step: int, keep: int, is_main: bool) -> Path:
+    """Every rank: write the sharded ``model`` and ``optimizer`` of ``step`` with
+    ``torch.distributed.checkpoint``, and (rank 0) ``state`` -- the rest of a checkpoint --
+    beside them; then keep the newest ``keep`` checkpoints."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    final = checkpoint_dir(run_dir) / f"step-{step:09d}"
+    tmp = final.parent / f".{final.name}.sharded_.tmp"
+    if is_main:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing it
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=str(tmp))
+    if is_main:
+        torch.save(state, tmp / SHARDED_META)
+        _fsync_dir(tmp)
+        shutil.rmtree(final, ignore_errors=True)  # a checkpoint of the same step, rewritten
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        _keep_newest(run_dir, keep)
+    dist.barrier()
+    return final
+
+
+def load_sharded_into(path: Path, model: torch.nn.Module, optimizer: Any) -> None:
+    """Load a sharded checkpoint's model and optimizer state into this run's (sharded)
+    ``model`` and ``optimizer``, resharded to its world size."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optim_state}
+    dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(model, optimizer, model_state_dict=state["model"],
+                   optim_state_dict=state["optimizer"])
+
+
+def _keep_newest(run_dir: str | Path, keep: int) -> None:
+    for old in list_checkpoints(run_dir)[:-keep]:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def load(path: str | Path) -> dict[str, Any]:
-    """One checkpoint, tensors on the CPU (``weights_only=True``: no code is unpickled)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "position" not in state or "model" not in state:
+    """One checkpoint, tensors on the CPU (``weights_only=True``: no code is unpickled). Of a
+    sharded checkpoint (a directory) everything but the model and optimizer, which
+    :func:`load_sharded_into` reads."""
+    path = Path(path)
+    sharded = path.is_dir()
+    if sharded and not (path / ".metadata").is_file():
+        raise ValueError(f"{path}: not a sharded checkpoint (no .metadata)")
+    state = torch.load(path / SHARDED_META if sharded else path, map_location="cpu",
+                       weights_only=True)
+    if not isinstance(state, dict) or "position" not in state or (
+            "model" not in state and not sharded):
         raise ValueError(f"{path}: not a legw checkpoint")
     return state
 

@@ -32,6 +32,7 @@ from legw.tasks import get_task
 from legw.training.spec import RunSpec
 
 DEVICES = ("auto", "cpu", "cuda")
+SHARDINGS = ("ddp", "fsdp")
 SEED_LIMIT = 2**32
 """Seeds lie in ``[0, 2^32)``: numpy's range, and the data order seeds a torch generator with
 ``seed * 1_000_003 + epoch``, which must fit in 64 bits."""
@@ -168,6 +169,10 @@ class TrainConfig:
     """Momentum of sgd and lars (default: the task's)."""
     clip_grad_norm: float | None = run_field("optimizer", metavar="C", study=True)
     """Clip the global gradient norm to C; 0 turns clipping off (default: the task's)."""
+    sharding: str = run_field("run", "ddp", choices=SHARDINGS, study=True)
+    """How the ranks hold the model: ddp (a replica each; DistributedDataParallel) or fsdp
+    (parameters, gradients and optimizer state sharded; FSDP2's fully_shard per block and at
+    the root, checkpoints sharded with torch.distributed.checkpoint): docs/distributed.md."""
     seed: int = run_field("run", 0)
     """Seed of the model initialisation, the data order and dropout (default 0)."""
     device: str = run_field("run", "auto", choices=DEVICES, resume_free=True, study=True)
@@ -246,7 +251,7 @@ class TrainConfig:
                 math.isfinite(self.adaptive_lr_power) and 0 <= self.adaptive_lr_power <= 1):
             raise ValueError(f"--adaptive-lr-power: must lie in [0, 1], got "
                              f"{self.adaptive_lr_power!r}")
-        for name in ("device", "adaptive_warmup"):
+        for name in ("device", "adaptive_warmup", "sharding"):
             choices = _FIELDS[name].metadata["choices"]
             if getattr(self, name) not in choices:
                 raise ValueError(f"{flag_of(name)}: must be one of {', '.join(choices)}, got "
@@ -310,8 +315,16 @@ class TrainConfig:
             window = self.noise_window
         else:
             window = default_noise_window(base.base_batch_size, b) if adaptive else 50
-        source = None if window == 0 else \
-            "micro" if accum >= 2 else "rank" if world_size >= 2 else None
+        fsdp = self.sharding == "fsdp"
+        if fsdp and world_size < 2:
+            raise ValueError("--sharding fsdp: shards over 2 or more processes; run it under "
+                             "torchrun --nproc-per-node N (N >= 2), or use --sharding ddp")
+        if window == 0:
+            source = None
+        elif fsdp:  # each rank's gradient, read before the reduce-scatter
+            source = "rank"
+        else:
+            source = "micro" if accum >= 2 else "rank" if world_size >= 2 else None
         power = None
         if adaptive:
             power = (default_lr_power(optimizer) if self.adaptive_lr_power is None

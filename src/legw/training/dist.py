@@ -7,6 +7,7 @@ it the run is a single process and every helper here is a no-op.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -38,10 +39,19 @@ def detect() -> DistEnv:
 
 
 def init(env: DistEnv, device: torch.device) -> None:
-    """Join the process group: ``nccl`` on CUDA, ``gloo`` on CPU (no-op for one process)."""
+    """Join the process group: ``nccl`` on CUDA, ``gloo`` on CPU (no-op for one process).
+
+    The group's keys in torchrun's store are prefixed with the restart count: after
+    ``torchrun --max-restarts`` restarts a job whose rank died, the store still holds the dead
+    ranks' addresses under the unprefixed keys, and a new rank that reads one before its peer
+    rewrites it connects to a closed port (gloo: "connectFullMesh ... Connection refused").
+    """
     if env.is_distributed and not dist.is_initialized():
+        store, rank, world_size = next(dist.rendezvous("env://", env.rank, env.world_size))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                rank=env.rank, world_size=env.world_size)
+                                store=dist.PrefixStore(f"legw/attempt-{attempt}", store),
+                                rank=rank, world_size=world_size)
 
 
 def is_main() -> bool:
@@ -91,3 +101,25 @@ def cleanup() -> None:
     """Leave the process group (safe to call when none was joined)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def fully_shard_model(model: torch.nn.Module, device: torch.device) -> list[torch.nn.Module]:
+    """Shard ``model`` over all ranks with FSDP2: ``fully_shard`` on each child module that has
+    parameters (the blocks: each all-gathers its weights for its own forward and backward only)
+    and at the root (what is left). On a CUDA device with bfloat16 the parameters are gathered
+    in bfloat16 and the gradients reduced in float32. Returns the sharded modules, root last."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    policy = MixedPrecisionPolicy()
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    # FSDP2 warns of every block that returns a view (an in-place op on it would skip the
+    # all-gather); legw's models apply none to their blocks' outputs
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+    blocks = [m for m in model.children() if any(True for _ in m.parameters())]
+    for block in blocks:
+        fully_shard(block, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy)
+    return [*blocks, model]

@@ -48,7 +48,10 @@ class RunSpec:
     clip_grad_norm: float | None
     """``None``: no clipping."""
     noise_source: str | None
-    """``micro`` (2+ micro-steps per rank), ``rank`` (one per rank, 2+ ranks) or ``None``."""
+    """Where the small-batch draws of the online noise come from: ``micro``, each micro-step's
+    gradient (``micro_batch_size`` samples; 2+ micro-steps under DDP), ``rank``, each rank's
+    gradient (``B / W`` samples; DDP without accumulation, and always under FSDP, where the
+    micro-steps are accumulated unsharded before one reduce-scatter) or ``None``."""
     noise_window: int
     """Steps the online ``B_noise`` is smoothed over (0: not measured)."""
     adaptive_lr_power: float | None
@@ -59,6 +62,19 @@ class RunSpec:
     @property
     def is_adaptive(self) -> bool:
         return self.adaptive_lr_power is not None
+
+    @property
+    def noise_batch_size(self) -> int | None:
+        """Samples behind each small-batch draw of the online noise (``None``: not measured)."""
+        if self.noise_source is None:
+            return None
+        if self.noise_source == "micro":
+            return self.micro_batch_size
+        return self.global_batch_size // self.world_size
+
+    @property
+    def sharding(self) -> str:
+        return self.config.sharding
 
     @property
     def scaling(self) -> str:
@@ -102,7 +118,7 @@ class RunSpec:
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
                 "clip_grad_norm": self.clip_grad_norm, "scaling": self.scaling,
                 "adaptive_lr_power": self.adaptive_lr_power,
-                "adaptive_warmup": self.adaptive_warmup,
+                "adaptive_warmup": self.adaptive_warmup, "sharding": self.sharding,
                 # the window smooths the gain, so under adaptive scaling it sets the LR (as
                 # given: the default window follows the batch, which an elastic resume changes)
                 "noise_window": self.config.noise_window if self.is_adaptive else None}
@@ -115,7 +131,7 @@ class RunSpec:
                 "accumulation_steps": self.accumulation_steps, "optimizer": self.optimizer,
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
                 "clip_grad_norm": self.clip_grad_norm, "noise_source": self.noise_source,
-                "noise_small_batch_size": self.micro_batch_size if self.noise_source else None,
+                "noise_small_batch_size": self.noise_batch_size, "sharding": self.sharding,
                 "noise_window": self.noise_window,
                 "adaptive_lr_power": self.adaptive_lr_power,
                 "adaptive_warmup": self.adaptive_warmup, "run_dir": self.run_dir}

@@ -118,18 +118,21 @@ class _Trainer:
         self.model = task.build_model(self.data).to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer, self.param_report = spec.build_optimizer(self.model,
-                                                                 self.recipe.lr_at_step(0))
-        self.ddp = self.model
-        if env.is_distributed:
+        self.ddp = self.model  # what the forward runs through
+        self.fsdp: list[torch.nn.Module] = []  # the sharded modules (--sharding fsdp)
+        if spec.sharding == "fsdp":
+            self.fsdp = dist.fully_shard_model(self.model, device)
+        elif env.is_distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [device.index] if device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer, self.param_report = spec.build_optimizer(self.model,
+                                                                 self.recipe.lr_at_step(0))
         self.meter = NoiseMeter(self.model.parameters(), self.accum,
                                 noise=spec.noise_source is not None,
-                                max_grad_norm=spec.clip_grad_norm)
-        self.noise = (OnlineNoiseScale(self.micro, self.B, spec.noise_window)
+                                max_grad_norm=spec.clip_grad_norm, fsdp_modules=self.fsdp)
+        self.noise = (OnlineNoiseScale(spec.noise_batch_size, self.B, spec.noise_window)
                       if spec.noise_source else None)
         self.adaptive = spec.adaptive_schedule(self.batches.dataset_size)
         torch.manual_seed(config.seed + 1 + env.rank)  # dropout streams differ per rank
@@ -162,8 +165,11 @@ class _Trainer:
         if "config" in state:  # checkpoints hold it; without it the model load still checks
             self.spec.check_resume(state["config"], state["recipe"], str(path))
         try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            if path.is_dir():  # sharded: resharded to this world size
+                checkpoint.load_sharded_into(path, self.model, self.optimizer)
+            else:
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
             match_param_layout(self.optimizer)  # a resume may switch --channels-last
         except (RuntimeError, KeyError, ValueError) as e:
             raise ValueError(f"--resume: {path} does not fit this run's model and optimizer "
@@ -206,14 +212,20 @@ class _Trainer:
         ranks = dist.gather_to_main(per_rank)
         if dist.is_main():
             self.log.flush()
-            state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                     "position": self.pos.to_dict(self.B, self.recipe.steps_per_epoch),
+        state = None
+        if dist.is_main() or self.fsdp:
+            state = {"position": self.pos.to_dict(self.B, self.recipe.steps_per_epoch),
                      "ranks": ranks, "recipe": self.spec.base.to_dict(),
                      "config": self.config.to_dict(),
                      "extra": {"last_eval": self.last_eval, "wall_time_s": self._wall(),
                                "noise": self.noise.state_dict() if self.noise else None,
                                "adaptive": self.adaptive.state_dict() if self.adaptive
                                else None}}
+        if self.fsdp:  # every rank writes its shards
+            checkpoint.save_sharded(self.run_dir, self.model, self.optimizer, state,
+                                    self.pos.step, self.config.keep_checkpoints, dist.is_main())
+        elif dist.is_main():
+            state.update(model=self.model.state_dict(), optimizer=self.optimizer.state_dict())
             checkpoint.save(self.run_dir, state, self.pos.step, self.config.keep_checkpoints)
         dist.barrier()
 
@@ -286,7 +298,9 @@ class _Trainer:
         for i, (x, y) in enumerate(micro_batches):
             x, y = batch_to(x, self.device, self.config.channels_last), y.to(self.device)
             last = i == self.accum - 1
-            sync = contextlib.nullcontext() if last or not self.env.is_distributed \
+            if self.fsdp:  # accumulate unsharded; one reduce-scatter on the last micro-step
+                self.model.set_requires_gradient_sync(last)
+            sync = contextlib.nullcontext() if last or self.ddp is self.model \
                 else self.ddp.no_sync()
             with sync:
                 with autocast(self.device):
