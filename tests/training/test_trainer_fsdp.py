@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from helpers import env, make_mnist_dir, one_line_error, read_jsonl, run, torchrun_cmd
@@ -109,8 +110,8 @@ def _kill_rank(rank: int, out: str) -> bool:
         if not pid.isdigit():
             continue
         try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-            environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
         if out.encode() in cmdline and b"legw" in cmdline and f"RANK={rank}".encode() in environ:
