@@ -188,6 +188,7 @@ def test_cli_refuses_a_run_without_noise_and_bad_budgets(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({
+        "config": {},
         "resolved": {"task": "fashion-mnist-lstm", "global_batch_size": 128,
                      "dataset_size": 60000, "noise_small_batch_size": None},
         "base_recipe": BaseRecipe(128, 0.4, 0.1, 10).to_dict()}))

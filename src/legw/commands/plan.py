@@ -122,34 +122,34 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 
 def _from_run(args: argparse.Namespace):
-    from legw.experiments.report import read_metrics
-    from legw.io import read_json
-    from legw.schedule import BaseRecipe
+    from legw.training.run_dir import RunDir
 
-    run = Path(args.from_run)
-    config = read_json(run / "config.json")
-    resolved = config["resolved"]
-    if args.task is not None and args.task != resolved["task"]:
-        raise ValueError(f"TASK: {args.task} differs from the run's task {resolved['task']} "
-                         f"({run / 'config.json'})")
-    base = BaseRecipe.from_dict(config["base_recipe"])
-    if resolved["global_batch_size"] != base.base_batch_size:
-        raise ValueError(f"--from-run: {run} trained at batch {resolved['global_batch_size']},"
-                         f" not at its base batch {base.base_batch_size}; plan from a base run")
-    micro = resolved.get("noise_small_batch_size")
+    run = RunDir(args.from_run)
+    record = run.config()
+    if record is None:
+        raise ValueError(f"--from-run: {run.path} has no {run.config_file.name}; give a legw "
+                         "train run directory")
+    if args.task is not None and args.task != record.task:
+        raise ValueError(f"TASK: {args.task} differs from the run's task {record.task} "
+                         f"({record.path})")
+    base = record.base()
+    if record.batch_size != base.base_batch_size:
+        raise ValueError(f"--from-run: {run.path} trained at batch {record.batch_size}, not at "
+                         f"its base batch {base.base_batch_size}; plan from a base run")
+    micro = record.noise_batch_size
     if not micro:
-        raise ValueError(f"--from-run: {run} measured no gradient noise (it had one "
+        raise ValueError(f"--from-run: {run.path} measured no gradient noise (it had one "
                          "micro-gradient per step); train the base run with --micro-batch-size "
                          "B0/2, or measure here without --from-run")
-    return (read_metrics(run), base, resolved["dataset_size"], micro, resolved["task"])
+    return (run.metrics(), base, record.dataset_size, micro, record.task)
 
 
 def _measure(args: argparse.Namespace, rate: tuple[Any, str] | None):
     """A short training run at the base batch with the online noise measurement on; a
     ``--seconds`` budget needs the throughput first (``rate``, measured here if not given),
     which is returned for the plan too."""
-    from legw.experiments.report import read_metrics
     from legw.training.config import TrainConfig
+    from legw.training.run_dir import RunDir
     from legw.training.trainer import train
 
     probe = TrainConfig(task=args.task, data_dir=args.data_dir).resolve()
@@ -166,15 +166,8 @@ def _measure(args: argparse.Namespace, rate: tuple[Any, str] | None):
                          max_steps=steps, out_dir=str(_run_dir(args)), data_dir=args.data_dir,
                          num_threads=args.threads, quiet=True, evaluate=False,
                          keep_checkpoints=1)
-    summary = train(config)
-    return (read_metrics(Path(summary["run_dir"])), probe.base,
-            _dataset_size(Path(summary["run_dir"])), micro, args.task, rate)
-
-
-def _dataset_size(run: Path) -> int:
-    from legw.io import read_json
-
-    return int(read_json(run / "config.json")["resolved"]["dataset_size"])
+    run = RunDir(train(config)["run_dir"])
+    return (run.metrics(), probe.base, run.config().dataset_size, micro, args.task, rate)
 
 
 def _measure_throughput(args: argparse.Namespace, task: str, micro: int

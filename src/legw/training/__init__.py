@@ -2,5 +2,5 @@
 
 ``config`` (what a run is), ``trainer`` (the loop), ``batches`` (the sharding invariant),
 ``position`` (where a run is, and elastic resume), ``checkpoint``, ``dist``, ``evaluate`` and
-``run_files`` (what a run directory holds). Importing the package imports no torch.
+``run_dir`` (the files of a run directory). Importing the package imports no torch.
 """

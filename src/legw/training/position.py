@@ -12,11 +12,7 @@ so the LR continues from the recipe at the new batch size at the same point in t
 
 from __future__ import annotations
 
-import dataclasses
-import platform
-import sys
 from dataclasses import dataclass
-from typing import Any
 
 from legw.schedule import Recipe
 
@@ -66,35 +62,3 @@ def resume_position(saved: dict[str, int], global_batch_size: int, recipe: Recip
     return Position(step=epoch * spe + sie, epoch=epoch, step_in_epoch=sie,
                     samples_seen=pos.samples_seen), True
 
-
-def versions() -> dict[str, str]:
-    import numpy
-    import torch
-
-    from legw import __version__
-
-    return {"legw": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": sys.version.split()[0], "platform": platform.platform()}
-
-
-def describe_run(spec: Any, recipe: Recipe, param_report: Any, **runtime: Any
-                 ) -> dict[str, Any]:
-    """What ``config.json`` holds: the configuration as given, the resolved run
-    (:meth:`RunSpec.to_dict` plus what only the running job knows, ``runtime``: the device,
-    the data set size, the step it stops at), the base and scaled recipes and the versions."""
-    return {"config": spec.config.to_dict(), "resolved": {**spec.to_dict(), **runtime},
-            "base_recipe": spec.base.to_dict(), "recipe": recipe.summary(),
-            "param_groups": _plain(param_report), "versions": versions()}
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-safe copy of a report (unknown objects become strings)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _plain(dataclasses.asdict(obj))
-    return str(obj)

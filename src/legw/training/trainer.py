@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
-from legw.io import atomic_write_json, check_writable_dir, remove_temporaries
+from legw.io import check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
@@ -47,13 +47,8 @@ from legw.training.device import (
     select_device,
 )
 from legw.training.evaluate import check_eval_data, image_metrics, perplexity
-from legw.training.position import Position, describe_run, resume_position
-from legw.training.run_files import (
-    RunLog,
-    check_new_run_dir,
-    recorded_config,
-    truncate_metrics,
-)
+from legw.training.position import Position, resume_position
+from legw.training.run_dir import RunDir, RunLog, describe_run
 
 DIVERGED_EXIT_STATUS = 3
 
@@ -98,7 +93,7 @@ class _Trainer:
         self.run_dir = Path(spec.run_dir)
         check_writable_dir(self.run_dir, "--out")
         if not config.resume:
-            check_new_run_dir(self.run_dir)
+            RunDir(self.run_dir).check_new()
         self.B, self.micro, self.accum = (spec.global_batch_size, spec.micro_batch_size,
                                           spec.accumulation_steps)
 
@@ -153,13 +148,13 @@ class _Trainer:
         warn = self.log.info
         found = checkpoint.load_latest(self.run_dir, warn=warn)
         if found is None:
-            recorded = recorded_config(self.run_dir)  # an attempt that saved no checkpoint
+            recorded = RunDir(self.run_dir).recorded_config()  # an attempt that saved no checkpoint
             if recorded is not None:
                 self.spec.check_resume(*recorded)
             warn(f"resume: no checkpoint in {checkpoint.checkpoint_dir(self.run_dir)}; "
                  "starting fresh")
             if dist.is_main():  # records of an attempt that saved nothing
-                truncate_metrics(self.run_dir / "metrics.jsonl", 0)
+                RunDir(self.run_dir).truncate_metrics(0)
             return
         state, path = found
         if "config" in state:  # checkpoints hold it; without it the model load still checks
@@ -202,7 +197,7 @@ class _Trainer:
                  f" -> step {self.pos.step} (epoch {self.pos.epoch_position(self.recipe):.4f}),"
                  f" recipe re-derived for the new batch")
         if dist.is_main():
-            truncate_metrics(self.run_dir / "metrics.jsonl", int(state["position"]["step"]))
+            RunDir(self.run_dir).truncate_metrics(int(state["position"]["step"]))
         warn(f"resumed from {path} at step {self.pos.step}")
 
     def _save(self) -> None:
@@ -244,7 +239,7 @@ class _Trainer:
             for stale in [*remove_temporaries(self.run_dir),
                           *remove_temporaries(checkpoint.checkpoint_dir(self.run_dir))]:
                 self.log.info(f"removed {stale}, left by a run killed while writing it")
-            atomic_write_json(self.run_dir / "config.json", describe_run(
+            RunDir(self.run_dir).write_config(describe_run(
                 self.spec, self.recipe, self.param_report, device=str(self.device),
                 dataset_size=self.batches.dataset_size, stop_step=self.stop_step))
         self.log.info(f"data: {self.data.source}")
@@ -371,7 +366,7 @@ class _Trainer:
                    "diverged_at": _why_diverged(self.diverged), "wall_time_s": self._wall(),
                    "run_dir": str(self.run_dir)}
         if dist.is_main():
-            atomic_write_json(self.run_dir / "summary.json", summary)
+            RunDir(self.run_dir).write_summary(summary)
             where = (f" at step {self.diverged['step']} (exit status {DIVERGED_EXIT_STATUS})"
                      if self.diverged else "")
             metrics = "".join(f", {k} {v:.4f}" for k, v in self.last_eval.items())
