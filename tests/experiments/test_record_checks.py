@@ -7,8 +7,8 @@ import json
 import pytest
 from helpers import make_mnist_dir, one_line_error
 
-from legw.experiments.launcher import run_state
 from legw.experiments.records import objective, run_row
+from legw.training.run_dir import RunDir
 
 ROW = {"method": "legw", "batch_size": 32, "seed": 0, "status": "completed", "run_dir": "r"}
 
@@ -56,7 +56,7 @@ def test_a_stopped_run_is_finished_and_evaluated(tmp_path):
         "status": "stopped", "task": "mnist-lstm", "global_batch_size": 32, "seed": 0,
         "steps": 3, "total_steps": 80, "epochs": 0.375, "wall_time_s": 1.0,
         "final": {"test_accuracy": 0.75, "test_loss": 0.5}, "diverged_at": None}))
-    assert run_state(run) == "finished"  # the launcher skips it, not resumes it forever
+    assert RunDir(run).state() == "finished"  # the launcher skips it, not resumes it forever
     row = run_row(run, {"method": "legw"}, tmp_path)
     assert row["status"] == "stopped" and objective(row, "accuracy") == pytest.approx(25.0)
 

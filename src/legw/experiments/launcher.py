@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from legw.flags import flag
-from legw.io import atomic_write_json, read_json
+from legw.io import atomic_write_json
 from legw.training.config import TrainConfig, config_fields
-
-FINISHED = ("completed", "stopped", "diverged")
+from legw.training.run_dir import FINISHED, RunDir
 
 LAUNCH_FIELDS = ("micro_batch_size", "jobs", "threads", "data_dir")
 """The :class:`LaunchOptions` fields that are flags of ``legw sweep`` and ``legw tune``."""
@@ -135,29 +134,10 @@ def run_config(task: str, batch_size: int, seed: int, run_dir: Path, fields: dic
 def train_argv(config: TrainConfig, threads: int | None, resume: bool) -> list[str]:
     """Write ``RUN/launch.json`` (the run's ``TrainConfig``) and return the
     ``python -m legw train --config RUN/launch.json`` command line that runs it."""
-    path = Path(config.out_dir) / "launch.json"
-    atomic_write_json(path, {**config.to_dict(), "quiet": True, "num_threads": threads})
+    path = RunDir(config.out_dir).write_launch({**config.to_dict(), "quiet": True,
+                                                "num_threads": threads})
     return [sys.executable, "-m", "legw", "train", "--config", str(path),
             *(["--resume"] if resume else [])]
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """``RUN/summary.json``, or ``None`` when absent or unreadable."""
-    try:
-        return read_json(run_dir / "summary.json")
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def run_state(run_dir: Path) -> str:
-    """``finished`` (see :data:`FINISHED`), ``resumable`` (has a checkpoint) or ``fresh``."""
-    summary = read_summary(run_dir)
-    if summary is not None and summary.get("status") in FINISHED:
-        return "finished"
-    ckpt = run_dir / "checkpoints"
-    if ckpt.is_dir() and any(p.name.endswith(".pt") for p in ckpt.iterdir()):
-        return "resumable"
-    return "fresh"
 
 
 def stop_on_sigterm() -> None:
@@ -192,9 +172,9 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
             sharing[r.run_dir].append(r)
             continue
         sharing[r.run_dir] = [r]
-        state = run_state(r.run_dir)
+        state = RunDir(r.run_dir).state()
         if state == "finished":
-            status = read_summary(r.run_dir)["status"]
+            status = RunDir(r.run_dir).status()
             log(f"{r.name}: {status} earlier, skipped")
             yield r, {"status": status, "skipped": True, "returncode": None}
             continue
@@ -202,8 +182,8 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
             shutil.rmtree(r.run_dir)  # nothing to resume: drop partial logs of a killed run
         todo.append((r, state == "resumable"))
     for shared in sharing.values():  # the later runs of a finished directory
-        if run_state(shared[0].run_dir) == "finished":
-            status = read_summary(shared[0].run_dir)["status"]
+        if RunDir(shared[0].run_dir).state() == "finished":
+            status = RunDir(shared[0].run_dir).status()
             for r in shared[1:]:
                 yield r, {"status": status, "skipped": True, "returncode": None}
     active: list[_Child] = []
@@ -248,7 +228,7 @@ class _Child:
         self._reader.start()
 
     def _pump(self, log) -> None:
-        with open(self.run.run_dir / "train.log", "a") as f:
+        with open(RunDir(self.run.run_dir).log_file, "a") as f:
             f.write("$ " + " ".join(self.argv) + "\n")
             for line in self.proc.stdout:
                 f.write(line)
@@ -259,8 +239,7 @@ class _Child:
     def outcome(self) -> dict[str, Any]:
         self._reader.join(timeout=10)
         code = self.proc.returncode
-        summary = read_summary(self.run.run_dir)
-        status = summary.get("status") if summary else None
+        status = RunDir(self.run.run_dir).status()
         if code in (0, 3) and status in FINISHED:
             return {"status": status, "skipped": False, "returncode": code}
         return {"status": "failed", "skipped": False, "returncode": code,

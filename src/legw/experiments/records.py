@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from legw.io import atomic_write_json, atomic_write_text, read_json
+from legw.training.run_dir import EVALUATED, RunDir
 
 ROW_FIELDS = (
     "task", "method", "trial", "optimizer", "batch_size", "seed", "status",
@@ -33,11 +34,6 @@ ROW_FIELDS = (
     "peak_lr", "warmup_epochs", "warmup_steps", "epochs", "steps", "total_steps",
     "wall_time_s", "diverged_step", "run_dir", "error",
 )
-
-EVALUATED = ("completed", "stopped")
-"""Statuses whose last evaluation is the run's final metric. A ``stopped`` run was cut by
-``--max-steps``, an override every run of a sweep or study shares: its metrics compare with the
-others' (a diverged run's last evaluation predates the divergence: not a final metric)."""
 
 OBJECTIVES = {"accuracy": ("test_error", "test error (%)"),
               "perplexity": ("test_perplexity", "test perplexity")}
@@ -55,16 +51,6 @@ _META = {"sweep": ("kind", "task", "spec", "rows"),
                   "legw", "best", "rows", "selection")}
 
 
-def read_run_file(path: Path) -> dict[str, Any] | None:
-    """A run's JSON file, or ``None`` when it is absent, unreadable or not an object (a table
-    is rebuilt from what the runs left, whatever state they are in)."""
-    try:
-        data = read_json(path)
-    except (FileNotFoundError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def run_row(run_dir: Path, labels: dict[str, Any], root: Path, status: str | None = None,
             error: str | None = None) -> dict[str, Any]:
     """The record of the run in ``run_dir`` with ``labels`` (method, trial, ...) merged in.
@@ -76,27 +62,25 @@ def run_row(run_dir: Path, labels: dict[str, Any], root: Path, status: str | Non
     row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
     row.update(labels)
     row["run_dir"] = os.path.relpath(run_dir, root)
-    config = read_run_file(run_dir / "config.json")
+    run = RunDir(run_dir)
+    config = run.config()
     if config is not None:
-        resolved, recipe = config["resolved"], config["recipe"]
-        row.update(task=resolved["task"], optimizer=resolved["optimizer"],
-                   batch_size=resolved["global_batch_size"], seed=config["config"]["seed"],
-                   peak_lr=recipe["peak_lr"], warmup_epochs=recipe["warmup_epochs"],
-                   warmup_steps=recipe["warmup_steps"], total_steps=recipe["total_steps"])
-    summary = read_run_file(run_dir / "summary.json")
-    if summary is not None:
-        final = summary.get("final") or {}
-        row.update(status=summary["status"], epochs=summary["epochs"], steps=summary["steps"],
-                   wall_time_s=summary["wall_time_s"], total_steps=summary["total_steps"],
-                   seed=summary["seed"], batch_size=summary["global_batch_size"],
-                   task=summary["task"])
-        # A diverged run's last evaluation predates the divergence: not a final metric.
+        recipe = config.recipe
+        row.update(task=config.task, optimizer=config.optimizer, batch_size=config.batch_size,
+                   seed=config.seed, peak_lr=recipe.get("peak_lr"),
+                   warmup_epochs=recipe.get("warmup_epochs"),
+                   warmup_steps=recipe.get("warmup_steps"), total_steps=recipe.get("total_steps"))
+    outcome = run.outcome()
+    if outcome is not None:
+        row.update(status=outcome.status, epochs=outcome.epochs, steps=outcome.steps,
+                   wall_time_s=outcome.wall_time_s, total_steps=outcome.total_steps,
+                   seed=outcome.seed, batch_size=outcome.batch_size, task=outcome.task,
+                   diverged_step=outcome.diverged_step)
+        # empty unless EVALUATED: a diverged run's last evaluation is not a final metric
         for key in ("test_accuracy", "test_loss", "valid_perplexity", "test_perplexity"):
-            row[key] = final.get(key) if summary["status"] in EVALUATED else None
+            row[key] = outcome.final.get(key)
         if row["test_accuracy"] is not None:
-            row["test_error"] = 100.0 * (1.0 - row["test_accuracy"])
-        if summary.get("diverged_at"):
-            row["diverged_step"] = summary["diverged_at"]["step"]
+            row["test_error"] = outcome.objective
     if status is not None:
         row["status"] = status
     row["error"] = error

@@ -23,8 +23,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from legw.experiments.records import OBJECTIVES, objective, read_rows, read_run_file
+from legw.experiments.records import OBJECTIVES, objective, read_rows
 from legw.io import atomic_write_text, check_writable_dir
+from legw.training.run_dir import RunDir, error_from_accuracy
 
 
 def find_records(root: Path) -> tuple[list[Path], list[Path]]:
@@ -36,23 +37,9 @@ def find_records(root: Path) -> tuple[list[Path], list[Path]]:
             [d for d in dirs if (d / "trials.json").is_file()])
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """A run's ``metrics.jsonl`` records (an absent file or a cut last line is skipped)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
 def _curve_value(rec: dict[str, Any]) -> float | None:
     if "test_accuracy" in rec:
-        return 100.0 * (1.0 - rec["test_accuracy"])
+        return error_from_accuracy(rec["test_accuracy"])
     return rec.get("valid_perplexity")
 
 
@@ -79,7 +66,7 @@ def _series(sweep_dir: Path, rows: list[dict[str, Any]]) -> RunSeries:
         key = (r["method"], r["batch_size"])
         if r["status"] in ("pending",) or first_seed.setdefault(key, r["seed"]) != r["seed"]:
             continue
-        recs = read_metrics(sweep_dir / r["run_dir"])
+        recs = RunDir(sweep_dir / r["run_dir"]).metrics()
         train = [x for x in recs if x.get("kind") == "train"]
         m, b = key
         ev = [(x["epoch"], _curve_value(x)) for x in recs if x.get("kind") == "eval"]
@@ -212,14 +199,16 @@ def _base_recipe_line(sweep_dir: Path, rows: list[dict[str, Any]]) -> str:
     recipes: dict[str, dict[str, list[int]]] = {}  # recipe -> method -> batch sizes
     versions: list[str] = []
     for r in rows:
-        cfg = read_run_file(sweep_dir / r["run_dir"] / "config.json")
         try:
-            b = cfg["base_recipe"]
+            cfg = RunDir(sweep_dir / r["run_dir"]).config()
+            if cfg is None:
+                continue
+            b = cfg.base_recipe
             text = (f"batch {b['base_batch_size']}, peak LR {b['peak_lr']:g}, warmup "
                     f"{b['warmup_epochs']:g} epochs, {b['epochs']:g} epochs, {b['decay']} "
-                    f"decay; optimizer {cfg['resolved']['optimizer']}")
-            version = f"torch {cfg['versions']['torch']}, {cfg['versions']['platform']}"
-        except (KeyError, TypeError, ValueError):  # absent or not a legw config.json
+                    f"decay; optimizer {cfg.optimizer}")
+            version = f"torch {cfg.versions['torch']}, {cfg.versions['platform']}"
+        except (KeyError, TypeError, ValueError):  # not a legw config.json
             continue
         if version not in versions:
             versions.append(version)

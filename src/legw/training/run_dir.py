@@ -36,8 +36,9 @@ from legw.schedule import BaseRecipe, Recipe
 FINISHED = ("completed", "stopped", "diverged")
 """Statuses of a run that ended (``stopped``: cut by ``--max-steps``)."""
 EVALUATED = ("completed", "stopped")
-"""Statuses whose last evaluation is the run's final metric (a diverged run's last evaluation
-predates the divergence)."""
+"""Statuses whose last evaluation is the run's final metric. A ``stopped`` run was cut by
+``--max-steps``, an override every run of a sweep or study shares: its metrics compare with the
+others'. A diverged run's last evaluation predates the divergence: not a final metric."""
 
 _CHECKPOINT = re.compile(r"^step-\d{9}(\.pt)?$")  # as legw.training.checkpoint names them
 
