@@ -20,7 +20,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from legw.analysis.plan_validation import find_runs, run_outcome
+from legw.experiments.plan_validation import find_runs, run_outcome
 from legw.figures import pyplot, save_figure
 
 # Display order and markers of the usual rules (others follow, in name order); an adaptive
@@ -70,9 +70,8 @@ def plan_rows(dirs: list[str], task: str) -> list[dict]:
         outcome = run_outcome(run)
         if outcome["task"] != task:
             raise ValueError(f"--plan-runs {run}: a run of {outcome['task']}, not {task}")
-        steps = json.loads((run / "summary.json").read_text())["steps"]
         rows.append({"method": PLAN_RULE, "batch_size": outcome["batch_size"],
-                     "test_error": outcome["error"], "steps": steps,
+                     "test_error": outcome["error"], "steps": outcome["steps"],
                      "epochs": outcome["epochs"]})
     return rows
 

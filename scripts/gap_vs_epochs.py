@@ -14,7 +14,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-from legw.analysis.plan_validation import find_runs, run_outcome
+from legw.experiments.plan_validation import find_runs, run_outcome
 from legw.figures import pyplot, save_figure
 
 

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from legw.analysis.plan_validation import find_runs, format_validation, run_outcome, validate
+from legw.experiments.plan_validation import find_runs, format_validation, run_outcome, validate
 from legw.io import atomic_path, read_json
 
 

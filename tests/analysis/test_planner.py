@@ -2,7 +2,6 @@
 legw has never seen."""
 
 import json
-import math
 
 import pytest
 import torch
@@ -86,15 +85,6 @@ def test_plan_rows_recipe_recommendation_and_warnings():
 def test_budget_recipe_stretches_milestones():
     base = BaseRecipe(20, 1.0, 0.0, 10, decay="multistep", milestones=(4, 8), gamma=0.5)
     assert planner.budget_recipe(base, 25).milestones == (10.0, 20.0)
-
-
-def test_measured_epochs_to_match_interpolates_in_log_epochs():
-    runs = [(10, 17.0), (25, 12.9), (100, 10.0)]
-    e = planner.measured_epochs_to_match(runs, 11.0)
-    assert 25 < e < 100
-    assert math.log(e) == pytest.approx(math.log(25) + (12.9 - 11) / 2.9 * math.log(4))
-    assert planner.measured_epochs_to_match(runs, 9.0) is None
-    assert planner.measured_epochs_to_match(runs, 20.0) == 10
 
 
 class TinyMLP(nn.Module):

@@ -342,17 +342,3 @@ def plan_for_model(model: Any, loss_fn: Callable[[Any, Any], Any], batches: Any,
                      model_bytes=model_bytes, compute_time=constant_rate(rates[len(rates) // 2]),
                      **network)
 
-
-def measured_epochs_to_match(budgets: Sequence[tuple[float, float]], target: float
-                             ) -> float | None:
-    """From ``(epoch budget, final error)`` runs at one batch, the budget at which the error
-    reaches ``target`` (log-linear interpolation between the two budgets around it); ``None``
-    when no run reaches it. For validating plans against real runs."""
-    pts = sorted(budgets)
-    for (e0, v0), (e1, v1) in zip(pts, pts[1:]):
-        if v0 > target >= v1:
-            t = (v0 - target) / (v0 - v1)
-            return math.exp(math.log(e0) + t * (math.log(e1) - math.log(e0)))
-    if pts and pts[0][1] <= target:
-        return pts[0][0]
-    return None

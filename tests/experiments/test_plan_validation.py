@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from legw.analysis.plan_validation import find_runs, format_validation, run_outcome, validate
+from legw.experiments.plan_validation import (
+    find_runs,
+    format_validation,
+    measured_epochs_to_match,
+    run_outcome,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +46,15 @@ def test_outcome_reads_error_and_last_epoch_train_loss(tmp_path):
     assert out["batch_size"] == 128 and out["epochs"] == 10
     assert out["error"] == pytest.approx(10.0)
     assert out["train_loss"] == pytest.approx(0.2)  # the 9.0 of epoch 0 is not in the last epoch
+
+
+def test_measured_epochs_to_match_interpolates_in_log_epochs():
+    runs = [(10, 17.0), (25, 12.9), (100, 10.0)]
+    e = measured_epochs_to_match(runs, 11.0)
+    assert 25 < e < 100
+    assert math.log(e) == pytest.approx(math.log(25) + (12.9 - 11) / 2.9 * math.log(4))
+    assert measured_epochs_to_match(runs, 9.0) is None
+    assert measured_epochs_to_match(runs, 20.0) == 10
 
 
 def test_outcome_refuses_an_unfinished_run(tmp_path):

@@ -3,67 +3,72 @@
 For each batch, runs at two or more epoch budgets give the final test metric and the final
 training loss as functions of the budget; the budget at which each reaches the base's value
 (mean over the base runs) is found by log-linear interpolation
-(:func:`legw.analysis.planner.measured_epochs_to_match`). Both are reported because the plan's
+(:func:`measured_epochs_to_match`). Both are reported because the plan's
 model (McCandlish et al. 2018) counts optimisation progress, which the training loss measures;
 the test metric adds generalisation, which no noise measurement sees.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from legw.analysis.planner import measured_epochs_to_match
-from legw.io import read_json
+from legw.training.run_dir import RunDir
 
 
 def run_outcome(run_dir: str | Path) -> dict[str, Any]:
-    """A finished run's batch, epoch budget, final test error (% for accuracy tasks, the
+    """A finished run's batch, epoch budget, steps, final test error (% for accuracy tasks, the
     perplexity for language models: lower is better either way) and final training loss (the
     mean of the per-step losses over its last epoch)."""
-    run_dir = Path(run_dir)
-    summary = read_json(run_dir / "summary.json")
-    if summary.get("status") != "completed":
-        raise ValueError(f"{run_dir}: the run did not complete (status "
-                         f"{summary.get('status')!r}); validate against finished runs only")
-    final = summary["final"]
-    if "test_accuracy" in final:
-        error = 100 * (1 - final["test_accuracy"])
-    elif "test_perplexity" in final:
-        error = final["test_perplexity"]
-    else:
-        raise ValueError(f"{run_dir}/summary.json: no test_accuracy or test_perplexity")
-    epochs = summary["epochs"]
-    losses = []
-    with open(run_dir / "metrics.jsonl") as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("kind") == "train" and r.get("loss") is not None and \
-                    r["epoch"] >= epochs - 1:
-                losses.append(r["loss"])
-    if not losses:
-        raise ValueError(f"{run_dir}/metrics.jsonl: no training losses in the last epoch")
-    return {"task": summary["task"], "batch_size": summary["global_batch_size"],
-            "epochs": epochs, "error": error,
-            "train_loss": statistics.fmean(losses), "run_dir": str(run_dir)}
+    run = RunDir(run_dir)
+    outcome = run.outcome()
+    if outcome is None:
+        raise ValueError(f"{run.summary_file}: absent or unreadable; validate against "
+                         "finished runs only")
+    if outcome.status != "completed":
+        raise ValueError(f"{run.path}: the run did not complete (status "
+                         f"{outcome.status!r}); validate against finished runs only")
+    if outcome.objective is None:
+        raise ValueError(f"{run.summary_file}: no test_accuracy or test_perplexity")
+    if outcome.train_loss is None:
+        raise ValueError(f"{run.metrics_file}: no training losses in the last epoch")
+    return {"task": outcome.task, "batch_size": outcome.batch_size, "epochs": outcome.epochs,
+            "steps": outcome.steps, "error": outcome.objective,
+            "train_loss": outcome.train_loss, "run_dir": str(run.path)}
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run directories under ``paths``: each path is a run (has ``summary.json``) or a sweep
-    or tune directory whose runs are searched for."""
+    """Run directories under ``paths``: each path is a run (has a summary) or a sweep or tune
+    directory whose runs are searched for."""
     found: list[Path] = []
     for p in map(Path, paths):
-        if (p / "summary.json").is_file():
+        summary = RunDir(p).summary_file
+        if summary.is_file():
             found.append(p)
             continue
-        runs = sorted(s.parent for s in p.rglob("summary.json"))
+        runs = sorted(s.parent for s in p.rglob(summary.name))
         if not runs:
-            raise ValueError(f"{p}: no run directory (summary.json) under it")
+            raise ValueError(f"{p}: no run directory ({summary.name}) under it")
         found += runs
     return found
+
+
+def measured_epochs_to_match(budgets: Sequence[tuple[float, float]], target: float
+                             ) -> float | None:
+    """From ``(epoch budget, final error)`` runs at one batch, the budget at which the error
+    reaches ``target`` (log-linear interpolation between the two budgets around it); ``None``
+    when no run reaches it."""
+    pts = sorted(budgets)
+    for (e0, v0), (e1, v1) in zip(pts, pts[1:]):
+        if v0 > target >= v1:
+            t = (v0 - target) / (v0 - v1)
+            return math.exp(math.log(e0) + t * (math.log(e1) - math.log(e0)))
+    if pts and pts[0][1] <= target:
+        return pts[0][0]
+    return None
 
 
 def _error_pct(predicted: float, measured: float | None, longest: float) -> dict[str, Any]:
