@@ -12,14 +12,14 @@ which makes the 1 x 2 baseline meaningless; 2 x 1 against 1 x 1 is then the spee
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 from _timing import alternate
+
+from legw.training.run_dir import RunDir
 
 
 def one_run(nproc: int, threads: int, steps: int, batch: int) -> dict[str, float]:
@@ -31,7 +31,7 @@ def one_run(nproc: int, threads: int, steps: int, batch: int) -> dict[str, float
             str(nproc), "-m", "legw"]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         subprocess.run(launcher + args, check=True, env=env, stderr=subprocess.DEVNULL)
-        summary = json.loads((Path(out) / "summary.json").read_text())
+        summary = RunDir(out).summary()
     return {"samples_per_s": summary["samples_seen"] / summary["wall_time_s"]}
 
 

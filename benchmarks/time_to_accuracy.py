@@ -41,6 +41,7 @@ import torch
 
 from legw import cli
 from legw.data.idx import read_idx, write_idx
+from legw.training.run_dir import RunDir
 
 TASK = "fashion-mnist-lstm"
 HOLD = 0.005  # "holds the base": within 0.5 points of its test error
@@ -80,8 +81,10 @@ def plan_epochs(run: str, batch: int, work: Path) -> float:
 
 def read_run(run_dir: Path) -> dict:
     """Steps, errors and the training seconds to each evaluation of one run."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    run = RunDir(run_dir)
+    summary, records = run.summary(), run.metrics()
+    if summary is None:
+        raise SystemExit(f"{run.summary_file}: absent or unreadable")
     batch = summary["global_batch_size"]
     step_s = {r["step"]: batch / r["samples_per_s"] for r in records if r["kind"] == "train"}
     evals = [(sum(s for t, s in step_s.items() if t < r["step"]), 1 - r["test_accuracy"])
