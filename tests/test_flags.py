@@ -3,6 +3,8 @@
 import argparse
 import dataclasses
 
+import pytest
+
 from legw import flags
 from legw.commands.train import FIELDS
 from legw.experiments.launcher import LaunchOptions
@@ -65,3 +67,101 @@ def test_a_train_config_round_trips_through_its_flags():
     assert config == TrainConfig(task="ptb-small", global_batch_size=40,
                                  milestones=(2.0, 4.5), scaling="linear", warmup="constant",
                                  evaluate=False, num_threads=2, out_dir="x")
+
+
+@dataclasses.dataclass
+class Checked:
+    count: int | None = dataclasses.field(
+        default=None, metadata=flags.flag("--n", check=flags.POSITIVE_INT, group="main"))
+    """How many."""
+    sizes: list[int] = dataclasses.field(
+        default_factory=lambda: [2], metadata=flags.flag(
+            check=flags.POWER_OF_TWO, aliases=("--size",), group="main"))
+    """Sizes, powers of two."""
+    rate: float = dataclasses.field(
+        default=0.5, metadata=flags.flag(check=flags.interval(0, 1, "[)"), group="other"))
+    """A fraction."""
+    mode: str = dataclasses.field(default="a", metadata=flags.flag(choices=("a", "b")))
+    """A mode (no group: not added by add_groups)."""
+    quiet: bool = dataclasses.field(
+        default=False, metadata=flags.flag(aliases=("--silent",), group="other"))
+    """Say less."""
+
+    def __post_init__(self) -> None:
+        flags.check_fields(self)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"count": 0}, "--n: must be a positive integer, got 0"),
+    ({"count": True}, "--n: must be a positive integer, got True"),
+    ({"sizes": [4, 6]}, "--sizes: must be a power of two, got 6"),
+    ({"rate": 1.0}, "--rate: must be a number in [0, 1), got 1"),
+    ({"rate": float("nan")}, "--rate: must be a number in [0, 1), got nan"),
+    ({"mode": "c"}, "--mode: must be one of a, b, got 'c'"),
+])
+def test_check_fields_names_the_flag_and_the_value(kwargs, message):
+    with pytest.raises(ValueError) as e:
+        Checked(**kwargs)
+    assert str(e.value) == message
+
+
+def test_none_is_a_default_and_is_not_checked():
+    assert Checked(count=None).count is None
+    assert Checked(count=3, sizes=[1, 8], rate=0.0, mode="b").sizes == [1, 8]
+
+
+@pytest.mark.parametrize("check, good, bad", [
+    (flags.POSITIVE, [1e-9, 3], [0, -1.0, float("inf"), "1"]),
+    (flags.NON_NEGATIVE, [0, 2.5], [-1e-9, float("nan")]),
+    (flags.NON_NEGATIVE_INT, [0, 7], [-1, 1.0]),
+    (flags.at_least(2), [2, 10], [1, 2.0]),
+    (flags.interval(0, 1, "(]"), [1, 0.5], [0, 1.5]),
+    (flags.interval(0, 1), [0, 1], [-0.1, 1.1]),
+])
+def test_named_checks(check, good, bad):
+    for v in good:
+        check(v, "--x")
+    for v in bad:
+        with pytest.raises(ValueError, match=r"^--x: must be .*, got "):
+            check(v, "--x")
+
+
+def test_any_callable_of_value_and_flag_is_a_check():
+    def even(value, flag):
+        if value % 2:
+            raise ValueError(f"{flag}: must be even, got {value}")
+
+    @dataclasses.dataclass
+    class Even:
+        k: int = dataclasses.field(default=0, metadata=flags.flag(check=even))
+
+        def __post_init__(self):
+            flags.check_fields(self)
+
+    with pytest.raises(ValueError, match="^--k: must be even, got 3$"):
+        Even(3)
+
+
+def grouped_parser() -> tuple[argparse.ArgumentParser, tuple[str, ...]]:
+    p = argparse.ArgumentParser(prog="legw x")
+    return p, flags.add_groups(p, Checked, {"main": None, "other": "other things"})
+
+
+def test_add_groups_adds_the_grouped_fields_under_their_titles():
+    p, names = grouped_parser()
+    assert names == ("count", "sizes", "rate", "quiet")
+    text = p.format_help()
+    assert "other things:\n  --rate RATE" in text and "--mode" not in text
+    assert Checked(**flags.given(p.parse_args(["--n", "2", "--quiet"]), names)) == \
+        Checked(count=2, quiet=True)
+
+
+def test_an_alias_is_hidden_and_says_what_replaces_it(capsys):
+    p, names = grouped_parser()
+    assert "--size " not in p.format_help() and "--silent" not in p.format_help()
+    args = p.parse_args(["--size", "4", "8", "--silent"])
+    assert flags.given(args, names) == {"sizes": [4, 8], "quiet": True}
+    assert capsys.readouterr().err.splitlines() == [
+        "legw: --size is deprecated; use --sizes", "legw: --silent is deprecated; use --quiet"]
+    p.parse_args(["--sizes", "4"])
+    assert capsys.readouterr().err == ""
