@@ -48,6 +48,7 @@ from legw.training.batches import ImageBatches
 from legw.training.config import TrainConfig
 from legw.training.device import batch_to, match_param_layout
 from legw.training.evaluate import image_metrics
+from legw.training.run_dir import RunDir
 from legw.training.trainer import seed_everything, train
 
 METHODS = ("adascale", "adaptive", "legw", "linear")
@@ -170,7 +171,7 @@ def run_legw(method: str, task_name: str, batch: int, seed: int, data_dir: str |
     run_dir = out.parent / "runs" / name
     summary = train(legw_config(method, task_name, batch, seed, data_dir, overrides,
                                 quiet=True, out_dir=str(run_dir), channels_last=channels_last,
-                                resume=(run_dir / "checkpoints").is_dir()))
+                                resume=RunDir(run_dir).checkpoints.is_dir()))
     return {"final": summary["final"], "steps": summary["steps"], "epochs": summary["epochs"],
             "wall_time_s": summary["wall_time_s"], "status": summary["status"],
             "run_dir": str(run_dir)}
