@@ -107,7 +107,7 @@ def user_error(error: Exception) -> str | None:
         return f"legw: error: {error}"  # legw's own messages name the flag or file
     if isinstance(error, OSError):
         return f"legw: error: {_os_error(error)}"
-    from legw.analysis.autobatch import is_out_of_memory
+    from legw.training.device import is_out_of_memory
 
     if is_out_of_memory(error):
         return ("legw: error: out of memory; use a smaller --micro-batch-size (the global "

@@ -131,3 +131,23 @@ def test_fsdp_refuses_one_process_and_a_resume_under_another_sharding(data, tmp_
     # each rank exits 2 with the one line; torchrun reports its workers' failure as 1
     assert done.returncode == 1 and "legw: error: --sharding: 'ddp' differs from 'fsdp'" \
         in done.stderr
+
+
+@pytest.mark.parametrize("task", ["ptb-small", "fashion-mnist-resnet"])
+def test_every_preset_trains_sharded_as_under_ddp(task, data, tmp_path):
+    """The language model (carried LSTM state, evaluation on every rank: an FSDP forward is a
+    collective) and the ResNet (BatchNorm buffers) as the LSTM classifier above."""
+    from helpers import make_ptb_dir
+
+    data_dir = make_ptb_dir(tmp_path / "ptb") if task == "ptb-small" else data
+    flags = ("--batch-size", "4" if task == "ptb-small" else "32", "--max-steps", "6")
+    finals = []
+    for sharding in ("ddp", "fsdp"):
+        done = run(torchrun_cmd(2, "train", task, "--data-dir", str(data_dir), "--out",
+                                str(tmp_path / sharding), "--threads", "1", "--quiet", *flags,
+                                "--sharding", sharding))
+        assert done.returncode == 0, done.stderr[-3000:]
+        finals.append(json.loads((tmp_path / sharding / "summary.json").read_text())["final"])
+    assert finals[0].keys() == finals[1].keys()
+    for key, value in finals[0].items():
+        assert finals[1][key] == pytest.approx(value, rel=1e-4), key

@@ -55,16 +55,6 @@ def doublings(smallest: int, largest: int) -> list[int]:
     return sizes
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """True for ``MemoryError``, ``torch.OutOfMemoryError`` and the allocators' errors (CUDA's
-    "out of memory", the CPU allocator's "can't allocate memory")."""
-    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in text
-                                                or "can't allocate memory" in text)
-
-
 @dataclass
 class ThroughputPoint:
     """Timings of one micro batch size: seconds per training step, one entry per repeat."""
@@ -103,7 +93,7 @@ def measure_curve(time_steps: Callable[[int, int], Sequence[float]], sizes: Sequ
     With ``interleave`` (the default) the sizes are visited round-robin, one step each per
     round, so a load spike from other processes hits all sizes alike instead of one size's
     whole measurement. ``statistic`` (a key of :data:`STATISTICS`) summarises the repeats.
-    An out-of-memory error (see :func:`is_out_of_memory`) marks the size
+    An out-of-memory error (:func:`legw.training.device.is_out_of_memory`) marks the size
     and, with ``stop_after_oom``, every larger size as skipped; other errors propagate.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
@@ -121,6 +111,8 @@ def measure_curve(time_steps: Callable[[int, int], Sequence[float]], sizes: Sequ
             try:
                 seconds = [float(s) for s in time_steps(size, n)]
             except Exception as e:  # only memory errors are expected; the rest re-raise
+                from legw.training.device import is_out_of_memory  # torch only when timing
+
                 if not is_out_of_memory(e):
                     raise
                 point.status, point.step_seconds = OOM, []

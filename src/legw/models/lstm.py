@@ -94,9 +94,10 @@ class LSTMLanguageModel(nn.Module):
 
     def init_hidden(self, batch_size: int) -> Hidden:
         """Zero ``(h, c)`` of shape ``(num_layers, batch_size, hidden_size)``."""
-        w = self.decoder.weight
+        w = self.decoder.weight  # its device and dtype (a plain tensor also when sharded)
         shape = (self.num_layers, batch_size, self.hidden_size)
-        return (w.new_zeros(shape), w.new_zeros(shape))
+        zeros = torch.zeros(shape, dtype=w.dtype, device=w.device)
+        return (zeros, zeros.clone())
 
     def forward(
         self, tokens: torch.Tensor, hidden: Hidden | None = None

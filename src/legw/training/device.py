@@ -20,6 +20,17 @@ def select_device(name: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for ``MemoryError``, ``torch.OutOfMemoryError`` and the allocators' errors (CUDA's
+    "out of memory", the CPU allocator's "can't allocate memory"): the errors the CLI reports
+    as one line with a remedy, and ``legw autobatch`` records as a size that does not fit."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text
+                                                or "can't allocate memory" in text)
+
+
 def batch_to(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
     """``x`` on ``device``; a 4-D image batch in channels-last memory when the model is."""
     x = x.to(device)

@@ -103,6 +103,21 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm's running statistics) on every rank, as DDP's
+    ``broadcast_buffers`` does each step: FSDP2 shards parameters only, so without this each
+    rank would keep the statistics of its own samples, evaluate with them and checkpoint rank
+    0's (a resume would then not continue the same run)."""
+    buffers = list(model.buffers())
+    if not (dist.is_initialized() and buffers):
+        return
+    # one broadcast: float64 holds every float32 value and every step count exactly
+    flat = torch.cat([b.detach().double().flatten() for b in buffers])
+    dist.broadcast(flat, src=0)
+    for b, value in zip(buffers, flat.split([b.numel() for b in buffers])):
+        b.copy_(value.view_as(b))
+
+
 def fully_shard_model(model: torch.nn.Module, device: torch.device) -> list[torch.nn.Module]:
     """Shard ``model`` over all ranks with FSDP2: ``fully_shard`` on each child module that has
     parameters (the blocks: each all-gathers its weights for its own forward and backward only)

@@ -23,14 +23,19 @@ from legw.training.device import autocast, batch_to
 @torch.no_grad()
 def image_metrics(model: torch.nn.Module, data: ImageSet, batch_size: int, device: torch.device,
                   rank: int, world_size: int, channels_last: bool = False) -> dict[str, float]:
-    """``test_accuracy`` (fraction) and mean ``test_loss`` over the whole test set."""
+    """``test_accuracy`` (fraction) and mean ``test_loss`` over the whole test set, each rank
+    on its ``1 / world_size`` of it. Every rank runs the same number of batches (of at most
+    ``batch_size``): an FSDP model's forward is a collective."""
     was_training = model.training
     model.eval()
     n = len(data)
     lo, hi = n * rank // world_size, n * (rank + 1) // world_size
+    largest_share = math.ceil(n / world_size)
+    batches = max(1, math.ceil(largest_share / batch_size))
     sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, count
-    for start in range(lo, hi, batch_size):
-        x, y = data.get(torch.arange(start, min(start + batch_size, hi)))
+    for i in range(batches):
+        a, b = lo + (hi - lo) * i // batches, lo + (hi - lo) * (i + 1) // batches
+        x, y = data.get(torch.arange(a, b))
         x, y = batch_to(x, device, channels_last), y.to(device)
         with autocast(device):
             logits = model(x)
@@ -45,10 +50,11 @@ def image_metrics(model: torch.nn.Module, data: ImageSet, batch_size: int, devic
 
 @torch.no_grad()
 def perplexity(model: torch.nn.Module, tokens: torch.Tensor, n_streams: int, bptt: int,
-               device: torch.device) -> float:
-    """``exp(mean token cross-entropy)`` over ``tokens`` read as ``n_streams`` streams."""
+               device: torch.device, sharded: bool = False) -> float:
+    """``exp(mean token cross-entropy)`` over ``tokens`` read as ``n_streams`` streams, on rank
+    0; with ``sharded`` (an FSDP model, whose forward is a collective) on every rank."""
     sums = torch.zeros(2, dtype=torch.float64)  # loss, tokens
-    if dist.is_main():
+    if sharded or dist.is_main():
         was_training = model.training
         model.eval()
         data = batchify(tokens, n_streams).to(device)
@@ -63,7 +69,8 @@ def perplexity(model: torch.nn.Module, tokens: torch.Tensor, n_streams: int, bpt
                                        y.reshape(-1), reduction="sum").item()
             sums[1] += y.numel()
         model.train(was_training)
-    dist.all_reduce_sum(sums)
+    if not sharded:
+        dist.all_reduce_sum(sums)
     mean = sums[0].item() / sums[1].item()
     return math.exp(mean) if mean < _LOG_FLOAT_MAX else math.inf  # math.exp would raise
 

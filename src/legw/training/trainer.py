@@ -288,6 +288,8 @@ class _Trainer:
             self.hidden = [hidden_to(self.model.init_hidden(self.micro), self.device)
                            for _ in range(self.accum)]
         tick = time.perf_counter()
+        if self.fsdp:
+            dist.broadcast_buffers(self.model)  # as DDP does: one set of BatchNorm statistics
         micro_batches = self.batches.micro_batches(self.pos.epoch, self.pos.step_in_epoch)
         loss_sum = torch.zeros((), device=self.device)
         for i, (x, y) in enumerate(micro_batches):
@@ -337,11 +339,14 @@ class _Trainer:
             rec = image_metrics(self.model, self.data.test, task.eval_batch_size, self.device,
                                 self.env.rank, self.env.world_size, self.config.channels_last)
         else:
+            sharded = bool(self.fsdp)
             rec["valid_perplexity"] = perplexity(self.model, self.data.valid,
-                                                 task.eval_batch_size, task.bptt, self.device)
+                                                 task.eval_batch_size, task.bptt, self.device,
+                                                 sharded)
             if final:
                 rec["test_perplexity"] = perplexity(self.model, self.data.test,
-                                                    task.eval_batch_size, task.bptt, self.device)
+                                                    task.eval_batch_size, task.bptt, self.device,
+                                                    sharded)
         self.last_eval = rec
         epoch = self.pos.epoch_position(self.recipe)
         self.log.record({"kind": "eval", "step": self.pos.step, "epoch": epoch, **rec})
