@@ -48,7 +48,7 @@ from legw.training.batches import ImageBatches
 from legw.training.config import TrainConfig
 from legw.training.device import batch_to, match_param_layout
 from legw.training.evaluate import image_metrics
-from legw.training.run_dir import RunDir
+from legw.training.run_dir import RunDir, error_from_accuracy
 from legw.training.trainer import seed_everything, train
 
 METHODS = ("adascale", "adaptive", "legw", "linear")
@@ -274,7 +274,7 @@ def main() -> None:
                        **({"adaptive_lr_power": power} if power is not None else {}),
                        **({"adaptive_warmup": warmup} if warmup == "gain" else {}),
                        **_layout(args.channels_last, switched),
-                       "test_error": 100 * (1 - res["final"]["test_accuracy"]), **res,
+                       "test_error": error_from_accuracy(res["final"]["test_accuracy"]), **res,
                        "torch": torch.__version__}
                 with open(out, "a") as f:
                     f.write(json.dumps(row) + "\n")
