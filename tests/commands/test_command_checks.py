@@ -6,8 +6,9 @@ import json
 import pytest
 from helpers import make_mnist_dir, make_ptb_dir, one_line_error
 
-from legw.analysis.autobatch import is_out_of_memory, measure_curve
+from legw.analysis.autobatch import measure_curve
 from legw.cli import main
+from legw.training.device import is_out_of_memory
 
 
 @pytest.fixture(scope="module")
