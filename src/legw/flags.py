@@ -10,7 +10,8 @@ house style) the help text, and its ``metadata`` the rest::
 
 ``add_arguments(group, Cls, names)`` adds the flags of those fields (``add_groups`` those of
 every field with a ``group``); ``given(args, names)`` reads back the values the user gave
-(flags left out are absent, not ``None``, so a file or a stored spec can supply them). Numbers
+(flags left out are absent, not ``None``, so a file or a stored spec can supply them);
+``from_args(Cls, args)`` makes the instance. Numbers
 are read with :func:`integer` (64 bits) and :func:`number` (finite).
 
 A field's rule is declared once too, as ``check=`` (one of the named :class:`Check` s below, or
@@ -254,6 +255,12 @@ class _Deprecated(_Store):
 def given(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
     """The values of fields ``names`` that were given on the command line."""
     return {n: getattr(args, n) for n in names if hasattr(args, n)}
+
+
+def from_args(cls: type, args: argparse.Namespace) -> Any:
+    """An instance of dataclass ``cls`` from the values given on the command line (a flag
+    left out keeps its field's default; a positional argument counts as given)."""
+    return cls(**given(args, _fields(cls)))
 
 
 def _fields(cls: type) -> dict[str, dataclasses.Field]:

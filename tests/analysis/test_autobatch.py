@@ -173,3 +173,20 @@ def test_time_training_step_runs_and_updates_the_model():
     points = measure_curve(timer, [2, 4], repeats=2)
     assert all(p.status == "ok" and len(p.step_seconds) == 2 for p in points)
     assert not torch.equal(before, model.weight)
+
+
+def test_the_cpu_allocators_error_is_out_of_memory():
+    from legw.training.device import is_out_of_memory
+
+    error = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                         "can't allocate memory: you tried to allocate 3448068464705536 bytes.")
+    assert is_out_of_memory(error) and is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+    def timer(size, n):
+        if size > 2:
+            raise error
+        return [0.01] * n
+
+    points = measure_curve(timer, [1, 2, 4, 8], repeats=1)
+    assert [p.status for p in points][2] == "out of memory"

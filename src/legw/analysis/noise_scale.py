@@ -79,11 +79,13 @@ def estimate_noise_scale(grad_fn: Callable[[Any], Any],
 
 
 def noise_scale_during_training(w: Any, recipe: Any, steps: int, *, points: int,
-                                micro_batch_size: int, batch_size: int, draws: int,
+                                micro_batch_size: int, draw_batch_size: int, draws: int,
                                 seed: int = 0) -> Iterator[dict[str, Any]]:
-    """Train workload ``w`` with ``recipe`` for ``steps`` steps on i.i.d. batches and measure
-    ``B_simple`` at ``points`` evenly spaced steps (0 and ``steps`` included); yield the record
-    after each measurement (its ``points`` grow by one each time).
+    """Train workload ``w`` with ``recipe`` (at its global batch) for ``steps`` steps on
+    i.i.d. batches and measure ``B_simple`` at ``points`` evenly spaced steps (0 and ``steps``
+    included), each from ``draws`` draws of ``draw_batch_size`` samples in micro batches of
+    ``micro_batch_size``; yield the record after each measurement (its ``points`` grow by one
+    each time).
 
     ``w`` is a :class:`~legw.analysis.workload.Workload`; the LR of each step is set by
     :func:`legw.lr_scheduler.apply_recipe`.
@@ -99,12 +101,12 @@ def noise_scale_during_training(w: Any, recipe: Any, steps: int, *, points: int,
                 if points > 1 else {0})
     optimizer = w.build_optimizer(recipe.lr_at_step(0))
     grad_fn = model_grad_fn(w.model, w.loss_fn)
-    b, big = micro_batch_size, batch_size
+    b, big = micro_batch_size, draw_batch_size
     record: dict[str, Any] = {
         "task": w.name, "method": "B_simple = tr(Sigma)/|G|^2 (McCandlish et al. 2018, "
         "App. A); stderr: delta method; ci: bootstrap 16-84th percentile over draws",
-        "micro_batch_size": b, "batch_size": big, "draws": draws,
-        "train_batch_size": recipe.global_batch_size, "steps": steps, "seed": seed,
+        "micro_batch_size": b, "draw_batch_size": big, "draws": draws,
+        "global_batch_size": recipe.global_batch_size, "steps": steps, "seed": seed,
         "recipe": recipe.summary(), "optimizer": {"name": w.optimizer, **(w.hyper or {})},
         "clip_grad_norm": w.clip_grad_norm, "points": []}
     w.model.train()
@@ -152,14 +154,14 @@ def plot_noise_scale(record: dict[str, Any], path: str) -> None:
     err = [[max(y - p["ci_low"], 0) for y, p in zip(ys, pts)],
            [max(p["ci_high"] - y, 0) for y, p in zip(ys, pts)]]
     ax.errorbar(xs, ys, yerr=err, marker="o", capsize=4, label="B_simple (68% bootstrap ci)")
-    ax.axhline(record["train_batch_size"], color="gray", ls=":",
-               label=f"training batch {record['train_batch_size']}")
+    ax.axhline(record["global_batch_size"], color="gray", ls=":",
+               label=f"training batch {record['global_batch_size']}")
     ax.set(xlabel="training step", ylabel="B_simple = tr(Σ) / |G|²  (samples)")
     ax.set_title(f"{record['task']}: gradient noise scale during training "
-                 f"(b={record['micro_batch_size']}, B={record['batch_size']}, "
+                 f"(b={record['micro_batch_size']}, B={record['draw_batch_size']}, "
                  f"{record['draws']} draws)", fontsize=10)
     top = max([p["ci_high"] for p in pts if math.isfinite(p["ci_high"])] + ys
-              + [record["train_batch_size"]], default=1.0)
+              + [record["global_batch_size"]], default=1.0)
     ax.set_ylim(0, 1.35 * top)  # head room for the legend
     ax.grid(alpha=0.3)
     losses = [(p["step"], p["train_loss"]) for p in record["points"] if p["train_loss"]]

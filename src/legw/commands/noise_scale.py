@@ -4,81 +4,101 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from legw.flags import integer, option
+from legw import flags
+from legw.flags import NON_NEGATIVE_INT, POSITIVE_INT, at_least, flag
 from legw.io import check_writable_file
 from legw.training.config import check_seed
 
 
+@dataclass
+class NoiseScaleSpec:
+    """What ``legw noise-scale`` trains and how it draws: the training run at ``--batch-size``
+    (the global batch, as everywhere in legw), and at ``--points`` steps ``--draws`` draws of
+    ``--draw-batch-size`` samples cut into micro batches of ``--micro-batch-size``."""
+
+    task: str
+    """Task preset whose model and data are measured."""
+    batch_size: int | None = field(default=None, metadata=flag(
+        metavar="B", check=POSITIVE_INT, aliases=["--train-batch-size"]))
+    """Global batch of the training run (default: the task's base batch size). Changed
+    meaning: --batch-size used to be the draw's big batch, now --draw-batch-size; this flag's
+    old name is --train-batch-size."""
+    draw_batch_size: int = field(default=256, metadata=flag(metavar="B", check=at_least(2)))
+    """Big batch B of each draw: a multiple of --micro-batch-size, and larger (default 256;
+    formerly --batch-size)."""
+    micro_batch_size: int = field(default=16, metadata=flag(metavar="b", check=POSITIVE_INT))
+    """Small batch b: the gradients of B/b micro batches per draw (default 16)."""
+    draws: int = field(default=20, metadata=flag(metavar="N", check=at_least(2)))
+    """Draws per measurement (default 20)."""
+    points: int = field(default=5, metadata=flag(metavar="K", check=POSITIVE_INT))
+    """Measurements, evenly spaced from step 0 to --steps (default 5)."""
+    steps: int | None = field(default=None, metadata=flag(metavar="S", check=NON_NEGATIVE_INT))
+    """Training steps (default: one epoch at the training batch size)."""
+    threads: int | None = field(default=None, metadata=flag(metavar="N", check=POSITIVE_INT))
+    """Torch CPU threads (default: torch's choice)."""
+    seed: int = field(default=0, metadata=flag(check=check_seed))
+    """Seed of the model, the batches and the bootstrap (default 0)."""
+    data_dir: str | None = field(default=None, metadata=flag(metavar="DIR"))
+    """Where the task's data lives (default: its loader's)."""
+    out: str = field(default="runs/noise-scale.json",
+                     metadata=flag(metavar="FILE", check=check_writable_file))
+    """JSON record, rewritten after each measurement (default runs/noise-scale.json)."""
+    plot: str = field(default="runs/noise-scale.png",
+                      metadata=flag(metavar="FILE", check=check_writable_file))
+    """B_simple vs training step, PNG (default runs/noise-scale.png)."""
+
+    def __post_init__(self) -> None:
+        flags.check_fields(self)
+        b, big = self.micro_batch_size, self.draw_batch_size
+        if big <= b or big % b:
+            raise ValueError(f"--draw-batch-size ({big}) must be a multiple of "
+                             f"--micro-batch-size ({b}) and larger")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", metavar="TASK", help="task preset whose model and data are measured")
-    p.add_argument("--batch-size", type=integer, default=256, metavar="B",
-                   help="big batch B of each draw (a multiple of the micro batch; default 256)")
-    p.add_argument("--micro-batch-size", type=integer, default=16, metavar="b",
-                   help="small batch b: gradients of B/b micro batches per draw (default 16)")
-    p.add_argument("--draws", type=integer, default=20, help="draws per measurement (default 20)")
-    p.add_argument("--points", type=integer, default=5, metavar="K",
-                   help="measurements, evenly spaced from step 0 to --steps (default 5)")
-    p.add_argument("--steps", type=integer, metavar="S",
-                   help="training steps (default: one epoch at the training batch size)")
-    p.add_argument("--train-batch-size", type=integer, metavar="B",
-                   help="batch of the training run (default: the task's base batch size)")
-    p.add_argument("--threads", type=integer, help="torch CPU threads")
-    p.add_argument("--seed", type=integer, default=0,
-                   help="seed of the model, the batches and the bootstrap (default 0)")
-    p.add_argument("--data-dir", help="where the task's data lives (default: its loader's)")
-    p.add_argument("--out", default="runs/noise-scale.json", metavar="FILE",
-                   help="JSON record, rewritten after each measurement (default "
-                        "runs/noise-scale.json)")
-    p.add_argument("--plot", default="runs/noise-scale.png", metavar="FILE",
-                   help="B_simple vs training step, PNG (default runs/noise-scale.png)")
-
-
-def _positive_int(name: str, value: int | None, minimum: int = 1) -> None:
-    if value is not None and value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    p.add_argument("task", metavar="TASK", help=flags.field_docs(NoiseScaleSpec)["task"])
+    flags.add_arguments(p, NoiseScaleSpec, [f.name for f in fields(NoiseScaleSpec)][1:])
 
 
 def run(args: argparse.Namespace) -> int:
-    for name, minimum in (("batch_size", 2), ("micro_batch_size", 1), ("draws", 2),
-                          ("points", 1), ("steps", 0), ("train_batch_size", 1), ("threads", 1)):
-        _positive_int(option(name), getattr(args, name), minimum)
-    if args.batch_size <= args.micro_batch_size or args.batch_size % args.micro_batch_size:
-        raise ValueError(f"--batch-size ({args.batch_size}) must be a multiple of "
-                         f"--micro-batch-size ({args.micro_batch_size}) and larger")
-    check_seed(args.seed)
-    check_writable_file(args.out, "--out")
-    check_writable_file(args.plot, "--plot")
+    """The spec from the flags given (every check before the data is loaded), then
+    :func:`noise_scale`."""
+    return noise_scale(flags.from_args(NoiseScaleSpec, args))
+
+
+def noise_scale(spec: NoiseScaleSpec) -> int:
     import torch
 
     from legw.analysis.noise_scale import noise_scale_during_training, plot_noise_scale
     from legw.analysis.workload import load_workload
     from legw.io import atomic_write_json
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    w = load_workload(args.task, load_data=True, data_dir=args.data_dir)
-    train_bs = args.train_batch_size or w.recipe.base_batch_size
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+    w = load_workload(spec.task, load_data=True, data_dir=spec.data_dir)
+    train_bs = spec.batch_size or w.recipe.base_batch_size
     if train_bs > w.dataset_size:
-        raise ValueError(f"--train-batch-size: {train_bs} exceeds the {w.dataset_size} "
+        raise ValueError(f"--batch-size: {train_bs} exceeds the {w.dataset_size} "
                          f"training samples of {w.source or 'the data'}; give a smaller one")
     recipe = w.recipe.scale(train_bs, w.dataset_size)
-    steps = recipe.steps_per_epoch if args.steps is None else args.steps
-    print(f"{args.task}: data {w.source}, {w.dataset_size} samples per epoch")
-    print(f"{args.task}: training at batch {train_bs} for {steps} steps; B_simple at "
-          f"{args.points} points from {args.draws} draws of "
-          f"{args.batch_size // args.micro_batch_size} x {args.micro_batch_size} samples")
+    steps = recipe.steps_per_epoch if spec.steps is None else spec.steps
+    print(f"{spec.task}: data {w.source}, {w.dataset_size} samples per epoch")
+    print(f"{spec.task}: training at batch {train_bs} for {steps} steps; B_simple at "
+          f"{spec.points} points from {spec.draws} draws of "
+          f"{spec.draw_batch_size // spec.micro_batch_size} x {spec.micro_batch_size} samples")
     record: dict[str, Any] = {}
     for record in noise_scale_during_training(
-            w, recipe, steps, points=args.points, micro_batch_size=args.micro_batch_size,
-            batch_size=args.batch_size, draws=args.draws, seed=args.seed):
-        atomic_write_json(args.out, record)  # partial results survive an interruption
+            w, recipe, steps, points=spec.points, micro_batch_size=spec.micro_batch_size,
+            draw_batch_size=spec.draw_batch_size, draws=spec.draws, seed=spec.seed):
+        atomic_write_json(spec.out, record)  # partial results survive an interruption
         pt = record["points"][-1]
         print(f"step {pt['step']:>6}  B_simple {pt['b_simple']:10.1f} +- {pt['stderr']:8.1f}  "
               f"(68% ci {pt['ci_low']:.1f}..{pt['ci_high']:.1f})  |G|^2 {pt['grad_sq']:.3g}  "
               f"tr(Sigma) {pt['trace_sigma']:.3g}" + ("" if pt["valid"] else "  INVALID"))
-    plot_noise_scale(record, args.plot)
-    print(f"wrote {args.out} and {args.plot}")
+    plot_noise_scale(record, spec.plot)
+    print(f"wrote {spec.out} and {spec.plot}")
     return 0
