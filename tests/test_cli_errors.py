@@ -134,5 +134,5 @@ def test_path_flags_are_named(mnist_dir, tmp_path, capsys):
     assert "--config: " in one_line_error(capsys, ["train", "--config", missing])
     assert "--throughput-from: " in one_line_error(
         capsys, ["comm", "--preset", "resnet50", "--throughput-from", missing])
-    assert "--out: give a directory, got ''" in one_line_error(
+    assert "--out: must be a directory, got ''" in one_line_error(
         capsys, ["train", "fashion-mnist-lstm", "--data-dir", str(mnist_dir), "--out", ""])

@@ -140,5 +140,5 @@ def test_train_argv_round_trips_through_the_train_parser(tmp_path):
     argv = train_argv(config, threads=2, resume=True)
     assert argv[1:4] == ["-m", "legw", "train"]
     back = config_from_args(build_parser().parse_args(argv[3:]))
-    expected = {**config.to_dict(), "quiet": True, "resume": True, "num_threads": 2}
+    expected = {**config.to_dict(), "resume": True, "num_threads": 2}
     assert back.to_dict() == expected

@@ -21,4 +21,4 @@ def test_evaluations_every_quarter_epoch(tmp_path, batch, steps):
 
 def test_a_negative_interval_is_refused(capsys):
     assert main(["train", "fashion-mnist-lstm", "--eval-every", "-1"]) == 2
-    assert "--eval-every: must be a number of epochs >= 0" in capsys.readouterr().err
+    assert "--eval-every: must be a non-negative number" in capsys.readouterr().err

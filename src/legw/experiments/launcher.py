@@ -134,8 +134,9 @@ def run_config(task: str, batch_size: int, seed: int, run_dir: Path, fields: dic
 def train_argv(config: TrainConfig, threads: int | None, resume: bool) -> list[str]:
     """Write ``RUN/launch.json`` (the run's ``TrainConfig``) and return the
     ``python -m legw train --config RUN/launch.json`` command line that runs it."""
-    path = RunDir(config.out_dir).write_launch({**config.to_dict(), "quiet": True,
-                                                "num_threads": threads})
+    # not --quiet: train.log keeps the start-up and resume lines (no progress bar is drawn
+    # into a file anyway)
+    path = RunDir(config.out_dir).write_launch({**config.to_dict(), "num_threads": threads})
     return [sys.executable, "-m", "legw", "train", "--config", str(path),
             *(["--resume"] if resume else [])]
 

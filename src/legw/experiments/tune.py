@@ -42,9 +42,10 @@ from legw.experiments.launcher import (
 )
 from legw.experiments.records import SELECTIONS, objective, run_row, write_rows
 from legw.flags import flag
-from legw.io import read_dataclass, read_json
+from legw.io import read_dataclass
 from legw.tasks import get_task
 from legw.training.config import FLOAT32_MAX, TrainConfig, config_fields
+from legw.training.run_dir import RunDir
 
 SEARCHES = ("grid", "random", "optuna")
 DEFAULT_LR_FACTORS = tuple(2.0 ** e for e in range(-3, 4))
@@ -263,7 +264,7 @@ def _optuna_search(spec: TuneSpec, out: Path, state: _Study, log) -> None:
              "warmup_epochs": optuna.distributions.FloatDistribution(0, max(spec.warmups()))}
     earlier = []  # trials of this study already on disk: finish them, then tell them
     for path in sorted((out / "trials").glob("lr*-s*"))[:spec.trials]:
-        cfg = read_json(path / "launch.json") if (path / "launch.json").exists() else None
+        cfg = RunDir(path).launch()
         if cfg is not None:
             earlier.append(spec.trial_config(out, cfg["base_lr"], cfg["base_warmup_epochs"]))
     # A fresh seed per resume: the same seed would replay the first random start-up points.

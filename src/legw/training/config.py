@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,17 @@ from legw.adaptive import (
     default_lr_power,
     default_noise_window,
 )
-from legw.flags import flag, flag_name
+from legw.flags import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    Check,
+    at_least,
+    check_fields,
+    flag,
+    flag_name,
+    interval,
+)
 from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe, RecipeError, RecipeWarning
 from legw.tasks import get_task
 from legw.training.spec import RunSpec
@@ -113,10 +122,17 @@ def build_base_recipe(base: dict[str, Any], overrides: dict[str, Any]) -> BaseRe
         return BaseRecipe(**fields)
 
 
+SEED = Check("an integer in [0, 2^32)",
+             lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < SEED_LIMIT)
+DIRECTORY = Check("a directory", lambda v: isinstance(v, str) and bool(v.strip()))
+NOISE_WINDOW = Check("0 (off) or at least 2 steps",
+                     lambda v: isinstance(v, int) and not isinstance(v, bool) and v != 1
+                     and v >= 0)
+
+
 def check_seed(seed: Any, flag: str = "--seed") -> None:
     """``ValueError`` naming ``flag`` unless ``seed`` is an integer in ``[0, 2^32)``."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-        raise ValueError(f"{flag}: must be an integer in [0, 2^32), got {seed!r}")
+    SEED(seed, flag)
 
 
 @dataclass
@@ -128,13 +144,15 @@ class TrainConfig:
     task: str
     """Task preset (see legw.tasks.TASKS)."""
     global_batch_size: int | None = run_field("batch", name="--batch-size", metavar="B",
-                                              resume_free=True)
+                                              check=POSITIVE_INT, resume_free=True)
     """Global batch size: samples per optimizer step over all processes (default: the base
     batch)."""
-    micro_batch_size: int | None = run_field("batch", metavar="b", resume_free=True)
+    micro_batch_size: int | None = run_field("batch", metavar="b", check=POSITIVE_INT,
+                                             resume_free=True)
     """Samples per forward pass on one process (default: B / world size); B / (b x world size)
     micro-steps are accumulated per optimizer step."""
-    base_batch_size: int | None = run_field("recipe", metavar="B0", study=True, trial=True)
+    base_batch_size: int | None = run_field("recipe", metavar="B0", check=POSITIVE_INT,
+                                            study=True, trial=True)
     """Global batch size the base recipe was tuned at (default: the task's)."""
     base_lr: float | None = run_field("recipe", recipe_field="peak_lr", metavar="LR",
                                       study=True, trial=True)
@@ -163,48 +181,56 @@ class TrainConfig:
     recipe's)."""
     optimizer: str | None = run_field("optimizer")
     """Optimizer: sgd, adam, adamw, lars or lamb (default: the task's)."""
-    weight_decay: float | None = run_field("optimizer", study=True)
+    weight_decay: float | None = run_field("optimizer", check=NON_NEGATIVE, study=True)
     """Weight decay; bias and normalisation parameters get none (default: the task's)."""
-    momentum: float | None = run_field("optimizer", study=True)
+    momentum: float | None = run_field("optimizer", check=interval(0, 1, "[)"), study=True)
     """Momentum of sgd and lars (default: the task's)."""
-    clip_grad_norm: float | None = run_field("optimizer", metavar="C", study=True)
+    clip_grad_norm: float | None = run_field("optimizer", metavar="C", check=NON_NEGATIVE,
+                                             study=True)
     """Clip the global gradient norm to C; 0 turns clipping off (default: the task's)."""
     sharding: str = run_field("run", "ddp", choices=SHARDINGS, study=True)
     """How the ranks hold the model: ddp (a replica each; DistributedDataParallel) or fsdp
     (parameters, gradients and optimizer state sharded; FSDP2's fully_shard per block and at
     the root, checkpoints sharded with torch.distributed.checkpoint): docs/distributed.md."""
-    seed: int = run_field("run", 0)
+    seed: int = run_field("run", 0, check=SEED)
     """Seed of the model initialisation, the data order and dropout (default 0)."""
     device: str = run_field("run", "auto", choices=DEVICES, resume_free=True, study=True)
     """auto (CUDA when available), cpu or cuda."""
-    out_dir: str | None = run_field("run", name="--out", metavar="DIR", resume_free=True)
+    out_dir: str | None = run_field("run", name="--out", metavar="DIR", check=DIRECTORY,
+                                    resume_free=True)
     """Run directory (default: runs/TASK-bB-sSEED)."""
     resume: bool = run_field("run", False, resume_free=True)
     """Continue from the newest checkpoint in the run directory."""
-    data_dir: str | None = run_field("run", metavar="DIR", resume_free=True)
+    data_dir: str | None = run_field("run", metavar="DIR", check=DIRECTORY, resume_free=True)
     """Directory with the data set files (default: the loader's own location)."""
     quiet: bool = run_field("run", False, resume_free=True)
     """No progress bar and no start-up lines: a log line per epoch, and errors."""
-    max_steps: int | None = run_field("run", metavar="N", resume_free=True, study=True)
+    max_steps: int | None = run_field("run", metavar="N", check=POSITIVE_INT,
+                                      resume_free=True, study=True)
     """Stop after N optimizer steps; the schedule still spans all epochs."""
-    checkpoint_every: int = run_field("run", 0, metavar="STEPS", resume_free=True, study=True)
+    checkpoint_every: int = run_field("run", 0, metavar="STEPS", check=NON_NEGATIVE_INT,
+                                      resume_free=True, study=True)
     """Also checkpoint every STEPS optimizer steps (default 0: at each epoch end only)."""
-    keep_checkpoints: int = run_field("run", 2, metavar="K", resume_free=True)
+    keep_checkpoints: int = run_field("run", 2, metavar="K", check=at_least(1),
+                                      resume_free=True)
     """Checkpoints to keep, the newest (default 2)."""
     num_threads: int | None = run_field("run", name="--threads", metavar="N",
-                                        resume_free=True)
+                                        check=POSITIVE_INT, resume_free=True)
     """torch intra-op threads per process (default: torch's choice)."""
-    eval_every: float = run_field("run", 0.0, metavar="EPOCHS", resume_free=True, study=True)
+    eval_every: float = run_field("run", 0.0, metavar="EPOCHS", check=NON_NEGATIVE,
+                                  resume_free=True, study=True)
     """Also evaluate every EPOCHS epochs, e.g. 0.25 (default 0: at each epoch end only); in
     epochs, not steps, so runs at different batch sizes are evaluated at the same points."""
-    adaptive_lr_power: float | None = run_field("run", metavar="P", study=True)
+    adaptive_lr_power: float | None = run_field("run", metavar="P", check=interval(0, 1),
+                                                study=True)
     """With --scaling adaptive, the LR multiplier is gain^P (default by optimizer: 1, AdaScale's,
     for SGD and LARS; 0.5, the sqrt rule, for Adam, AdamW and LAMB, which the full gain blew
     up: docs/adaptive.md)."""
     adaptive_warmup: str = run_field("run", "legw", choices=ADAPTIVE_WARMUPS, study=True)
     """With --scaling adaptive, how the base warmup is replayed: legw (default), its steps at
     every batch; gain, advanced by the gain like the rest of the recipe (AdaScale's)."""
-    noise_window: int | None = run_field("run", metavar="STEPS", study=True)
+    noise_window: int | None = run_field("run", metavar="STEPS", check=NOISE_WINDOW,
+                                       study=True)
     """Steps over which the online gradient noise scale B_noise (logged per step to
     metrics.jsonl) is smoothed; 0 turns it off. Measured when a step has two or more
     micro-gradients: gradient accumulation or DDP ranks (default 50; with --scaling adaptive,
@@ -225,42 +251,7 @@ class TrainConfig:
             except (TypeError, ValueError):
                 raise ValueError(f"--milestones: expected a list of epochs, got "
                                  f"{self.milestones!r}") from None
-        for name in ("out_dir", "data_dir"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, str) or not v.strip()):
-                raise ValueError(f"{flag_of(name)}: give a directory, got {v!r}")
-        for name in ("global_batch_size", "micro_batch_size", "base_batch_size", "max_steps",
-                     "num_threads"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
-                raise ValueError(f"{flag_of(name)}: must be a positive integer, got {v!r}")
-        for name in ("weight_decay", "momentum", "clip_grad_norm"):
-            v = getattr(self, name)
-            if v is not None and not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{flag_of(name)}: must be a non-negative number, got {v!r}")
-        if self.momentum is not None and self.momentum >= 1:
-            raise ValueError(f"--momentum: must be below 1, got {self.momentum!r}")
-        check_seed(self.seed)
-        if self.keep_checkpoints < 1:
-            raise ValueError(f"--keep-checkpoints: must be at least 1, got "
-                             f"{self.keep_checkpoints!r}")
-        if self.noise_window is not None and (self.noise_window == 1 or self.noise_window < 0):
-            raise ValueError(f"--noise-window: must be 0 (off) or at least 2 steps, got "
-                             f"{self.noise_window!r}")
-        if self.adaptive_lr_power is not None and not (
-                math.isfinite(self.adaptive_lr_power) and 0 <= self.adaptive_lr_power <= 1):
-            raise ValueError(f"--adaptive-lr-power: must lie in [0, 1], got "
-                             f"{self.adaptive_lr_power!r}")
-        for name in ("device", "adaptive_warmup", "sharding"):
-            choices = _FIELDS[name].metadata["choices"]
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{flag_of(name)}: must be one of {', '.join(choices)}, got "
-                                 f"{getattr(self, name)!r}")
-        if not (math.isfinite(self.eval_every) and self.eval_every >= 0):
-            raise ValueError(f"--eval-every: must be a number of epochs >= 0, got "
-                             f"{self.eval_every!r}")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"--checkpoint-every: must be >= 0, got {self.checkpoint_every!r}")
+        check_fields(self)  # each field's check= and choices, naming its flag
         if self.optimizer is not None:
             from legw.optim import OPTIMIZERS
 

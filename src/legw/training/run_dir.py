@@ -307,6 +307,12 @@ class RunLog:
             self._bar.refresh()
 
     def info(self, message: str) -> None:
+        """A progress line (start-up, resume, divergence details): not under ``--quiet``."""
+        if not self.quiet:
+            self.result(message)
+
+    def result(self, message: str) -> None:
+        """A line ``--quiet`` keeps: an evaluation, the run's outcome."""
         if not self.enabled:
             return
         if self._bar is not None:

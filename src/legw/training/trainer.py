@@ -145,7 +145,7 @@ class _Trainer:
     # --- set-up ---------------------------------------------------------------------------
 
     def _resume(self) -> None:
-        warn = self.log.info
+        warn = self.log.result  # a resume and its warnings are printed under --quiet too
         found = checkpoint.load_latest(self.run_dir, warn=warn)
         if found is None:
             recorded = RunDir(self.run_dir).recorded_config()  # an attempt that saved no checkpoint
@@ -350,7 +350,7 @@ class _Trainer:
         self.last_eval = rec
         epoch = self.pos.epoch_position(self.recipe)
         self.log.record({"kind": "eval", "step": self.pos.step, "epoch": epoch, **rec})
-        self.log.info(f"epoch {epoch:.3f} step {self.pos.step}: "
+        self.log.result(f"epoch {epoch:.3f} step {self.pos.step}: "
                       + ", ".join(f"{k} {v:.4f}" for k, v in rec.items()))
 
     def _finish(self) -> dict[str, Any]:
@@ -375,7 +375,7 @@ class _Trainer:
             where = (f" at step {self.diverged['step']} (exit status {DIVERGED_EXIT_STATUS})"
                      if self.diverged else "")
             metrics = "".join(f", {k} {v:.4f}" for k, v in self.last_eval.items())
-            self.log.info(f"{summary['status']}{where}{metrics}; wall time "
+            self.log.result(f"{summary['status']}{where}{metrics}; wall time "
                           f"{summary['wall_time_s']:.1f} s")
         return summary
 
