@@ -124,3 +124,16 @@ def test_launch_round_trips(tmp_path):
     assert run.launch() is None
     assert run.write_launch({"task": "mnist-lstm"}) == tmp_path / "launch.json"
     assert run.launch() == {"task": "mnist-lstm"}
+
+
+def test_a_committed_record_is_read_from_its_gzipped_metrics(tmp_path):
+    import gzip
+
+    from legw.training.run_dir import RunDir
+
+    lines = [json.dumps({"kind": "train", "step": s, "loss": 1.0 / (s + 1)}) for s in range(3)]
+    with gzip.open(tmp_path / "metrics.jsonl.gz", "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    assert [r["step"] for r in RunDir(tmp_path).metrics()] == [0, 1, 2]
+    (tmp_path / "metrics.jsonl").write_text(lines[0] + "\n")  # a live run's file wins
+    assert [r["step"] for r in RunDir(tmp_path).metrics()] == [0]

@@ -20,6 +20,7 @@ writes. Nothing is created before training starts.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import platform
@@ -224,10 +225,14 @@ class RunDir:
     # --- metrics.jsonl ----------------------------------------------------------------------
 
     def _metric_lines(self) -> list[str]:
-        if not self.metrics_file.exists():
-            return []
         # A kill can cut a line mid-character: undecodable bytes fail to parse and are dropped.
-        return self.metrics_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        if self.metrics_file.exists():
+            return self.metrics_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        archived = self.metrics_file.with_name("metrics.jsonl.gz")  # a committed record
+        if archived.exists():
+            with gzip.open(archived, "rt", encoding="utf-8", errors="replace") as f:
+                return f.read().splitlines()
+        return []
 
     def metrics(self) -> list[dict[str, Any]]:
         """The ``metrics.jsonl`` records (an absent file or a cut line is skipped)."""
