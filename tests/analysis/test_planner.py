@@ -1,16 +1,14 @@
-"""legw plan: the cost model, the noise profile, the plan, and the Python path for a model
-legw has never seen."""
+"""legw plan's library: the cost model, the noise profile, the plan, and the Python path for a
+model legw has never seen (the command: tests/commands/test_plan.py)."""
 
 import json
 
 import pytest
 import torch
-from helpers import make_mnist_dir
 from torch import nn
 
 from legw.analysis import planner
 from legw.analysis.comm import constant_rate
-from legw.cli import main
 from legw.schedule import BaseRecipe
 
 BASE = BaseRecipe(base_batch_size=32, peak_lr=0.1, warmup_epochs=0.1, epochs=10)
@@ -139,49 +137,7 @@ def test_measure_noise_averages_every_micro_batch_and_removes_its_hooks():
     assert all(not p._backward_hooks for p in model.parameters())
 
 
-def test_cli_measures_and_writes_the_plan(tmp_path, capsys):
-    data = make_mnist_dir(tmp_path / "data", n_train=1024)
-    out, png = tmp_path / "p.json", tmp_path / "p.png"  # the plot goes beside --out
-    code = main(["plan", "fashion-mnist-lstm", "--data-dir", str(data), "--steps", "16",
-                 "--micro-batch-size", "16", "--samples-per-second", "500", "--threads", "1",
-                 "--batch-sizes", "128", "1024", "--workers", "1", "4",
-                 "--run-dir", str(tmp_path / "run"), "--out", str(out)])
-    assert code == 0
-    text = capsys.readouterr().out
-    assert "critical batch" in text and "recommended" in text
-    plan = json.loads(out.read_text())
-    assert plan["profile"]["small_batch_size"] == 16 and plan["task"] == "fashion-mnist-lstm"
-    assert png.read_bytes()[:4] == b"\x89PNG"
-    # the measurement run is a normal run directory: --from-run reads it back
-    assert main(["plan", "--from-run", str(tmp_path / "run"), "--samples-per-second", "500",
-                 "--batch-sizes", "128", "--workers", "1", "--out", str(out),
-                 "--plot", str(png)]) == 0
-
-
 def test_critical_batch_display_keeps_two_digits_below_ten():
     from legw.analysis.planner import _size
 
     assert (_size(2314.4), _size(12.0), _size(0.0599)) == ("2,314", "12", "0.06")
-
-
-def test_cli_refuses_a_plot_over_its_own_record(tmp_path, capsys):
-    out = tmp_path / "plan.png"
-    assert main(["plan", "fashion-mnist-lstm", "--out", str(out)]) == 2
-    assert "--plot:" in capsys.readouterr().err and not out.exists()
-
-
-def test_cli_refuses_a_run_without_noise_and_bad_budgets(tmp_path, capsys):
-    assert main(["plan"]) == 2
-    assert "TASK: give a task preset" in capsys.readouterr().err
-    assert main(["plan", "fashion-mnist-lstm", "--steps", "5", "--seconds", "3"]) == 2
-    assert "give one budget" in capsys.readouterr().err
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({
-        "config": {},
-        "resolved": {"task": "fashion-mnist-lstm", "global_batch_size": 128,
-                     "dataset_size": 60000, "noise_small_batch_size": None},
-        "base_recipe": BaseRecipe(128, 0.4, 0.1, 10).to_dict()}))
-    assert main(["plan", "--from-run", str(run), "--samples-per-second", "1"]) == 2
-    assert "measured no gradient noise" in capsys.readouterr().err
-
