@@ -171,3 +171,48 @@ def test_nccl_world_size_one_all_reduce():
         legw_dist.cleanup()
     assert not dist.is_initialized()
     assert "RANK" not in os.environ  # nothing leaked into later trainer tests
+
+
+@pytest.mark.parametrize("name", ["lars", "lamb"])
+def test_sharded_lars_and_lamb_on_nccl_match_plain_tensors(name):
+    # FSDP2 on a one-GPU NCCL group: the parameters are DTensors, the fused kernels run on their
+    # local shards and the trust ratio's norms go through the mesh's all-reduce; the weights must
+    # be those of the same optimizer on plain tensors (tests/optim/test_sharded.py runs world
+    # sizes 2 and 4 on gloo)
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from legw.optim import LAMB, LARS, param_groups
+
+    store = dist.TCPStore("127.0.0.1", _free_port(), 1, is_master=True)
+    backend = "gloo" if ON_CPU else "nccl"
+    dist.init_process_group(backend, store=store, rank=0, world_size=1,
+                            device_id=None if ON_CPU else CUDA)
+    try:
+        def build():
+            torch.manual_seed(0)
+            return torch.nn.Sequential(torch.nn.Linear(6, 7), torch.nn.LayerNorm(7),
+                                       torch.nn.Tanh(), torch.nn.Linear(7, 3)).to(CUDA)
+
+        def optimizer(model):
+            groups, _ = param_groups(model, weight_decay=1e-2)
+            return LARS(groups, lr=0.5) if name == "lars" else LAMB(groups, lr=1e-2)
+
+        sharded, plain = build(), build()
+        mesh = init_device_mesh(DEVICE, (1,))
+        for layer in (sharded[0], sharded[3]):
+            fully_shard(layer, mesh=mesh)
+        fully_shard(sharded, mesh=mesh)
+        opts = [optimizer(sharded), optimizer(plain)]
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            x, y = torch.randn(8, 6, generator=gen).to(CUDA), torch.randn(8, 3, generator=gen)
+            for model, opt in zip((sharded, plain), opts):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(model(x), y.to(CUDA)).backward()
+                opt.step()
+        for (k, a), b in zip(sharded.state_dict().items(), plain.state_dict().values()):
+            a = a.full_tensor() if hasattr(a, "full_tensor") else a
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
+    finally:
+        legw_dist.cleanup()
