@@ -39,7 +39,7 @@ class PlanSpec(MachineSpec):
     """What ``legw plan`` measures (or reads), the candidates it plans and where it writes."""
 
     task: str | None = None
-    """Task preset; optional with --from-run."""
+    """Task preset (optional with --from-run)."""
     from_run: str | None = field(default=None, metadata=noise("RUN"))
     """A legw train run directory whose metrics.jsonl has online B_noise (its base recipe and
     batch are the base); no measurement run."""
@@ -92,7 +92,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from legw.tasks import TASKS
 
     p.add_argument("task", metavar="TASK", nargs="?",
-                   help=f"task preset ({', '.join(TASKS)}); optional with --from-run")
+                   help=f"{flags.field_docs(PlanSpec)['task']} Presets: {', '.join(TASKS)}.")
     flags.add_groups(p, PlanSpec, GROUPS)
 
 
