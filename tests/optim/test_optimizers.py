@@ -27,7 +27,9 @@ def ref_limit(trust: float, lr: float, g: dict) -> float:
 
 
 def adapts(g: dict) -> bool:
-    return g.get("adapt", True) and (g["weight_decay"] != 0 or g.get("always_adapt", False))
+    """True: every group; "with_decay": groups with weight decay (timm's rule); False: none."""
+    adapt = g.get("adapt", True)
+    return adapt is True or (adapt == "with_decay" and g["weight_decay"] != 0)
 
 
 def ref_lars(w, g, state, grp):
@@ -118,13 +120,17 @@ GROUPS = [([0, 2], {}), ([1, 3], {"weight_decay": 0.0, "adapt": False})]
 LARS_CASES = [
     dict(lr=0.5, momentum=0.9, weight_decay=1e-2),
     dict(lr=0.5, momentum=0.9, weight_decay=1e-2, nesterov=True, trust_coefficient=0.02),
-    dict(lr=0.5, momentum=0.0, weight_decay=0.0, always_adapt=True, eps=1e-3),
+    dict(lr=0.5, momentum=0.0, weight_decay=0.0, eps=1e-3),
+    dict(lr=0.5, momentum=0.9, weight_decay=0.0, adapt="with_decay"),
+    dict(lr=0.5, momentum=0.9, weight_decay=1e-2, adapt="with_decay"),
     dict(lr=2.0, momentum=0.8, weight_decay=1e-1, max_trust=0.005),
     dict(lr=0.1, momentum=0.8, weight_decay=1e-1, trust_clip=True, trust_coefficient=0.05),
 ]
 LAMB_CASES = [
     dict(lr=0.01, weight_decay=1e-2),
-    dict(lr=0.01, weight_decay=0.0, always_adapt=True, betas=(0.8, 0.99), eps=1e-3),
+    dict(lr=0.01, weight_decay=0.0, betas=(0.8, 0.99), eps=1e-3),
+    dict(lr=0.01, weight_decay=0.0, adapt="with_decay"),
+    dict(lr=0.01, weight_decay=1e-2, adapt="with_decay"),
     dict(lr=0.01, weight_decay=1e-2, max_trust=0.5),
     dict(lr=3.0, weight_decay=1e-2, trust_clip=True),
 ]
@@ -257,7 +263,7 @@ def test_template_state_dict_round_trip(name):
     twin = copy.deepcopy(model)
     twin_opt = build(name, twin)
     twin_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
-    assert [g.get("adapt") for g in twin_opt.param_groups] == [True, False]
+    assert twin_opt.param_groups[1]["adapt"] is False  # the excluded group, any optimizer
     for s in range(3, 6):
         for m, o in ((model, opt), (twin, twin_opt)):
             o.zero_grad()
@@ -344,7 +350,8 @@ def test_sparse_gradients_are_refused(cls):
     (LARS, "nesterov", "yes"), (LARS, "adapt", 1), (LARS, "lr", math.nan),
     (LAMB, "lr", -1.0), (LAMB, "betas", (0.9, 1.0)), (LAMB, "betas", (-0.1, 0.9)),
     (LAMB, "betas", 0.9), (LAMB, "eps", -1e-6), (LAMB, "weight_decay", "1e-2"),
-    (LAMB, "bias_correction", None), (LAMB, "trust_clip", "no"), (LAMB, "always_adapt", 0),
+    (LAMB, "bias_correction", None), (LAMB, "trust_clip", "no"), (LAMB, "adapt", "always"),
+    (LAMB, "adapt", None),
 ])
 def test_invalid_hyperparameters(cls, field, value):
     p = torch.nn.Parameter(torch.ones(2))

@@ -23,6 +23,8 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.distributed.tensor import DTensor, Partial, Replicate
 
+from legw.optim import _adapt as A
+
 
 def trust_ratio(numerator: Tensor, denominator: Tensor, w_norm: Tensor, d_norm: Tensor) -> Tensor:
     """``numerator / denominator`` per layer, or ``1`` where ``w_norm == 0`` or ``d_norm == 0``.
@@ -206,15 +208,13 @@ def check_common(group: dict[str, Any]) -> None:
     """Checks of the keys LARS and LAMB share."""
     check_lr(group)
     check_number(group, "weight_decay", 0.0)
-    for flag in ("adapt", "always_adapt", "trust_clip"):
-        check_flag(group, flag)
+    A.check_adapt(group)
+    check_flag(group, "trust_clip")
     if group["max_trust"] is not None:
         check_number(group, "max_trust", 0.0, lo_open=True)
 
 
-def adapts(group: dict[str, Any]) -> bool:
-    """Whether a group gets the trust ratio: ``adapt and (weight_decay != 0 or always_adapt)``."""
-    return group["adapt"] and (group["weight_decay"] != 0 or group["always_adapt"])
+adapts = A.adapts
 
 
 CHUNK_SIZE = 131072
@@ -332,7 +332,40 @@ class BucketedOptimizer(torch.optim.Optimizer):
     (device, dtype, mesh), each bucket handed to the subclass's
     ``_update(keys, params, grads, group, mesh)``: ``keys`` index ``self.state`` (the
     parameters themselves), ``params`` and ``grads`` are the local tensors the kernels write
-    (a DTensor's shard), ``mesh`` a :class:`MeshNorms` for sharded parameters, else None."""
+    (a DTensor's shard), ``mesh`` a :class:`MeshNorms` for sharded parameters, else None.
+
+    It also owns the old spelling of the ``adapt`` setting (:mod:`legw.optim._adapt`): a
+    constructor ``always_adapt`` (deprecated) reads ``adapt`` -- the default and every group's
+    own -- by the old rule, as does an ``always_adapt`` group key; ``load_state_dict`` reads
+    state dicts saved with the old key by the rule they trained with."""
+
+    def __init__(self, params: Any, defaults: dict[str, Any],
+                 always_adapt: bool | None = None) -> None:
+        self._always_adapt = always_adapt
+        self._adapt_arg = defaults["adapt"]
+        if always_adapt is not None:
+            A.warn_always_adapt("constructor argument", always_adapt)
+            defaults = {**defaults, "adapt": A.from_always_adapt(defaults["adapt"],
+                                                                  always_adapt)}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        always = param_group.get("always_adapt")
+        if "always_adapt" in param_group:
+            A.warn_always_adapt("param group key", always)
+            param_group = {k: v for k, v in param_group.items() if k != "always_adapt"}
+        elif "adapt" in param_group:
+            always = self._always_adapt  # the group's own adapt, read by the old rule
+        if always is not None:
+            adapt = param_group.get("adapt", self._adapt_arg)
+            param_group = {**param_group, "adapt": A.from_always_adapt(adapt, always)}
+        super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """``torch.optim.Optimizer.load_state_dict``; groups saved with the old
+        ``always_adapt`` key keep the trust-ratio rule they trained with."""
+        groups = [A.upgrade_saved_group(g) for g in state_dict["param_groups"]]
+        super().load_state_dict({**state_dict, "param_groups": groups})
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:

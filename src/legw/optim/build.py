@@ -8,9 +8,10 @@ One calling convention for all five, so a trainer can write
   is an error.
 * A hyperparameter the optimizer does not have (``nesterov`` for Adam, ``eps`` for SGD, ...)
   is a ``ValueError`` naming it and listing the accepted ones.
-* Groups from :func:`legw.optim.param_groups` carry an ``adapt`` key. LARS/LAMB read it; the
-  torch optimizers keep unknown group keys untouched (it even survives ``state_dict``), so it is
-  harmless there. Their excluded group still gets ``weight_decay=0``.
+* The excluded group from :func:`legw.optim.param_groups` carries ``adapt=False``. LARS/LAMB
+  read it; the torch optimizers keep unknown group keys untouched (it even survives
+  ``state_dict``), so it is harmless there. Their excluded group still gets
+  ``weight_decay=0``.
 """
 
 from __future__ import annotations
@@ -63,21 +64,23 @@ def adamw(params: Params, lr: float, *, momentum: float | None = None,
 
 def lars(params: Params, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0,
          trust_coefficient: float = 0.001, eps: float = 0.0, nesterov: bool = False,
-         always_adapt: bool = False, max_trust: float | None = None,
-         trust_clip: bool = False) -> torch.optim.Optimizer:
-    """:class:`legw.optim.LARS`."""
+         adapt: bool | str = True, max_trust: float | None = None, trust_clip: bool = False,
+         always_adapt: bool | None = None) -> torch.optim.Optimizer:
+    """:class:`legw.optim.LARS` (``always_adapt``: deprecated spelling of ``adapt``)."""
     return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov,
+                trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov, adapt=adapt,
                 always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip)
 
 
 def lamb(params: Params, lr: float, *, momentum: float | None = None,
          betas: tuple[float, float] | None = None, eps: float = 1e-6,
-         weight_decay: float = 0.0, bias_correction: bool = True, always_adapt: bool = False,
-         max_trust: float | None = None, trust_clip: bool = False) -> torch.optim.Optimizer:
-    """:class:`legw.optim.LAMB`; ``momentum`` is beta1."""
+         weight_decay: float = 0.0, bias_correction: bool = True, adapt: bool | str = True,
+         max_trust: float | None = None, trust_clip: bool = False,
+         always_adapt: bool | None = None) -> torch.optim.Optimizer:
+    """:class:`legw.optim.LAMB`; ``momentum`` is beta1 (``always_adapt``: deprecated spelling
+    of ``adapt``)."""
     return LAMB(params, lr=lr, betas=_betas(momentum, betas), eps=eps,
-                weight_decay=weight_decay, bias_correction=bias_correction,
+                weight_decay=weight_decay, bias_correction=bias_correction, adapt=adapt,
                 always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip)
 
 

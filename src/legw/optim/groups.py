@@ -76,8 +76,10 @@ def param_groups(
     """Parameter groups for LARS/LAMB (and any torch optimizer) with layer exclusion.
 
     Returns ``(groups, report)``. ``groups`` holds up to two dicts (empty ones are left out):
-    ``{"params": [...], "weight_decay": weight_decay, "adapt": True}`` and
-    ``{"params": [...], "weight_decay": 0.0, "adapt": False}`` for the excluded parameters.
+    ``{"params": [...], "weight_decay": weight_decay}`` (the optimizer's own ``adapt``
+    applies: LARS/LAMB adapt it by default, with or without decay) and
+    ``{"params": [...], "weight_decay": 0.0, "adapt": False}`` for the excluded parameters
+    (no decay and no trust ratio, whatever the optimizer's ``adapt``).
     Parameters with ``requires_grad=False`` are left out and listed as frozen; a parameter
     shared by several modules appears once, under its first name.
 
@@ -116,7 +118,7 @@ def param_groups(
             (report.excluded if out else report.decayed).append(name)
     groups = []
     if decayed:
-        groups.append({"params": decayed, "weight_decay": float(weight_decay), "adapt": True})
+        groups.append({"params": decayed, "weight_decay": float(weight_decay)})
     if excluded:
         groups.append({"params": excluded, "weight_decay": 0.0, "adapt": False})
     return groups, report

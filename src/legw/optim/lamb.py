@@ -28,9 +28,14 @@ class LAMB(C.BucketedOptimizer):
         trust = ||w|| / ||u||                      (1 if ||w|| or ||u|| is 0)
         w = w - lr * trust * u
 
-    A group adapts when ``adapt and (weight_decay != 0 or always_adapt)``; otherwise
-    ``trust = 1``, which is Adam with decoupled weight decay (AdamW, with the decay scaled by
-    ``lr`` as in ``torch.optim.AdamW``), or plain Adam when ``weight_decay == 0``.
+    Which groups adapt is the ``adapt`` setting: by default every group, with or without
+    weight decay (the paper's reference, TF-Addons ``LAMB``, whose default decay is 0);
+    ``adapt="with_decay"`` only groups with ``weight_decay != 0`` (timm's ``Lamb``; its default
+    decay 0.01 makes its defaults adapt); ``adapt=False`` none. Excluding biases and
+    normalization layers is the job of :func:`legw.optim.param_groups` (their group gets
+    ``adapt=False``). A group that does not adapt has ``trust = 1``: Adam with decoupled
+    weight decay (AdamW, with the decay scaled by ``lr`` as in ``torch.optim.AdamW``), or
+    plain Adam when ``weight_decay == 0``.
 
     Args:
         params: parameters or param groups (dicts); every hyperparameter below can be
@@ -41,8 +46,12 @@ class LAMB(C.BucketedOptimizer):
         eps: added to ``sqrt(v_hat)`` (1e-6 as in the LAMB paper's reference code).
         weight_decay: decoupled weight decay ``lambda`` inside ``u``.
         bias_correction: divide the moments by ``1 - beta^t`` (on, as in NVLAMB).
-        adapt: apply the trust ratio to this group (``False`` -> plain Adam(W) update).
-        always_adapt: adapt even when ``weight_decay == 0``.
+        adapt: which groups get the trust ratio: ``True`` (default) every group;
+            ``"with_decay"`` only those with ``weight_decay != 0`` (timm's rule, and legw's
+            default up to 0.1.0); ``False`` none (plain Adam(W) update).
+        always_adapt: deprecated (one release): the old spelling, whose rule was
+            ``adapt and (weight_decay != 0 or always_adapt)``; ``True`` is ``adapt=True``,
+            ``False`` is ``adapt="with_decay"``. Warns.
         max_trust: variant "ratio clamp": ``trust <- min(trust, max_trust)`` (None = off).
         trust_clip: variant "LARC clipping": ``trust <- min(trust / lr, 1)``.
         chunk_size: CPU tensors are updated in pieces of about this many values, so the
@@ -67,8 +76,8 @@ class LAMB(C.BucketedOptimizer):
         weight_decay: float = 0.0,
         bias_correction: bool = True,
         *,
-        adapt: bool = True,
-        always_adapt: bool = False,
+        adapt: bool | str = True,
+        always_adapt: bool | None = None,
         max_trust: float | None = None,
         trust_clip: bool = False,
         chunk_size: int | None = C.CHUNK_SIZE,
@@ -80,10 +89,10 @@ class LAMB(C.BucketedOptimizer):
         self._buffers: dict[tuple[torch.device, torch.dtype], Tensor] = {}
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-            bias_correction=bias_correction, adapt=adapt, always_adapt=always_adapt,
-            max_trust=max_trust, trust_clip=trust_clip,
+            bias_correction=bias_correction, adapt=adapt, max_trust=max_trust,
+            trust_clip=trust_clip,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, always_adapt)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)

@@ -25,11 +25,16 @@ class LARS(C.BucketedOptimizer):
         v     = momentum * v + g'              (first step: v = g')
         w     = w - lr * v                     (nesterov: w = w - lr * (g' + momentum * v))
 
-    A group adapts when ``adapt and (weight_decay != 0 or always_adapt)``; otherwise
-    ``trust = 1`` and the step is **exactly** ``torch.optim.SGD(lr, momentum, dampening=0,
-    weight_decay, nesterov)``, operation for operation. This is PyTorch's momentum convention
-    (the LR multiplies the buffer on the way out); the TF reference folds the LR into the buffer
-    (``v = m v + lr g'``, ``w -= v``), which differs only while the LR changes.
+    Which groups adapt is the ``adapt`` setting: by default every group, with or without
+    weight decay (the paper and the TF reference); ``adapt="with_decay"`` only groups with
+    ``weight_decay != 0`` (timm's ``Lars``, whose default decay 0 makes its defaults plain SGD);
+    ``adapt=False`` none. Excluding biases and normalization layers is the job of
+    :func:`legw.optim.param_groups` (their group gets ``adapt=False``). A group that does not
+    adapt has ``trust = 1`` and its step is **exactly** ``torch.optim.SGD(lr, momentum,
+    dampening=0, weight_decay, nesterov)``, operation for operation. This is PyTorch's
+    momentum convention (the LR multiplies the buffer on the way out); the TF reference folds
+    the LR into the buffer (``v = m v + lr g'``, ``w -= v``), which differs only while the LR
+    changes.
 
     Args:
         params: parameters or param groups (dicts); every hyperparameter below can be
@@ -41,9 +46,12 @@ class LARS(C.BucketedOptimizer):
         trust_coefficient: ``eta_tc`` (0.001 in the paper and the TF reference).
         eps: added to the trust-ratio denominator (0 in the reference).
         nesterov: Nesterov momentum, as in ``torch.optim.SGD``.
-        adapt: apply the trust ratio to this group (``False`` -> plain momentum SGD).
-        always_adapt: adapt even when ``weight_decay == 0`` (by default such groups do not,
-            which is what excludes biases and norm layers when they carry no decay).
+        adapt: which groups get the trust ratio: ``True`` (default) every group;
+            ``"with_decay"`` only those with ``weight_decay != 0`` (timm's rule, and legw's
+            default up to 0.1.0); ``False`` none (plain momentum SGD).
+        always_adapt: deprecated (one release): the old spelling, whose rule was
+            ``adapt and (weight_decay != 0 or always_adapt)``; ``True`` is ``adapt=True``,
+            ``False`` is ``adapt="with_decay"``. Warns.
         max_trust: variant "ratio clamp": ``trust <- min(trust, max_trust)`` (None = off).
         trust_clip: variant "LARC clipping" (NVIDIA apex ``LARC(clip=True)``):
             ``trust <- min(trust / lr, 1)``, so the per-layer step size is ``min(trust, lr)``.
@@ -73,8 +81,8 @@ class LARS(C.BucketedOptimizer):
         eps: float = 0.0,
         nesterov: bool = False,
         *,
-        adapt: bool = True,
-        always_adapt: bool = False,
+        adapt: bool | str = True,
+        always_adapt: bool | None = None,
         max_trust: float | None = None,
         trust_clip: bool = False,
         chunk_size: int | None = C.CHUNK_SIZE,
@@ -86,9 +94,9 @@ class LARS(C.BucketedOptimizer):
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay,
             trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov, adapt=adapt,
-            always_adapt=always_adapt, max_trust=max_trust, trust_clip=trust_clip,
+            max_trust=max_trust, trust_clip=trust_clip,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, always_adapt)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
