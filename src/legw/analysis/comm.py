@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from legw.figures import pyplot, save_figure
+from legw.flags import POSITIVE, POSITIVE_INT
 from legw.io import read_json
 
 TEN_GBE_BANDWIDTH = 10e9 / 8
@@ -61,21 +62,6 @@ RESNET50_TALK_VALUES = {
 """The numbers the talk prints for two rows of Table 3, for comparison."""
 
 
-def _is_positive(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
-
-
-def _positive(value: float, field: str) -> None:
-    if not _is_positive(value):
-        raise ValueError(f"{field} must be a positive number, got {value!r}")
-
-
-def _count(value: int, field: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-
-
 @dataclass(frozen=True)
 class CommRow:
     """One row of the message-counting table (talk Table 3)."""
@@ -90,13 +76,13 @@ def table3_row(global_batch_size: int, *, params: int, dataset_size: int, epochs
                bytes_per_param: int = 4, total_flops: float | None = None) -> CommRow:
     """``messages = epochs * N / B``, ``bytes = messages * params * bytes_per_param``,
     ``ratio = total_flops / bytes`` (``None`` when the flops are unknown)."""
-    _count(global_batch_size, "global_batch_size")
-    _count(params, "params")
-    _count(dataset_size, "dataset_size")
-    _count(bytes_per_param, "bytes_per_param")
-    _positive(epochs, "epochs")
+    POSITIVE_INT(global_batch_size, "global_batch_size")
+    POSITIVE_INT(params, "params")
+    POSITIVE_INT(dataset_size, "dataset_size")
+    POSITIVE_INT(bytes_per_param, "bytes_per_param")
+    POSITIVE(epochs, "epochs")
     if total_flops is not None:
-        _positive(total_flops, "total_flops")
+        POSITIVE(total_flops, "total_flops")
     messages = epochs * dataset_size / global_batch_size
     bytes_moved = messages * params * bytes_per_param
     ratio = None if total_flops is None else total_flops / bytes_moved
@@ -117,12 +103,12 @@ def binary_prefix_slip(messages_at_small: float, batch_ratio: int) -> float:
 def ring_allreduce_time(workers: int, message_bytes: float, *, latency: float = DEFAULT_LATENCY,
                         bandwidth: float = TEN_GBE_BANDWIDTH) -> float:
     """Seconds for a ring all-reduce: ``2 (p-1) alpha + 2 (p-1)/p * M / beta``; 0 for ``p = 1``."""
-    _count(workers, "workers")
+    POSITIVE_INT(workers, "workers")
     if not (math.isfinite(message_bytes) and message_bytes >= 0):
         raise ValueError(f"message_bytes must be >= 0, got {message_bytes!r}")
     if not (math.isfinite(latency) and latency >= 0):
         raise ValueError(f"latency must be >= 0 seconds, got {latency!r}")
-    _positive(bandwidth, "bandwidth")
+    POSITIVE(bandwidth, "bandwidth")
     p = workers
     return 2 * (p - 1) * latency + 2 * (p - 1) / p * message_bytes / bandwidth
 
@@ -148,7 +134,7 @@ class ScalingRow:
 
 def constant_rate(samples_per_second: float) -> Callable[[float], float]:
     """A compute-time model ``t_comp(b) = b / rate`` for a worker with a fixed throughput."""
-    _positive(samples_per_second, "samples_per_second")
+    POSITIVE(samples_per_second, "samples_per_second")
     return lambda local_batch: local_batch / samples_per_second
 
 
@@ -164,21 +150,21 @@ def predict_scaling(global_batch_sizes: Sequence[int], workers: Sequence[int], *
     Pairs where ``p`` does not divide ``B`` are returned in the second list (with the reason),
     not predicted: a data-parallel run needs an integer local batch.
     """
-    _count(dataset_size, "dataset_size")
-    _positive(model_bytes, "model_bytes")
+    POSITIVE_INT(dataset_size, "dataset_size")
+    POSITIVE(model_bytes, "model_bytes")
     rows, skipped = [], []
     for b in global_batch_sizes:
-        _count(b, "global_batch_size")
+        POSITIVE_INT(b, "global_batch_size")
         t1 = compute_time(b)
-        _positive(t1, f"compute_time({b})")
+        POSITIVE(t1, f"compute_time({b})")
         for p in workers:
-            _count(p, "workers")
+            POSITIVE_INT(p, "workers")
             if b % p:
                 skipped.append({"global_batch_size": b, "workers": p,
                                 "reason": f"{p} workers do not divide batch {b}"})
                 continue
             compute = compute_time(b / p)
-            _positive(compute, f"compute_time({b / p:g})")
+            POSITIVE(compute, f"compute_time({b / p:g})")
             comm = ring_allreduce_time(p, model_bytes, latency=latency, bandwidth=bandwidth)
             step = compute + comm
             steps = dataset_size / b
@@ -214,7 +200,7 @@ def curve_step_time(path: str) -> tuple[Callable[[float], float], str]:
                   if p.get("samples_per_s")]
     except (KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not a legw autobatch record ({e})") from e
-    if not all(_is_positive(b) and _is_positive(r) for b, r in points):
+    if not all(POSITIVE.ok(b) and POSITIVE.ok(r) for b, r in points):
         raise ValueError(f"{path}: micro batch sizes and throughputs must be positive numbers")
     if not points:
         raise ValueError(f"{path}: no measured throughput")
