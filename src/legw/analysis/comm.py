@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from legw.figures import pyplot, save_figure
-from legw.flags import POSITIVE, POSITIVE_INT
+from legw.flags import NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from legw.io import read_json
 
 TEN_GBE_BANDWIDTH = 10e9 / 8
@@ -104,10 +104,8 @@ def ring_allreduce_time(workers: int, message_bytes: float, *, latency: float = 
                         bandwidth: float = TEN_GBE_BANDWIDTH) -> float:
     """Seconds for a ring all-reduce: ``2 (p-1) alpha + 2 (p-1)/p * M / beta``; 0 for ``p = 1``."""
     POSITIVE_INT(workers, "workers")
-    if not (math.isfinite(message_bytes) and message_bytes >= 0):
-        raise ValueError(f"message_bytes must be >= 0, got {message_bytes!r}")
-    if not (math.isfinite(latency) and latency >= 0):
-        raise ValueError(f"latency must be >= 0 seconds, got {latency!r}")
+    NON_NEGATIVE(message_bytes, "message_bytes")
+    NON_NEGATIVE(latency, "latency")
     POSITIVE(bandwidth, "bandwidth")
     p = workers
     return 2 * (p - 1) * latency + 2 * (p - 1) / p * message_bytes / bandwidth
