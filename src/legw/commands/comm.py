@@ -28,10 +28,12 @@ GROUPS = {"model": "model and run (one of --preset, --task, --params)",
 
 
 def model(metavar: str | None = None, **meta: Any) -> dict[str, Any]:
+    """Metadata of a model-and-run flag (``--help`` section ``model``)."""
     return flag(metavar=metavar, group="model", **meta)
 
 
 def output(metavar: str | None = None, **meta: Any) -> dict[str, Any]:
+    """Metadata of an output flag (``--help`` section ``output``)."""
     return flag(metavar=metavar, group="output", **meta)
 
 

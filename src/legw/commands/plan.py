@@ -27,10 +27,12 @@ GROUPS = {"noise": "noise measurement", "candidates": "candidates and machines",
 
 
 def noise(metavar: str | None = None, **meta: Any) -> dict[str, Any]:
+    """Metadata of a noise-measurement flag (``--help`` section ``noise``)."""
     return flag(metavar=metavar, group="noise", **meta)
 
 
 def output(metavar: str | None = None, **meta: Any) -> dict[str, Any]:
+    """Metadata of an output flag (``--help`` section ``output``)."""
     return flag(metavar=metavar, group="output", **meta)
 
 
