@@ -10,7 +10,7 @@ OUT=runs/quickstart
 mkdir -p "$OUT"
 "$LEGW" schedule --base-batch-size 1024 --base-lr 5.656854 --base-warmup-epochs 0.3125 \
     --epochs 90 --decay poly --power 2 --dataset-size 1281167 \
-    --batch-size 1024 2048 4096 8192 16384 32768 --plot "$OUT/table6_lr.png"
+    --batch-sizes 1024 2048 4096 8192 16384 32768 --plot "$OUT/table6_lr.png"
 # Resumable: run it again to continue where it stopped.
 "$LEGW" sweep fashion-mnist-lstm --out "$OUT/sweep" --batch-sizes 128 1024 8192 \
     --methods legw linear --epochs 2 --base-warmup-epochs 0.01 --eval-every 0.25 \

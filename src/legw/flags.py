@@ -212,8 +212,14 @@ def add_arguments(group: Any, cls: type, names: Iterable[str],
         group.add_argument(flag_text, action=_Store, help=_rst_free(help_text), **kwargs,
                            **value)
         for alias in meta.get("aliases", ()):
-            group.add_argument(alias, action=_Deprecated, replacement=flag_text,
-                               help=argparse.SUPPRESS, **kwargs, **value)
+            add_deprecated(group, alias, flag_text, **kwargs, **value)
+
+
+def add_deprecated(group: Any, old: str, replacement: str, **kwargs: Any) -> None:
+    """A hidden old spelling ``old`` of flag ``replacement`` (same ``dest`` and type in
+    ``kwargs``): it stores as the flag does and prints one line naming the replacement."""
+    group.add_argument(old, action=_Deprecated, replacement=replacement, help=argparse.SUPPRESS,
+                       **kwargs)
 
 
 def add_groups(parser: Any, cls: type, titles: dict[str, str | None]) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ def test_every_flag_and_argument_has_help():
 def test_recipe_warnings_are_one_line_at_the_cli(capsys):
     from legw.cli import main
 
-    assert main(["schedule", "--task", "fashion-mnist-lstm", "--batch-size", "8192"]) == 0
+    assert main(["schedule", "--task", "fashion-mnist-lstm", "--batch-sizes", "8192"]) == 0
     err = capsys.readouterr().err
     assert err.startswith("legw: warning: at global_batch_size 8192 the warmup is 45 of 70")
     assert err.count("\n") == 1

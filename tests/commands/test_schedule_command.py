@@ -13,7 +13,7 @@ from legw.cli import main
 
 TABLE6 = ["--base-batch-size", "1024", "--base-lr", "5.656854", "--base-warmup-epochs", "0.3125",
           "--epochs", "90", "--decay", "poly", "--power", "2", "--dataset-size", "1281167",
-          "--batch-size", "1024", "2048", "4096", "8192", "16384", "32768"]
+          "--batch-sizes", "1024", "2048", "4096", "8192", "16384", "32768"]
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
@@ -58,7 +58,7 @@ def test_multistep_and_scaling_flags(capsys):
     assert main(["schedule", "--base-batch-size", "100", "--base-lr", "0.1", "--epochs", "10",
                  "--decay", "multistep", "--milestones", "3", "6", "--gamma", "0.5",
                  "--scaling", "0.25", "--warmup", "constant", "--base-warmup-epochs", "0.5",
-                 "--dataset-size", "10000", "--batch-size", "1600", "--json"]) == 0
+                 "--dataset-size", "10000", "--batch-sizes", "1600", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["peak_lr"] == pytest.approx(0.2) and row["warmup_epochs"] == 0.5
     assert row["scaling"] == "0.25" and row["warmup"] == "constant"
@@ -92,10 +92,10 @@ def test_plot_writes_a_png(tmp_path, capsys):
     (["--base-batch-size", "128", "--base-lr", "0.1", "--epochs", "90", "--dataset-size",
       "60000", "--decay", "multistep", "--milestones", "60", "30"],
      "milestones (--milestones): must be strictly increasing, got (60.0, 30.0)"),
-    (TABLE6[:-6] + ["0"], "global_batch_size (--batch-size): must be a positive integer, got 0"),
+    (TABLE6[:-6] + ["0"], "global_batch_size (--batch-sizes): must be a positive integer, got 0"),
     (TABLE6[:14] + ["--dataset-size", "-5"], "dataset_size (--dataset-size): must be a positive"),
     (TABLE6[:4] + ["--base-warmup-epochs", "5", "--epochs", "90", "--dataset-size", "1281167",
-                   "--batch-size", "32768"],
+                   "--batch-sizes", "32768"],
      "warmup_epochs (--base-warmup-epochs): at global_batch_size 32768 the warmup"),
     (TABLE6 + ["--task", "nonesuch"], None),   # whatever the message, one line
 ])
@@ -142,3 +142,10 @@ def test_task_recipe_with_flag_overrides(capsys):
     assert (small["steps_per_epoch"], large["steps_per_epoch"]) == (2323, 72)
     assert large["peak_lr"] == pytest.approx(20 * math.sqrt(32))
     assert large["warmup_epochs"] == pytest.approx(0.32) and large["total_steps"] == 13 * 72
+
+
+def test_the_old_batch_spelling_still_works_and_says_so(capsys):
+    assert main(["schedule", "--task", "mnist-lstm", "--batch-size", "256", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "legw: --batch-size is deprecated; use --batch-sizes\n"
+    assert json.loads(captured.out)[0]["batch_size"] == 256

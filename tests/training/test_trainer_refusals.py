@@ -154,7 +154,9 @@ def test_short_validation_text_is_refused_before_training(tmp_path, capsys):
 
 
 def test_start_up_says_which_data_is_used(mnist_dir, tmp_path, capsys):
-    assert main(_train(mnist_dir, tmp_path / "r", "--max-steps", "1")) == 0
+    argv = _train(mnist_dir, tmp_path / "r", "--max-steps", "1")
+    argv.remove("--quiet")  # --quiet prints no start-up lines
+    assert main(argv) == 0
     assert f"data: {mnist_dir}" in capsys.readouterr().err
 
 

@@ -29,8 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     flags.add_arguments(g, TrainConfig, RECIPE_FIELDS)
     p.add_argument("--dataset-size", type=flags.integer, metavar="N",
                    help="training samples per epoch")
-    p.add_argument("--batch-size", type=flags.integer, nargs="+", metavar="B",
-                   help="global batch sizes (default: the base batch size)")
+    p.add_argument("--batch-sizes", dest="batch_size", type=flags.integer, nargs="+",
+                   metavar="B", help="global batch sizes (default: the base batch size)")
+    flags.add_deprecated(p, "--batch-size", "--batch-sizes", dest="batch_size",
+                         type=flags.integer, nargs="+", metavar="B")
     p.add_argument("--keep-last", action="store_true",
                    help="count a partial last batch per epoch (default: drop it)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if dataset_size is None:
         raise ValueError("missing --dataset-size (or give --task)")
     sizes = args.batch_size or [recipe.base_batch_size]
-    with recipe_errors_name_flags():
+    with recipe_errors_name_flags(global_batch_size="--batch-sizes"):
         recipes = [recipe.scale(b, dataset_size, drop_last=not args.keep_last) for b in sizes]
     from legw.analysis.recipes import format_table
 

@@ -99,13 +99,14 @@ def recipe_flag(recipe_name: str) -> str | None:
 
 
 @contextlib.contextmanager
-def recipe_errors_name_flags() -> Iterator[None]:
+def recipe_errors_name_flags(**flags: str) -> Iterator[None]:
     """Re-raise a :class:`~legw.schedule.RecipeError` on ``peak_lr`` as
-    ``"peak_lr (--base-lr): ..."``, so a command-line user learns which flag to change."""
+    ``"peak_lr (--base-lr): ..."``, so a command-line user learns which flag to change
+    (``flags``: a command's own flag for a field, e.g. ``global_batch_size="--batch-sizes"``)."""
     try:
         yield
     except RecipeError as e:
-        flag_text = recipe_flag(e.field)
+        flag_text = flags.get(e.field) or recipe_flag(e.field)
         if flag_text is None:
             raise
         raise ValueError(f"{e.field} ({flag_text}): {e.message}") from None

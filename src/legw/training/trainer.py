@@ -238,7 +238,7 @@ class _Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for stale in [*remove_temporaries(self.run_dir),
                           *remove_temporaries(checkpoint.checkpoint_dir(self.run_dir))]:
-                self.log.info(f"removed {stale}, left by a run killed while writing it")
+                self.log.result(f"removed {stale}, left by a run killed while writing it")
             RunDir(self.run_dir).write_config(describe_run(
                 self.spec, self.recipe, self.param_report, device=str(self.device),
                 dataset_size=self.batches.dataset_size, stop_step=self.stop_step))
