@@ -146,6 +146,10 @@ class LARS(C.BucketedOptimizer):
                 w_norm, g_norm,
             )
             trust = C.limit_trust(trust, lr, group["max_trust"], group["trust_clip"])
+            if fused and momentum != 0 and not group["nesterov"] \
+                    and params[0].device.type == "cpu":
+                _fold_trust_into_dampening(params, grads, bufs, trust, lr, momentum, wd)
+                return
             trust = trust.unbind(0)
 
         # Phase 2, run by run (cache-sized pieces on CPU, whole tensors on CUDA):
@@ -175,3 +179,23 @@ class LARS(C.BucketedOptimizer):
                 torch._foreach_add_(v, d)
                 d = torch._foreach_add(d, v, alpha=momentum) if group["nesterov"] else v
             C.add_scaled_(w, d, lr)
+
+
+def _fold_trust_into_dampening(params: list[Tensor], grads: list[Tensor], bufs: list[Tensor],
+                               trust: Tensor, lr: float | Tensor, momentum: float,
+                               wd: float) -> None:
+    """Phase 2 on the CPU with momentum and no Nesterov: the whole update in one pass.
+
+    torch's fused SGD kernel computes ``d = g + wd * w; v = m * v + (1 - dampening) * d;
+    w -= lr * v``. With ``dampening = 1 - trust`` (one call per tensor) that is LARS's
+    ``v = m * v + trust * (g + wd * w)``: ``w``, ``g`` and ``v`` are read once, as by
+    ``SGD(fused=True)``, after the norms' read of ``w`` and ``g``, and no temporary is
+    written. The kernel forms ``1 - dampening`` in float64, so ``trust`` is recovered to
+    ~1e-16 absolute. The ratios are read on the host: free on the CPU, where the tensors are
+    (so not on CUDA, where it would synchronise; there, and with Nesterov, where the kernel's
+    look-ahead ``d + m * v`` would need ``d`` scaled, the run loop below does it).
+    """
+    for w, g, v, t in zip(params, grads, bufs, trust.tolist()):
+        torch._fused_sgd_([w], [g], [v], weight_decay=wd, momentum=momentum, lr=lr,
+                          dampening=1.0 - t, nesterov=False, maximize=False,
+                          is_first_step=False)
