@@ -190,7 +190,8 @@ def worker(out: Path) -> None:
     dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module", params=[2, 4], ids=["world2", "world4"])
+@pytest.fixture(scope="module", params=[2, pytest.param(4, marks=pytest.mark.slow)],
+                ids=["world2", "world4"])
 def sharded_results(request, tmp_path_factory):
     world = request.param
     out = tmp_path_factory.mktemp(f"sharded{world}")

@@ -83,6 +83,7 @@ def test_sharded_checkpoints_resume_bit_identically_and_at_another_world_size(da
     assert "resumed from" in done.stderr or not done.stderr  # --quiet
 
 
+@pytest.mark.slow
 def test_a_rank_killed_under_max_restarts_resumes_from_its_checkpoint(data, tmp_path):
     flags = (*RUN[:6], "--epochs", "6", "--checkpoint-every", "1", "--sharding", "fsdp")
     _train(2, data, tmp_path / "whole", *flags)
@@ -133,6 +134,7 @@ def test_fsdp_refuses_one_process_and_a_resume_under_another_sharding(data, tmp_
         in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["ptb-small", "fashion-mnist-resnet"])
 def test_every_preset_trains_sharded_as_under_ddp(task, data, tmp_path):
     """The language model (carried LSTM state, evaluation on every rank: an FSDP forward is a
