@@ -14,6 +14,7 @@ from legw.commands._study import add_study_arguments, command_line, study_dir
 from legw.experiments.launcher import LAUNCH_FIELDS, RUN_OVERRIDES
 
 SWEEP_FIELDS = ("batch_sizes", "methods", "seeds")
+STUDY_FIELDS = ("storage", "study_name", "heartbeat")
 LR_OPTIMIZERS = ("adam", "lars", "lamb")
 
 
@@ -29,14 +30,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         g.add_argument(f"--{opt}-lr", type=flags.number, metavar="LR",
                        help=f"base LR of the {opt} method, tuned at the base batch")
     add_study_arguments(p)
+    from legw.experiments.coordinator import StudyOptions
+
+    flags.add_arguments(p.add_argument_group("workers on several machines (an Optuna study)"),
+                        StudyOptions, STUDY_FIELDS)
 
 
 def run(args: argparse.Namespace) -> int:
+    from legw.experiments.coordinator import StudyOptions
     from legw.experiments.launcher import stop_on_sigterm
     from legw.experiments.sweep import load_spec, merge_spec, run_sweep
 
     stop_on_sigterm()
     out = study_dir(args)
+    study = StudyOptions(**flags.given(args, STUDY_FIELDS))
     stored = load_spec(out)
     given: dict[str, Any] = {
         "task": args.task, **flags.given(args, (*SWEEP_FIELDS, *LAUNCH_FIELDS)),
@@ -49,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--batch-sizes: give the batch sizes to sweep")
     spec = merge_spec(stored, given, out)
     rows = run_sweep(spec, out, command=command_line("sweep"),
-                     log=lambda m: print(m, file=sys.stderr, flush=True))
+                     log=lambda m: print(m, file=sys.stderr, flush=True), study=study)
     return 1 if any(r["status"] == "failed" for r in rows) else 0

@@ -92,14 +92,17 @@ def continue_spec(cls: type, stored: Any | None, given: dict[str, Any], out: Pat
     return cls(**merged)
 
 
-def open_study(out: Path, spec_file: str, spec: Any, command: str | None) -> None:
-    """Start or continue a study in ``out``: remove temporaries a killed write left there,
-    record the invoking ``command`` (once: a resume by the same command adds nothing) and write
-    the spec (``sweep.json`` / ``tune.json``)."""
+def open_study(out: Path, spec_file: str, spec: Any, command: str | None,
+               shared: bool = False) -> None:
+    """Start or continue a study in ``out``: remove temporaries a killed write left there
+    (not when ``shared``: other workers may be writing there), record the invoking ``command``
+    (once: a resume by the same command adds nothing) and write the spec (``sweep.json`` /
+    ``tune.json``)."""
     from legw.io import remove_temporaries
 
     out.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(out)
+    if not shared:
+        remove_temporaries(out)
     if command and command not in spec.commands:
         spec.commands.append(command)
     atomic_write_json(out / spec_file, spec.to_dict())
@@ -187,7 +190,7 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
             status = RunDir(shared[0].run_dir).status()
             for r in shared[1:]:
                 yield r, {"status": status, "skipped": True, "returncode": None}
-    active: list[_Child] = []
+    active: list[Child] = []
     total, started = len(todo), 0
     try:
         while todo or active:
@@ -196,7 +199,7 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
                 started += 1
                 log(f"[{started}/{total}] {r.name}: {'resuming' if resume else 'starting'} "
                     f"in {r.run_dir}")
-                active.append(_Child(r, train_argv(r.config, threads, resume), threads, log))
+                active.append(Child(r, train_argv(r.config, threads, resume), threads, log))
             time.sleep(0.2)
             for child in [c for c in active if c.proc.poll() is not None]:
                 active.remove(child)
@@ -212,9 +215,32 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
             child.proc.wait()
 
 
-class _Child:
+def _die_with_parent() -> None:
+    """In the child before ``exec`` (Linux): SIGKILL it when the process that started it dies
+    (``prctl(PR_SET_PDEATHSIG)``), so a killed sweep or study worker leaves no orphan training
+    on in a run directory that another worker will resume."""
+    if _PRCTL is not None:
+        _PRCTL(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def _load_prctl() -> Any:
+    # loaded in the parent: between fork and exec the child only calls it
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+class Child:
     """One ``legw train`` subprocess; its output goes to ``RUN/train.log`` and, prefixed,
-    to the sweep's log."""
+    to the sweep's log. It dies with its parent (:func:`_die_with_parent`)."""
 
     def __init__(self, run: PlannedRun, argv: list[str], threads: int, log) -> None:
         self.run, self.argv = run, argv
@@ -223,7 +249,8 @@ class _Child:
         for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # one process per run
             env.pop(var, None)
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=env)
+                                     text=True, env=env,
+                                     preexec_fn=_die_with_parent if _PRCTL else None)
         self.tail: list[str] = []
         self._reader = threading.Thread(target=self._pump, args=(log,), daemon=True)
         self._reader.start()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from legw import schedule
+from legw.experiments.coordinator import StudyOptions
 from legw.experiments.launcher import (
     FINISHED,
     LaunchOptions,
@@ -174,15 +175,19 @@ def sweep_rows(spec: SweepSpec, out: Path, outcomes: dict[str, dict[str, Any]]
 
 
 def run_sweep(spec: SweepSpec, out: Path, command: str | None = None,
-              log=print) -> list[dict[str, Any]]:
+              log=print, study: StudyOptions | None = None) -> list[dict[str, Any]]:
     """Run (or continue) the sweep in ``out``; returns the final rows of ``results.json``.
 
-    ``command`` (the command line, for the records) is appended to ``spec.commands``.
+    ``command`` (the command line, for the records) is appended to ``spec.commands``. With a
+    ``study`` storage this process is one worker of a study shared by many
+    (:mod:`legw.experiments.coordinator`); else the runs go through the local pool.
     """
+    meta = {"kind": "sweep", "task": spec.task, "spec": spec.to_dict()}
+    if study is not None and study.storage is not None:
+        return _work_on_study(spec, out, command, study, meta, log)
     open_study(out, "sweep.json", spec, command)
     plan = spec.plan(out)
     outcomes: dict[str, dict[str, Any]] = {}
-    meta = {"kind": "sweep", "task": spec.task, "spec": spec.to_dict()}
     t0 = time.perf_counter()
     write_rows(out / "results", sweep_rows(spec, out, outcomes), meta)
     log(f"sweep {spec.task}: {len(plan)} runs ({len(spec.methods)} methods x "
@@ -190,8 +195,48 @@ def run_sweep(spec: SweepSpec, out: Path, command: str | None = None,
     for run, outcome in run_all(plan, spec.jobs, spec.threads, log=log):
         outcomes[run.name] = outcome
         write_rows(out / "results", sweep_rows(spec, out, outcomes), meta)
+    return _done(out, t0, log)
+
+
+def _done(out: Path, t0: float, log, what: str = "sweep") -> list[dict[str, Any]]:
     rows = read_rows(out / "results.json")[1]
-    counts = {s: sum(r["status"] == s for r in rows) for s in (*FINISHED, "failed")}
-    log(f"sweep done in {time.perf_counter() - t0:.0f} s: "
-        + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; {out / 'results.csv'}")
+    counts = {s: sum(r["status"] == s for r in rows) for s in (*FINISHED, "failed", "pending")}
+    log(f"{what} done in {time.perf_counter() - t0:.0f} s: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "pending")
+        + f"; {out / 'results.csv'}")
     return rows
+
+
+def default_study_name(out: Path) -> str:
+    """The study name of a sweep in ``out`` when ``--study-name`` is not given: from the
+    directory's name, which every machine mounting the shared directory sees alike."""
+    return f"legw-sweep-{out.resolve().name}"
+
+
+def _work_on_study(spec: SweepSpec, out: Path, command: str | None, options: StudyOptions,
+                   meta: dict[str, Any], log) -> list[dict[str, Any]]:
+    """One worker of the study: join it (refused, with nothing written, when it holds another
+    sweep), then take runs until none is left; ``results.*`` are rebuilt after each run."""
+    from legw.experiments import coordinator
+
+    plan = spec.plan(out)
+    by_dir: dict[str, PlannedRun] = {}  # runs sharing a directory are one trial
+    for run in plan:
+        by_dir.setdefault(run.run_dir.name, run)
+    name = options.study_name or default_study_name(out)
+    study = coordinator.join_study(options, name, coordinator.identity("sweep", spec),
+                                   list(by_dir), log)
+    open_study(out, "sweep.json", spec, command, shared=True)
+
+    def write_results() -> None:
+        done = coordinator.trial_outcomes(study)
+        outcomes = {r.name: done[r.run_dir.name] for r in plan if r.run_dir.name in done}
+        write_rows(out / "results", sweep_rows(spec, out, outcomes), meta)
+
+    t0 = time.perf_counter()
+    write_results()
+    counts = coordinator.Worker(study, by_dir, spec.threads, options.heartbeat, log,
+                                write_results).work()
+    write_results()
+    log(f"worker {name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return _done(out, t0, log, f"study {name}")

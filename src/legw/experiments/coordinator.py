@@ -1,0 +1,362 @@
+"""Sweeps that span machines: an Optuna study in shared storage hands out the runs.
+
+Any number of workers, on any machines, run the same command (``legw sweep ... --out OUT
+--storage URL``, ``OUT`` a shared directory) and take runs until none is left. The study is the
+only coordinator; each run's state lives in its run directory (:class:`RunDir`), as in a local
+sweep. Optuna's own facts this rests on (Optuna 5, ``/work/shared/NOTES.md`` section 11):
+
+* ``create_study(load_if_exists=False)`` succeeds for exactly one worker. That worker records
+  the study's identity (user attrs ``legw_version``, ``kind``, ``task``, ``spec``), enqueues one
+  trial per run directory (``params={"run": NAME}``, user attr ``legw_run``; runs that share a
+  directory count once) and then sets ``legw_enqueued``. The others load the study, wait for
+  ``legw_enqueued`` and refuse a study of another identity. Not the grid sampler: it hands out
+  duplicates under concurrency.
+* ``study.ask()`` pops a WAITING trial with a compare-and-set WAITING -> RUNNING in the storage
+  that exactly one worker wins. A trial ``ask()`` made instead (the queue emptied between a look
+  and the claim) has no ``legw_run``: it is told FAIL with ``legw_empty``.
+* Journal storage has no heartbeat, so legw keeps a lease: the worker sets ``legw_heartbeat``
+  (``time.time()``) on its trial every ``--heartbeat`` seconds. A RUNNING trial whose last beat
+  is older than ``LEASE_BEATS`` beats is stale: a worker that sees one sets it FAIL (a finished
+  trial cannot be set again, so one worker wins) with ``legw_stale`` and enqueues its run again
+  with ``legw_retry_of``. The retry resumes the run from its checkpoint.
+
+A trial's run: a finished run directory is never trained again (told COMPLETE at once); one with
+a checkpoint resumes (``--resume``); anything else starts afresh. The value told is the run's
+objective (:meth:`RunDir.outcome`; ``inf`` for a diverged run, its status in ``legw_status``).
+Workers exit when nothing is WAITING and nothing RUNNING is alive, so every run is finished
+even when a worker dies. Machines' clocks must agree to well within the lease (NTP).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from legw.experiments.launcher import Child, PlannedRun, default_threads, train_argv
+from legw.flags import POSITIVE, check_fields, flag
+from legw.io import check_writable_file
+from legw.training.run_dir import RunDir
+
+LEASE_BEATS = 4
+"""A RUNNING trial with no heartbeat for this many ``--heartbeat`` periods is stale."""
+LAUNCH_ONLY = ("commands", "jobs", "threads", "data_dir")
+"""Spec fields workers may differ in (each machine its own cores and data path)."""
+
+
+@dataclass(kw_only=True)
+class StudyOptions:
+    """Where the workers of one sweep meet (not stored in the spec: each worker gives it)."""
+
+    storage: str | None = field(default=None, metadata=flag(metavar="URL"))
+    """Shared study storage: a journal file on a shared directory (PATH or journal:PATH, no
+    server) or a postgresql:// / mysql:// URL. Every worker started with the same URL and
+    --out takes runs until none is left (default: no study, the local pool of --jobs)."""
+    study_name: str | None = field(default=None, metadata=flag(metavar="NAME"))
+    """Name of the study in --storage (default: legw-sweep-DIRNAME, from --out)."""
+    heartbeat: float = field(default=30.0, metadata=flag(metavar="S", check=POSITIVE))
+    """Seconds between a worker's heartbeats; a run silent for 4 of them is taken over and
+    resumed from its checkpoint by another worker (default 30)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.storage is None:
+            for name, value in (("--study-name", self.study_name),):
+                if value is not None:
+                    raise ValueError(f"{name}: needs --storage (the study it names lives there)")
+        else:
+            storage_target(self.storage)
+
+
+def storage_target(url: str) -> tuple[str, str]:
+    """``("journal", path)`` or ``("rdb", url)`` for ``--storage URL``; SQLite is refused:
+    one SQLite file must not be shared between processes (Optuna's own warning)."""
+    if url.startswith("sqlite:"):
+        raise ValueError("--storage: SQLite must not be shared between processes; give a "
+                         "journal file on a shared directory (e.g. OUT/study.journal) or a "
+                         "postgresql:// URL")
+    if "://" in url:
+        scheme = url.split("://", 1)[0].split("+", 1)[0]
+        if scheme not in ("postgresql", "mysql"):
+            raise ValueError(f"--storage: unknown storage {_masked(url)!r}; give a journal "
+                             "file path (or journal:PATH) or a postgresql:// / mysql:// URL")
+        return "rdb", url
+    path = url.removeprefix("journal:")
+    if not path:
+        raise ValueError("--storage: journal: needs a file path, e.g. journal:OUT/study.journal")
+    return "journal", path
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password hidden, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def open_storage(url: str) -> Any:
+    """The Optuna storage of ``--storage URL``; an unwritable path or an unreachable server is
+    one ``ValueError`` naming ``--storage``, raised before anything is written."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kind, target = storage_target(url)
+    if kind == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(target)
+        check_writable_file(path, "--storage")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ValueError(f"--storage: cannot write {path}: permission denied")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        except OSError as e:
+            raise ValueError(f"--storage: cannot write {path}: {e.strerror or e}") from None
+    try:
+        return optuna.storages.RDBStorage(target)
+    except Exception as e:  # a driver missing, a server down, a refused login
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"--storage: cannot open {_masked(target)}: {reason}") from None
+
+
+def identity(kind: str, spec: Any) -> dict[str, Any]:
+    """What makes two workers' studies the same: legw's version, the kind, the task and the
+    spec less :data:`LAUNCH_ONLY`."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("legw")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    d = {k: v for k, v in spec.to_dict().items() if k not in LAUNCH_ONLY}
+    return {"legw_version": version, "kind": kind, "task": spec.task, "spec": d}
+
+
+def _difference(stored: dict[str, Any], mine: dict[str, Any]) -> str | None:
+    for key in ("kind", "legw_version", "task"):
+        if stored.get(key) != mine[key]:
+            return f"{key} {stored.get(key)!r} there, {mine[key]!r} here"
+    for key in sorted(set(stored["spec"]) | set(mine["spec"])):
+        if stored["spec"].get(key) != mine["spec"].get(key):
+            return f"{key} {stored['spec'].get(key)!r} there, {mine['spec'].get(key)!r} here"
+    return None
+
+
+def join_study(options: StudyOptions, name: str, ident: dict[str, Any],
+               runs: list[str], log: Callable[[str], None]) -> Any:
+    """Create the study (and enqueue ``runs``) or load it; a study of another identity is
+    refused (``ValueError`` naming ``--study-name``) before this worker writes anything."""
+    import optuna
+
+    storage = open_storage(options.storage)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage,
+                                  sampler=optuna.samplers.RandomSampler(seed=0))
+    else:
+        for key, value in ident.items():
+            study.set_user_attr(key, value)
+        for run in runs:
+            study.enqueue_trial({"run": run}, user_attrs={"legw_run": run})
+        study.set_user_attr("legw_enqueued", len(runs))
+        log(f"study {name}: created in {_masked(options.storage)}, {len(runs)} runs enqueued")
+        return study
+    deadline = time.monotonic() + max(60.0, 10 * options.heartbeat)
+    while True:
+        attrs = study.user_attrs
+        if "kind" in attrs:
+            diff = _difference(attrs, ident)
+            if diff:
+                raise ValueError(f"--study-name: study {name} in {_masked(options.storage)} "
+                                 f"holds another {attrs.get('kind')} ({diff}); give another "
+                                 "--study-name, or the study's own flags")
+        if "legw_enqueued" in attrs:
+            log(f"study {name}: joined ({attrs['legw_enqueued']} runs)")
+            return study
+        if time.monotonic() > deadline:
+            raise ValueError(f"--study-name: study {name} in {_masked(options.storage)} was "
+                             "never set up by legw (no legw_enqueued); give another --study-name")
+        time.sleep(0.5)
+
+
+class Worker:
+    """Take runs from ``study`` until none is WAITING and none RUNNING is alive."""
+
+    def __init__(self, study: Any, runs: dict[str, PlannedRun], threads: int | None,
+                 heartbeat: float, log: Callable[[str], None],
+                 on_change: Callable[[], None]) -> None:
+        self.study, self.runs, self.heartbeat, self.log = study, runs, heartbeat, log
+        self.threads = threads or default_threads(1)
+        self.on_change = on_change
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
+        self.trial: Any = None  # the trial this worker holds
+        self.child: Child | None = None
+        self.lost = threading.Event()  # our trial was taken over as stale
+        self.done = threading.Event()
+        self.counts = {"run": 0, "resumed": 0, "skipped": 0, "retried": 0}
+
+    def work(self) -> dict[str, int]:
+        beat = threading.Thread(target=self._beat, daemon=True)
+        beat.start()
+        try:
+            while True:
+                trial = self._claim()
+                if trial is not None:
+                    self._run(trial)
+                    self.on_change()
+                    continue
+                alive, waiting = self._reap_stale()
+                if not alive and not waiting:
+                    return self.counts
+                if not waiting:
+                    time.sleep(min(self.heartbeat, 2.0))
+        finally:
+            self.done.set()
+            if self.child is not None and self.child.proc.poll() is None:
+                self.child.proc.terminate()  # interrupted: its checkpoints remain for a retry
+                self.child.proc.wait()
+
+    def _states(self, *states: Any) -> list[Any]:
+        return self.study.get_trials(deepcopy=False, states=states)
+
+    def _claim(self) -> Any:
+        from optuna.trial import TrialState
+
+        if not self._states(TrialState.WAITING):
+            return None
+        trial = self.study.ask()
+        if trial.user_attrs.get("legw_run") is None:  # lost the race for the last one
+            trial.set_user_attr("legw_empty", True)
+            self.study.tell(trial, state=TrialState.FAIL)
+            return None
+        self.lost.clear()
+        self.trial = trial
+        trial.set_user_attr("legw_worker", self.me)
+        trial.set_user_attr("legw_heartbeat", time.time())
+        return trial
+
+    def _beat(self) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        while not self.done.wait(self.heartbeat):
+            trial = self.trial
+            if trial is None:
+                continue
+            try:
+                trial.set_user_attr("legw_heartbeat", time.time())
+            except UpdateFinishedTrialError:  # another worker failed it as stale
+                if self.trial is trial:
+                    self.lost.set()
+                    child = self.child
+                    if child is not None:
+                        child.proc.terminate()  # never two processes in one run directory
+            except Exception as e:  # storage briefly unreachable: the next beat may work
+                self.log(f"heartbeat of trial {trial.number} failed: {e}")
+
+    def _run(self, trial: Any) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        name = trial.user_attrs["legw_run"]
+        if name in self.runs:  # the param, for Optuna's own views (one distribution for all)
+            trial.suggest_categorical("run", list(self.runs))
+        run = self.runs.get(name)
+        outcome: dict[str, Any]
+        if run is None:
+            outcome = {"status": "failed", "error": f"{name} is not a run of this sweep"}
+        else:
+            outcome = self._train(trial, run)
+        try:
+            if self.lost.is_set():
+                raise UpdateFinishedTrialError
+            if outcome["status"] == "failed":
+                trial.set_user_attr("legw_error", outcome.get("error"))
+                self.study.tell(trial, state=TrialState.FAIL)
+            else:
+                objective = RunDir(run.run_dir).outcome().objective
+                trial.set_user_attr("legw_status", outcome["status"])
+                self.study.tell(trial, math.inf if objective is None else objective)
+        except UpdateFinishedTrialError:
+            self.log(f"{name}: trial {trial.number} was taken over as stale; left to its retry")
+        finally:
+            self.trial = self.child = None
+
+    def _train(self, trial: Any, run: PlannedRun) -> dict[str, Any]:
+        rd = RunDir(run.run_dir)
+        state = rd.state()
+        label = f"{rd.path.name} (trial {trial.number})"
+        if state == "finished":
+            self.counts["skipped"] += 1
+            self.log(f"{label}: {rd.status()} earlier, not trained again")
+            return {"status": rd.status()}
+        if state == "fresh" and rd.path.exists():
+            shutil.rmtree(rd.path)  # nothing to resume: drop partial logs of a killed run
+        resume = state == "resumable"
+        trial.set_user_attr("legw_resumed", resume)
+        self.counts["run"] += 1
+        self.counts["resumed"] += resume
+        self.log(f"{label}: {'resuming' if resume else 'starting'} in {rd.path}")
+        self.child = Child(run, train_argv(run.config, self.threads, resume), self.threads,
+                           self.log)
+        self.child.proc.wait()
+        outcome = self.child.outcome()
+        self.log(f"{label}: {outcome['status']}"
+                 + (f" ({outcome['error']})" if outcome.get("error") else ""))
+        return outcome
+
+    def _reap_stale(self) -> tuple[int, int]:
+        """Fail and re-enqueue the RUNNING trials whose lease ran out; returns the numbers of
+        RUNNING trials still alive and of WAITING ones."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        alive, lease, now = 0, LEASE_BEATS * self.heartbeat, time.time()
+        # Optuna's public Storage API, reached through the study: a trial's state is set by id
+        storage = self.study._storage
+        for t in self._states(TrialState.RUNNING):
+            last = t.user_attrs.get("legw_heartbeat") or t.datetime_start.timestamp()
+            if now - last <= lease:
+                alive += 1
+                continue
+            try:
+                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                continue  # another worker failed it first (or its owner finished it)
+            name = t.user_attrs.get("legw_run")
+            if name is not None:
+                self.study.enqueue_trial({"run": name}, user_attrs={
+                    "legw_run": name, "legw_retry_of": t.number, "legw_stale_worker":
+                    t.user_attrs.get("legw_worker")})
+                self.counts["retried"] += 1
+                self.log(f"{name}: trial {t.number} of {t.user_attrs.get('legw_worker')} "
+                         f"silent for {now - last:.0f} s; failed as stale and enqueued again")
+        return alive, len(self._states(TrialState.WAITING))
+
+
+def trial_outcomes(study: Any) -> dict[str, dict[str, Any]]:
+    """Run directory name -> ``{"status", "error"}`` of its newest trial, in trial order: a
+    COMPLETE trial gives the run's status, a FAIL one ``failed``; a WAITING or RUNNING trial (a
+    stale trial's retry, too) leaves the run pending."""
+    from optuna.trial import TrialState
+
+    outcomes: dict[str, dict[str, Any]] = {}
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        name = t.user_attrs.get("legw_run")
+        if name is None:
+            continue
+        if t.state == TrialState.COMPLETE:
+            outcomes[name] = {"status": t.user_attrs.get("legw_status", "completed")}
+        elif t.state == TrialState.FAIL:
+            outcomes[name] = {"status": "failed", "error": t.user_attrs.get("legw_error")}
+        else:
+            outcomes.pop(name, None)
+    return outcomes
