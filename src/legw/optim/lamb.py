@@ -228,8 +228,11 @@ class LAMB(C.BucketedOptimizer):
         w_pieces, u_pieces = [], []
         for run in runs:
             w, u = C.take(params, run), C.take(u_all, run)
-            torch._foreach_copy_(u, w)
-            torch._foreach_mul_(u, wd)
+            if wd != 0:  # u = wd * w in one pass (no copy, then scale)
+                for wi, ui in zip(w, u):
+                    torch.mul(wi, wd, out=ui)
+            else:
+                torch._foreach_zero_(u)
             torch._fused_adam_(u, C.take(grads, run), C.take(exp_avg, run),
                                C.take(exp_avg_sq, run), [], [step_t[i] for i, _, _ in run],
                                lr=-1.0, weight_decay=0.0, **hyper)
