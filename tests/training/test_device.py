@@ -104,6 +104,7 @@ def test_batch_to_puts_image_batches_in_channels_last_memory():
 
 
 def test_channels_last_trains_the_same_model_in_nhwc(tmp_path, monkeypatch):
+    """The trainer keeps the layout it was asked for; the numbers are checked below."""
     layouts = []
 
     def conv_layout(t):  # a conv weight with several input channels (C = 1 fits both layouts)
@@ -113,17 +114,52 @@ def test_channels_last_trains_the_same_model_in_nhwc(tmp_path, monkeypatch):
 
     spy_after_fit(monkeypatch, conv_layout)
     data = make_mnist_dir(tmp_path / "data", n_train=64, n_test=32)
-    summaries, params = [], []
-    for channels_last in (False, True):
-        out = tmp_path / f"run-{channels_last}"
-        summaries.append(train(resnet_config(data, out, max_steps=3,
-                                             channels_last=channels_last)))
-        params.append(final_params(out))
+    summaries = [train(resnet_config(data, tmp_path / f"run-{cl}", max_steps=3,
+                                     channels_last=cl))
+                 for cl in (False, True)]
     assert layouts == [False, True]
-    for name, value in params[0].items():  # the same training, up to float rounding
-        torch.testing.assert_close(params[1][name], value, rtol=1e-4, atol=1e-5)
+    # the loss after 3 steps: the same training up to rounding, damped by the mean over samples
     a, b = (s["final"] for s in summaries)
-    assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-4)
+    assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-3)
+
+
+def test_channels_last_adds_no_error_beyond_float32_rounding(tmp_path):
+    """Three LARS steps of the ResNet in NHWC and in NCHW, each against the same steps in
+    float64. The two fp32 layouts sum their convolutions in different orders, and LARS's
+    trust ratio (eta * |w| / |g|, lr 2) turns a last-bit difference in a gradient into
+    differences near 1e-4 in the weights -- how large depends on the CPU's kernels (one
+    machine of this kind measured 3.6e-4 between the layouts). What does not depend on the
+    machine: the channels-last run is as close to the exact (float64) result as the default
+    layout is, within a factor for the two runs' independent rounding."""
+    from legw.training.spec import RunSpec  # noqa: F401 -- the trainer's optimizer rule
+
+    data_dir = make_mnist_dir(tmp_path / "data", n_train=64, n_test=16)
+    spec = resnet_config(data_dir, tmp_path / "r").resolve()
+    data = spec.task.load(str(data_dir))
+    x, y = data.train.get(torch.arange(16))
+
+    def run(dtype, channels_last):
+        torch.manual_seed(0)
+        model = spec.task.build_model(data).to(dtype)
+        xb = x.to(dtype)
+        if channels_last:
+            model, xb = (model.to(memory_format=torch.channels_last),
+                         xb.contiguous(memory_format=torch.channels_last))
+        opt, _ = spec.build_optimizer(model, lr=2.0)
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xb), y).backward()
+            opt.step()
+        return {k: v.detach().double() for k, v in model.state_dict().items()
+                if v.is_floating_point()}
+
+    exact = run(torch.float64, False)
+    nchw, nhwc = run(torch.float32, False), run(torch.float32, True)
+    for name, ref in exact.items():
+        err_nchw = (nchw[name] - ref).abs().max().item()
+        err_nhwc = (nhwc[name] - ref).abs().max().item()
+        floor = 1e-6 * ref.abs().max().item() + 1e-12  # a few float32 ulps of the tensor
+        assert err_nhwc <= 8 * max(err_nchw, floor), (name, err_nhwc, err_nchw)
 
 
 def test_a_resume_that_switches_layout_gives_the_optimizer_state_the_new_one(tmp_path,
