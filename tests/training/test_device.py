@@ -4,7 +4,7 @@ flushes denormals to zero and restores the mode it found."""
 
 import pytest
 import torch
-from helpers import final_params, make_mnist_dir, one_line_error
+from helpers import make_mnist_dir, one_line_error
 
 from legw.adaptive.meter import add_grad_sq
 from legw.training import trainer
