@@ -131,8 +131,6 @@ def test_channels_last_adds_no_error_beyond_float32_rounding(tmp_path):
     machine of this kind measured 3.6e-4 between the layouts). What does not depend on the
     machine: the channels-last run is as close to the exact (float64) result as the default
     layout is, within a factor for the two runs' independent rounding."""
-    from legw.training.spec import RunSpec  # noqa: F401 -- the trainer's optimizer rule
-
     data_dir = make_mnist_dir(tmp_path / "data", n_train=64, n_test=16)
     spec = resnet_config(data_dir, tmp_path / "r").resolve()
     data = spec.task.load(str(data_dir))
