@@ -206,6 +206,17 @@ def test_lars_without_trust_ratio_is_torch_sgd(nesterov, dtype, chunk_size, fuse
             assert torch.equal(pa, pb), f"step {t}"
 
 
+@pytest.mark.parametrize("trust_coefficient", [1e-7, 50.0])
+def test_lars_fused_cpu_step_keeps_tiny_and_large_trust_ratios(trust_coefficient):
+    # the CPU fused path passes the ratio to torch's kernel as dampening = 1 - trust, which
+    # the kernel turns back into 1 - dampening in float64: exact to ~1e-16 absolute
+    defaults = dict(lr=0.5, momentum=0.9, weight_decay=1e-2, trust_coefficient=trust_coefficient)
+    got = run_opt(LARS, GROUPS, defaults, steps=4, fused=True)
+    want = run_ref(LARS, GROUPS, defaults, steps=4)
+    for p, w in zip(got, want):
+        torch.testing.assert_close(p.detach(), w, rtol=1e-10, atol=1e-12)
+
+
 # ----------------------------------------------------------------- template for every optimizer
 
 
