@@ -1,0 +1,179 @@
+"""legw sweep --storage: worker processes on one journal file, a killed worker, refused studies.
+
+Real parts: ``legw sweep`` processes, Optuna's journal file, ``legw train`` runs of
+fashion-mnist-lstm on tiny generated data.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from helpers import env, make_mnist_dir
+
+from legw.cli import main
+from legw.experiments.records import read_rows
+
+optuna = pytest.importorskip("optuna")
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    return make_mnist_dir(tmp_path_factory.mktemp("mnist"))  # 256 train, 64 test: 8 steps at 32
+
+
+def _args(mnist_dir, out, *extra):
+    # legw at 32 and 64, seeds 0 1 2: six runs, none sharing a directory
+    return ["sweep", "fashion-mnist-lstm", "--out", str(out), "--methods", "legw",
+            "--batch-sizes", "32", "64", "--seeds", "0", "1", "2", "--epochs", "1",
+            "--max-steps", "3", "--base-warmup-epochs", "0", "--data-dir", str(mnist_dir),
+            "--threads", "1", "--storage", str(out / "study.journal"), "--heartbeat", "1",
+            *extra]
+
+
+def _start(argv, log_path):
+    return subprocess.Popen([sys.executable, "-m", "legw", *argv], env=env(1),
+                            stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))  # noqa: SIM115
+
+
+def _trials(out, name):
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    return [t for t in optuna.load_study(study_name=name, storage=storage).get_trials()
+            if "legw_run" in t.user_attrs]
+
+
+def _results(out):
+    return {r["run_dir"]: (r["status"], r["steps"], r["test_error"], r["test_loss"])
+            for r in read_rows(out / "results.json")[1]}
+
+
+def _launches(run_dir):
+    """How many times a worker started ``legw train`` in ``run_dir`` (its ``$ argv`` lines)."""
+    return sum(line.startswith("$ ") for line in (run_dir / "train.log").read_text().splitlines())
+
+
+def _train_steps(run_dir):
+    return [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text()
+            .splitlines() if json.loads(line)["kind"] == "train"]
+
+
+@pytest.mark.slow
+def test_three_workers_run_every_point_once_as_one_worker_does(mnist_dir, tmp_path):
+    out = tmp_path / "shared"
+    workers = [_start(_args(mnist_dir, out), tmp_path / f"w{i}.log") for i in range(3)]
+    assert [w.wait(timeout=600) for w in workers] == [0, 0, 0]
+    trials = _trials(out, "legw-sweep-shared")
+    complete = Counter(t.user_attrs["legw_run"] for t in trials
+                       if t.state == optuna.trial.TrialState.COMPLETE)
+    assert complete == dict.fromkeys([f"legw-b{b}-s{s}" for b in (32, 64) for s in range(3)], 1)
+    assert len(trials) == 6  # nothing retried, nothing failed
+    for name in complete:
+        run_dir = out / "runs" / name
+        assert _launches(run_dir) == 1 and _train_steps(run_dir) == [0, 1, 2]
+    logs = [(tmp_path / f"w{i}.log").read_text() for i in range(3)]
+    assert sum(log.count(": starting in") for log in logs) == 6
+
+    alone = tmp_path / "alone"  # one worker, same sweep: the same table
+    assert main(_args(mnist_dir, alone)) == 0
+    assert _results(out) == _results(alone)
+    assert all(status == "stopped" for status, *_ in _results(out).values())
+    # a worker that comes late finds nothing to do and trains nothing
+    assert main(_args(mnist_dir, out)) == 0
+    assert all(_launches(out / "runs" / name) == 1 for name in complete)
+
+
+@pytest.mark.slow
+def test_a_killed_workers_run_is_resumed_by_another_from_its_checkpoint(mnist_dir, tmp_path):
+    def args(out):  # three runs of 24 steps, a checkpoint every 2 steps
+        return _args(mnist_dir, out, "--seeds", "0", "1", "2", "--batch-sizes", "32",
+                     "--epochs", "3", "--max-steps", "24", "--checkpoint-every", "2")
+
+    out = tmp_path / "shared"
+    victim = _start(args(out), tmp_path / "victim.log")
+    first = out / "runs" / "legw-b32-s0"  # the first trial enqueued, the victim's first claim
+    deadline = time.monotonic() + 300
+    while not list((first / "checkpoints").glob("step-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert (first / "summary.json").exists() is False  # killed mid-run
+    others = [_start(args(out), tmp_path / f"w{i}.log") for i in range(2)]
+    assert [w.wait(timeout=600) for w in others] == [0, 0]
+
+    trials = _trials(out, "legw-sweep-shared")
+    states = Counter((t.user_attrs["legw_run"], t.state.name) for t in trials)
+    assert states == {("legw-b32-s0", "FAIL"): 1, ("legw-b32-s0", "COMPLETE"): 1,
+                      ("legw-b32-s1", "COMPLETE"): 1, ("legw-b32-s2", "COMPLETE"): 1}
+    retry = next(t for t in trials if "legw_retry_of" in t.user_attrs)
+    assert retry.user_attrs["legw_resumed"] is True and retry.state.name == "COMPLETE"
+    assert "resumed from" in (first / "train.log").read_text()
+    assert _launches(first) == 2 and _train_steps(first) == list(range(24))
+    for seed in (1, 2):
+        assert _launches(out / "runs" / f"legw-b32-s{seed}") == 1
+    logs = "".join((tmp_path / f"w{i}.log").read_text() for i in range(2))
+    assert "failed as stale and enqueued again" in logs
+
+    alone = tmp_path / "alone"  # uninterrupted: the resumed run ends where it would have
+    assert main(args(alone)) == 0
+    assert _results(out) == _results(alone)
+    print("figures: trials run", sum(t.state.name == "COMPLETE" for t in trials),
+          "resumed", sum(bool(t.user_attrs.get("legw_resumed")) for t in trials),
+          "duplicated", sum(_launches(out / "runs" / f"legw-b32-s{s}") > 1 for s in (1, 2)))
+
+
+def _refused(capsys, argv, out):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not out.exists(), "nothing written"
+    return err
+
+
+def test_bad_storage_is_one_line_and_writes_nothing(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "sweep"
+
+    def argv(storage, *extra):
+        return [*_args(mnist_dir, out)[:-4], "--storage", storage, *extra]
+
+    assert _refused(capsys, argv("sqlite:///x.db"), out) == [
+        "legw: error: --storage: SQLite must not be shared between processes; give a journal "
+        "file on a shared directory (e.g. OUT/study.journal) or a postgresql:// URL"]
+    (tmp_path / "a-file").write_text("")
+    [line] = _refused(capsys, argv(str(tmp_path / "a-file" / "study.journal")), out)
+    assert line.startswith("legw: error: --storage: cannot write")
+    [line] = _refused(capsys, argv("postgresql://u:secret@127.0.0.1:1/none"), out)
+    assert line.startswith("legw: error: --storage: cannot open postgresql://u:***@")
+    [line] = _refused(capsys, argv("redis://host/0"), out)
+    assert line.startswith("legw: error: --storage: unknown storage")
+    no_storage = [a for a in _args(mnist_dir, out) if a != str(out / "study.journal")]
+    no_storage.remove("--storage")
+    [line] = _refused(capsys, [*no_storage, "--study-name", "x"], out)
+    assert line == "legw: error: --study-name: needs --storage (the study it names lives there)"
+
+
+def test_a_study_of_another_sweep_task_or_version_is_refused(mnist_dir, tmp_path, capsys):
+    from legw.experiments.coordinator import StudyOptions, identity, join_study
+    from legw.experiments.sweep import SweepSpec
+
+    journal = tmp_path / "study.journal"
+    spec = SweepSpec(task="fashion-mnist-lstm", methods=["legw"], batch_sizes=[32])
+    study = join_study(StudyOptions(storage=str(journal)), "s", identity("sweep", spec),
+                       ["legw-b32-s0"], print)
+    out = tmp_path / "other"
+
+    def argv(*extra):
+        return ["sweep", "--out", str(out), "--storage", str(journal), "--study-name", "s",
+                "--methods", "legw", "--data-dir", str(mnist_dir), *extra]
+
+    [line] = _refused(capsys, argv("fashion-mnist-lstm", "--batch-sizes", "64"), out)
+    assert line == ("legw: error: --study-name: study s in " + str(journal) + " holds another "
+                    "sweep (batch_sizes [32] there, [64] here); give another --study-name, or "
+                    "the study's own flags")
+    [line] = _refused(capsys, argv("mnist-lstm", "--batch-sizes", "32"), out)
+    assert "task 'fashion-mnist-lstm' there, 'mnist-lstm' here" in line
+    study.set_user_attr("legw_version", "0.0.1")
+    [line] = _refused(capsys, argv("fashion-mnist-lstm", "--batch-sizes", "32"), out)
+    assert "legw_version '0.0.1' there" in line
