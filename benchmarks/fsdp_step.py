@@ -8,7 +8,9 @@ optimizers' ``step()`` calls are then timed in interleaved rounds, each call bet
 barriers; a call's figure is the slowest rank's. legw's LARS / LAMB take whole-layer norms
 (local squared norms, one all-reduce per step) and update the local shards with torch's fused
 kernels; torch's optimizers run on the DTensors themselves, in each of their implementations
-that accepts them (those that do not are reported and skipped).
+that accepts them (those that do not are reported and skipped), and, as the floor legw's
+kernels aim at, fused on the local shards as plain tensors ("local shards": what torch's fused
+kernels cost where they had a sharding rule; the all-reduce-free step of one rank).
 
     OMP_NUM_THREADS=1 python benchmarks/fsdp_step.py --world-size 2 --rounds 7 --steps 3
 
@@ -86,7 +88,24 @@ def optimizers() -> dict[str, Callable[[list], torch.optim.Optimizer]]:
         "torch AdamW for-loop": lambda g: torch.optim.AdamW(g, **adam, foreach=False),
         "torch AdamW foreach": lambda g: torch.optim.AdamW(g, **adam, foreach=True),
         "torch AdamW fused": lambda g: torch.optim.AdamW(g, **adam, fused=True),
+        "torch SGD fused, local shards": lambda g: torch.optim.SGD(local(g), **sgd, fused=True),
+        "torch AdamW fused, local shards": lambda g: torch.optim.AdamW(local(g), **adam,
+                                                                       fused=True),
     }
+
+
+def local(groups: list[dict]) -> list[dict]:
+    """The groups with each DTensor parameter replaced by its local shard (a plain leaf tensor
+    sharing the storage) carrying its gradient's local shard."""
+    out = []
+    for group in groups:
+        params = []
+        for p in group["params"]:
+            shard = p.to_local().detach()
+            shard.grad = p.grad.to_local().detach()
+            params.append(shard)
+        out.append({**group, "params": params})
+    return out
 
 
 def slowest_rank(opt: torch.optim.Optimizer) -> Callable[[], Figures]:
