@@ -1,30 +1,24 @@
 """Sweeps that span machines: an Optuna study in shared storage hands out the runs.
 
-Any number of workers, on any machines, run the same command (``legw sweep ... --out OUT
---storage URL``, ``OUT`` a shared directory) and take runs until none is left. The study is the
-only coordinator; each run's state lives in its run directory (:class:`RunDir`), as in a local
-sweep. Optuna's own facts this rests on (Optuna 5, ``/work/shared/NOTES.md`` section 11):
+Workers on any machines run the same ``legw sweep ... --out OUT --storage URL`` (``OUT``
+shared) and take runs until none is left; each run's state lives in its run directory, as in a
+local sweep. The Optuna facts this rests on (Optuna 5; NOTES.md section 11):
 
-* ``create_study(load_if_exists=False)`` succeeds for exactly one worker. That worker records
-  the study's identity (user attrs ``legw_version``, ``kind``, ``task``, ``spec``), enqueues one
-  trial per run directory (``params={"run": NAME}``, user attr ``legw_run``; runs that share a
-  directory count once) and then sets ``legw_enqueued``. The others load the study, wait for
-  ``legw_enqueued`` and refuse a study of another identity. Not the grid sampler: it hands out
-  duplicates under concurrency.
-* ``study.ask()`` pops a WAITING trial with a compare-and-set WAITING -> RUNNING in the storage
-  that exactly one worker wins. A trial ``ask()`` made instead (the queue emptied between a look
-  and the claim) has no ``legw_run``: it is told FAIL with ``legw_empty``.
-* Journal storage has no heartbeat, so legw keeps a lease: the worker sets ``legw_heartbeat``
-  (``time.time()``) on its trial every ``--heartbeat`` seconds. A RUNNING trial whose last beat
-  is older than ``LEASE_BEATS`` beats is stale: a worker that sees one sets it FAIL (a finished
-  trial cannot be set again, so one worker wins) with ``legw_stale`` and enqueues its run again
-  with ``legw_retry_of``. The retry resumes the run from its checkpoint.
+* ``create_study`` succeeds for exactly one worker: it records the study's identity (user attrs
+  ``legw_version``, ``kind``, ``task``, ``spec``), enqueues one trial per run directory (user
+  attr ``legw_run``) and sets ``legw_enqueued``; the others load the study, wait for that and
+  refuse another identity. Not the grid sampler: it hands out duplicates under concurrency.
+* ``ask()`` pops a WAITING trial by a compare-and-set WAITING -> RUNNING that one worker wins;
+  a trial it made instead (the queue emptied meanwhile) is told FAIL with ``legw_empty``.
+* A finished trial cannot be set again. The journal has no heartbeat, so legw keeps a lease: a
+  worker sets ``legw_heartbeat`` on its trial every ``--heartbeat`` s; a RUNNING trial silent
+  for ``LEASE_BEATS`` beats is set FAIL by the first worker to see it, which enqueues the run
+  again (``legw_retry_of``); the retry resumes from the run's checkpoint.
 
-A trial's run: a finished run directory is never trained again (told COMPLETE at once); one with
-a checkpoint resumes (``--resume``); anything else starts afresh. The value told is the run's
-objective (:meth:`RunDir.outcome`; ``inf`` for a diverged run, its status in ``legw_status``).
-Workers exit when nothing is WAITING and nothing RUNNING is alive, so every run is finished
-even when a worker dies. Machines' clocks must agree to well within the lease (NTP).
+A finished run directory is never trained again (told COMPLETE at once), one with a checkpoint
+resumes, anything else starts afresh. The value told is :meth:`RunDir.outcome`'s objective
+(``inf`` for a diverged run; the status in ``legw_status``). Workers exit when nothing is
+WAITING and nothing RUNNING is alive. Machines' clocks must agree to well within the lease.
 """
 
 from __future__ import annotations
@@ -68,12 +62,10 @@ class StudyOptions:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.storage is None:
-            for name, value in (("--study-name", self.study_name),):
-                if value is not None:
-                    raise ValueError(f"{name}: needs --storage (the study it names lives there)")
-        else:
+        if self.storage is not None:
             storage_target(self.storage)
+        elif self.study_name is not None:
+            raise ValueError("--study-name: needs --storage (the study it names lives there)")
 
 
 def storage_target(url: str) -> tuple[str, str]:
@@ -219,11 +211,16 @@ class Worker:
                     return self.counts
                 if not waiting:
                     time.sleep(min(self.heartbeat, 2.0))
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM (a Slurm job's end): hand the run back
+            trial, self.trial = self.trial, None
+            if self.child is not None and self.child.proc.poll() is None:
+                self.child.proc.terminate()  # its checkpoints remain for the retry
+                self.child.proc.wait()
+            if trial is not None and self._release(trial):
+                self.log(f"{trial.user_attrs.get('legw_run')}: interrupted; enqueued again")
+            raise
         finally:
             self.done.set()
-            if self.child is not None and self.child.proc.poll() is None:
-                self.child.proc.terminate()  # interrupted: its checkpoints remain for a retry
-                self.child.proc.wait()
 
     def _states(self, *states: Any) -> list[Any]:
         return self.study.get_trials(deepcopy=False, states=states)
@@ -314,32 +311,38 @@ class Worker:
         return outcome
 
     def _reap_stale(self) -> tuple[int, int]:
-        """Fail and re-enqueue the RUNNING trials whose lease ran out; returns the numbers of
-        RUNNING trials still alive and of WAITING ones."""
-        from optuna.exceptions import UpdateFinishedTrialError
+        """Release the RUNNING trials whose lease ran out; returns the numbers of RUNNING
+        trials still alive and of WAITING ones."""
         from optuna.trial import TrialState
 
         alive, lease, now = 0, LEASE_BEATS * self.heartbeat, time.time()
-        # Optuna's public Storage API, reached through the study: a trial's state is set by id
-        storage = self.study._storage
         for t in self._states(TrialState.RUNNING):
             last = t.user_attrs.get("legw_heartbeat") or t.datetime_start.timestamp()
             if now - last <= lease:
                 alive += 1
-                continue
-            try:
-                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            except UpdateFinishedTrialError:
-                continue  # another worker failed it first (or its owner finished it)
-            name = t.user_attrs.get("legw_run")
-            if name is not None:
-                self.study.enqueue_trial({"run": name}, user_attrs={
-                    "legw_run": name, "legw_retry_of": t.number, "legw_stale_worker":
-                    t.user_attrs.get("legw_worker")})
-                self.counts["retried"] += 1
-                self.log(f"{name}: trial {t.number} of {t.user_attrs.get('legw_worker')} "
-                         f"silent for {now - last:.0f} s; failed as stale and enqueued again")
+            elif self._release(t):
+                self.log(f"{t.user_attrs.get('legw_run')}: trial {t.number} of "
+                         f"{t.user_attrs.get('legw_worker')} silent for {now - last:.0f} s; "
+                         "failed as stale and enqueued again")
         return alive, len(self._states(TrialState.WAITING))
+
+    def _release(self, t: Any) -> bool:
+        """Set RUNNING trial ``t`` FAIL and enqueue its run again (``legw_retry_of``); false
+        when another worker finished it first (a finished trial cannot be set again)."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        try:  # Optuna's Storage API, reached through the study: a trial is set by its id
+            self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return False
+        name = t.user_attrs.get("legw_run")
+        if name is not None:
+            self.study.enqueue_trial({"run": name}, user_attrs={
+                "legw_run": name, "legw_retry_of": t.number,
+                "legw_released_from": t.user_attrs.get("legw_worker")})
+            self.counts["retried"] += 1
+        return True
 
 
 def trial_outcomes(study: Any) -> dict[str, dict[str, Any]]:
