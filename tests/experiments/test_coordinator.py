@@ -177,3 +177,54 @@ def test_a_study_of_another_sweep_task_or_version_is_refused(mnist_dir, tmp_path
     study.set_user_attr("legw_version", "0.0.1")
     [line] = _refused(capsys, argv("fashion-mnist-lstm", "--batch-sizes", "32"), out)
     assert "legw_version '0.0.1' there" in line
+
+
+def _small_spec(mnist_dir):
+    from legw.experiments.sweep import SweepSpec
+
+    return SweepSpec(task="fashion-mnist-lstm", methods=["legw"], batch_sizes=[32], seeds=[0, 1],
+                     overrides={"epochs": 1.0, "max_steps": 3, "base_warmup_epochs": 0.0},
+                     threads=1, data_dir=str(mnist_dir))
+
+
+def _check_two_runs_once(out):
+    trials = _trials(out, "legw-sweep-" + out.name)
+    assert Counter((t.user_attrs["legw_run"], t.state.name) for t in trials) == {
+        ("legw-b32-s0", "COMPLETE"): 1, ("legw-b32-s1", "COMPLETE"): 1}
+    assert [r[0] for r in _results(out).values()] == ["stopped", "stopped"]
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_two_workers_of_the_study(mnist_dir, tmp_path):
+    pytest.importorskip("submitit")
+    from legw.experiments.coordinator import StudyOptions
+    from legw.experiments.slurm import ClusterOptions, submit_workers
+
+    out = tmp_path / "sub"
+    jobs = submit_workers(_small_spec(mnist_dir), out,
+                          StudyOptions(storage=str(out / "study.journal"), heartbeat=1),
+                          ClusterOptions(workers=2), kind="local")
+    assert [j.result() for j in jobs] == [0, 0]  # no failed run in either worker
+    _check_two_runs_once(out)
+
+
+def test_slurm_options_are_checked_and_a_refused_submission_is_one_line(tmp_path, capsys):
+    from legw.experiments.slurm import ClusterOptions
+
+    with pytest.raises(ValueError, match=r"^--sbatch: expected KEY=VALUE \(no leading dashes\), "
+                                         r"got '--qos=high'$"):
+        ClusterOptions(sbatch=["--qos=high"])
+    with pytest.raises(ValueError, match="^--workers: must be a positive integer, got 0$"):
+        ClusterOptions(workers=0)
+    params = ClusterOptions(slurm_partition="gpu", gpus_per_node=8, nodes=2, time=30,
+                            account="a", sbatch=["qos=high"]).parameters("legw-x")
+    assert params == {"name": "legw-x", "nodes": 2, "tasks_per_node": 1, "timeout_min": 30,
+                      "gpus_per_node": 8, "slurm_partition": "gpu", "slurm_account": "a",
+                      "slurm_additional_parameters": {"qos": "high"}}
+    out = tmp_path / "sweep"
+    assert main(["sweep", "fashion-mnist-lstm", "--out", str(out), "--batch-sizes", "32",
+                 "--launcher", "slurm"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "legw: error: --launcher: slurm workers meet in a study; give --storage (a journal file "
+        "on a shared directory, e.g. OUT/study.journal)"]
+    assert not out.exists()

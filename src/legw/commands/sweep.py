@@ -15,6 +15,8 @@ from legw.experiments.launcher import LAUNCH_FIELDS, RUN_OVERRIDES
 
 SWEEP_FIELDS = ("batch_sizes", "methods", "seeds")
 STUDY_FIELDS = ("storage", "study_name", "heartbeat")
+CLUSTER_FIELDS = ("launcher", "workers", "slurm_partition", "nodes", "gpus_per_node", "time",
+                  "account", "sbatch")
 LR_OPTIMIZERS = ("adam", "lars", "lamb")
 
 
@@ -34,16 +36,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     flags.add_arguments(p.add_argument_group("workers on several machines (an Optuna study)"),
                         StudyOptions, STUDY_FIELDS)
+    from legw.experiments.slurm import ClusterOptions
+
+    flags.add_arguments(p.add_argument_group("workers as Slurm jobs (submitit)"),
+                        ClusterOptions, CLUSTER_FIELDS)
 
 
 def run(args: argparse.Namespace) -> int:
     from legw.experiments.coordinator import StudyOptions
     from legw.experiments.launcher import stop_on_sigterm
+    from legw.experiments.slurm import ClusterOptions, submit_workers
     from legw.experiments.sweep import load_spec, merge_spec, run_sweep
 
     stop_on_sigterm()
     out = study_dir(args)
     study = StudyOptions(**flags.given(args, STUDY_FIELDS))
+    cluster = ClusterOptions(**flags.given(args, CLUSTER_FIELDS))
     stored = load_spec(out)
     given: dict[str, Any] = {
         "task": args.task, **flags.given(args, (*SWEEP_FIELDS, *LAUNCH_FIELDS)),
@@ -55,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
         if args.task is not None and "batch_sizes" not in given:
             raise ValueError("--batch-sizes: give the batch sizes to sweep")
     spec = merge_spec(stored, given, out)
+    if cluster.launcher == "slurm":
+        jobs = submit_workers(spec, out, study, cluster)
+        print(f"submitted {len(jobs)} workers: Slurm jobs {' '.join(j.job_id for j in jobs)}; "
+              f"logs in {out / 'slurm'}; results in {out / 'results.csv'}", file=sys.stderr)
+        return 0
     rows = run_sweep(spec, out, command=command_line("sweep"),
                      log=lambda m: print(m, file=sys.stderr, flush=True), study=study)
     return 1 if any(r["status"] == "failed" for r in rows) else 0
