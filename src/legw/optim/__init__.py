@@ -2,9 +2,10 @@
 
 * :class:`LARS`, :class:`LAMB` -- ``torch.optim.Optimizer`` subclasses, whole-group updates
   through torch's fused SGD/Adam kernels where available (else ``torch._foreach_*`` chains),
-  no host synchronisation inside ``step()``.
+  no host synchronisation inside ``step()``; every tensor adapts by default (``adapt=True``;
+  ``adapt="with_decay"`` is timm's rule).
 * :func:`param_groups` -- biases and normalization parameters get no weight decay and no trust
-  ratio.
+  ratio (``adapt=False``).
 * :data:`OPTIMIZERS`, :func:`build_optimizer` -- ``sgd``, ``adam``, ``adamw``, ``lars``, ``lamb``
   by name, with one calling convention.
 """

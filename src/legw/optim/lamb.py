@@ -15,9 +15,10 @@ import torch
 from torch import Tensor
 
 from legw.optim import _common as C
+from legw.optim._base import BucketedOptimizer
 
 
-class LAMB(C.BucketedOptimizer):
+class LAMB(BucketedOptimizer):
     r"""LAMB with the trust ratio computed for every layer (tensor) at once.
 
     For each parameter tensor ``w`` with gradient ``g`` at step ``t`` (1-based)::

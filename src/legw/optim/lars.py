@@ -13,9 +13,10 @@ import torch
 from torch import Tensor
 
 from legw.optim import _common as C
+from legw.optim._base import BucketedOptimizer
 
 
-class LARS(C.BucketedOptimizer):
+class LARS(BucketedOptimizer):
     r"""LARS with the trust ratio computed for every layer (tensor) at once.
 
     For each parameter tensor ``w`` with gradient ``g`` in a group that adapts::
@@ -65,7 +66,9 @@ class LARS(C.BucketedOptimizer):
             ``C.FUSED_SGD_CPU_DTYPES``); ``True``: required (``ValueError`` otherwise);
             ``False``: never. Same state, same result to rounding; without the trust ratio the
             fused path is exactly ``torch.optim.SGD(fused=True)`` and the other exactly
-            ``SGD(foreach=True)``.
+            ``SGD(foreach=True)``. On the CPU with momentum and without Nesterov the trust
+            ratio rides in the kernel's ``dampening`` (one pass, see
+            ``_fold_trust_into_dampening``).
 
     State (``state[p]["momentum_buffer"]``, as ``torch.optim.SGD``) has the parameter's dtype.
     Norms are computed in float32 (float64 for float64 parameters).
