@@ -228,3 +228,44 @@ def test_slurm_options_are_checked_and_a_refused_submission_is_one_line(tmp_path
         "legw: error: --launcher: slurm workers meet in a study; give --storage (a journal file "
         "on a shared directory, e.g. OUT/study.journal)"]
     assert not out.exists()
+
+
+def _slurm_up():
+    import shutil
+
+    if shutil.which("sbatch") is None:
+        return False
+    sinfo = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return sinfo.returncode == 0 and ("idle" in sinfo.stdout or "mix" in sinfo.stdout)
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not _slurm_up(), reason="no Slurm here (scripts/slurm_local.sh starts one)")
+def test_two_workers_through_sbatch_on_a_real_slurm(mnist_dir, tmp_path):
+    out = tmp_path / "slurm-sweep"
+    argv = [*_args(mnist_dir, out)[:-6], "--seeds", "0", "1", "--batch-sizes", "32",
+            "--storage", str(out / "study.journal"), "--heartbeat", "2"]
+    bad = subprocess.run([sys.executable, "-m", "legw", *argv, "--launcher", "slurm",
+                          "--slurm-partition", "no-such-partition"], env=env(1),
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and not out.exists()
+    assert bad.stderr.strip().splitlines() == [
+        "legw: error: --sbatch: sbatch refused the worker jobs: sbatch: error: Batch job "
+        "submission failed: Invalid partition name specified"]
+
+    sub = subprocess.run([sys.executable, "-m", "legw", *argv, "--launcher", "slurm",
+                          "--workers", "2", "--time", "10"], env=env(1), capture_output=True,
+                         text=True)
+    assert sub.returncode == 0, sub.stderr
+    ids = sub.stderr.split("Slurm jobs ")[1].split(";")[0].split()
+    assert len(ids) == 2
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        queue = subprocess.run(["squeue", "-h", "-j", ",".join(ids)], capture_output=True,
+                               text=True).stdout
+        if not queue.strip():
+            break
+        time.sleep(1)
+    _check_two_runs_once(out)
+    logs = sorted((out / "slurm").glob("*/*_log.err"))
+    assert len(logs) == 2

@@ -101,7 +101,7 @@ def submit_workers(spec: Any, out: Path, study: StudyOptions, cluster: ClusterOp
         storage = prefix + str(Path(storage.removeprefix("journal:")).resolve())
     options = {**asdict(study), "storage": storage}
     folder = out / "slurm"
-    existed = folder.exists()
+    created = out if not out.exists() else None if folder.exists() else folder
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster=kind)
     executor.update_parameters(**cluster.parameters(f"legw-{out.name}"))
     errors = io.StringIO()  # submitit echoes sbatch's stderr: kept for the one line below
@@ -111,8 +111,8 @@ def submit_workers(spec: Any, out: Path, study: StudyOptions, cluster: ClusterOp
                     for _ in range(cluster.workers)]
     except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError,
             submitit.core.utils.FailedSubmissionError) as e:
-        if not existed:
-            shutil.rmtree(folder, ignore_errors=True)
+        if created is not None:  # nothing written: what submitit created goes
+            shutil.rmtree(created, ignore_errors=True)
         lines = [ln.strip() for ln in f"{errors.getvalue()}\n{e}".splitlines() if ln.strip()]
         raise ValueError("--sbatch: sbatch refused the worker jobs: "
                          + (lines[-1] if lines else type(e).__name__)) from None
