@@ -218,6 +218,7 @@ def _work_on_study(spec: SweepSpec, out: Path, command: str | None, options: Stu
     """One worker of the study: join it (refused, with nothing written, when it holds another
     sweep), then take runs until none is left; ``results.*`` are rebuilt after each run."""
     from legw.experiments import coordinator
+    from legw.experiments.worker import Worker
 
     plan = spec.plan(out)
     by_dir: dict[str, PlannedRun] = {}  # runs sharing a directory are one trial
@@ -235,7 +236,7 @@ def _work_on_study(spec: SweepSpec, out: Path, command: str | None, options: Stu
 
     t0 = time.perf_counter()
     write_results()
-    counts = coordinator.Worker(study, by_dir, spec.threads, options.heartbeat, log,
+    counts = Worker(study, by_dir, spec.threads, options.heartbeat, log,
                                 write_results).work()
     write_results()
     log(f"worker {name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
