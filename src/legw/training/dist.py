@@ -6,7 +6,9 @@ it the run is a single process and every helper here is a no-op.
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -98,9 +100,49 @@ def broadcast_object(obj: object) -> object:
 
 
 def cleanup() -> None:
-    """Leave the process group (safe to call when none was joined)."""
+    """Leave the process group and free it here (safe to call when none was joined).
+
+    Call it once nothing of the run holds the group any more (``train()`` collects its trainer
+    first: DDP's reducer, the FSDP modules). A gloo group that outlives
+    ``destroy_process_group`` lives until interpreter shutdown, which it sometimes aborts
+    ("terminate called without an active exception", exit status -6): its worker threads are
+    joined only when the group is freed, and a worker still releasing the last collective's
+    work drops tensors that own a Python object, for which it takes the GIL; once shutdown has
+    begun, CPython ends such a thread with ``pthread_exit``, whose unwinding through a
+    ``noexcept`` destructor calls ``std::terminate``. Freed here, the group joins its threads
+    while the interpreter is whole. torch itself keeps references past
+    ``destroy_process_group``: :func:`_unpin` drops them.
+    """
     if dist.is_initialized():
         dist.destroy_process_group()
+        _unpin()
+
+
+def _unpin() -> None:
+    """Drop the references to process groups that torch keeps after ``destroy_process_group``
+    (torch 2.13), so that the groups are freed now rather than at interpreter shutdown:
+
+    - ``torch.distributed.nn.functional``'s default arguments ``group=group.WORLD``, evaluated
+      when the module is first imported -- by DDP or DTensor, after ``init_process_group`` --
+      and so bound to this job's default group for good (ten functions). They become
+      ``None`` (the default group at call time), what an import before
+      ``init_process_group`` binds.
+    - each ``DeviceMesh``'s ``_pg_registry`` (group name -> group, for ``torch.compile``):
+      DTensor's sharding and redistribution caches keep FSDP's mesh alive.
+    """
+    functional = sys.modules.get("torch.distributed.nn.functional")
+    for f in vars(functional).values() if functional is not None else ():
+        if callable(f) and getattr(f, "__defaults__", None):
+            f.__defaults__ = tuple(None if isinstance(d, dist.ProcessGroup) else d
+                                   for d in f.__defaults__)
+    device_mesh = sys.modules.get("torch.distributed.device_mesh")
+    mesh_type = getattr(device_mesh, "DeviceMesh", None)
+    if isinstance(mesh_type, type):
+        for obj in gc.get_objects():
+            # type(), not isinstance(): that would ask a dead weakref proxy for its __class__
+            if issubclass(type(obj), mesh_type) and isinstance(getattr(obj, "_pg_registry", None),
+                                                               dict):
+                obj._pg_registry.clear()
 
 
 def broadcast_buffers(model: torch.nn.Module) -> None:
