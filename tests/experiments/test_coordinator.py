@@ -269,3 +269,38 @@ def test_two_workers_through_sbatch_on_a_real_slurm(mnist_dir, tmp_path):
     _check_two_runs_once(out)
     logs = sorted((out / "slurm").glob("*/*_log.err"))
     assert len(logs) == 2
+
+
+@pytest.mark.slow
+def test_two_tune_workers_run_each_trial_once_as_a_local_tune_does(mnist_dir, tmp_path):
+    def argv(out, *storage):
+        return ["tune", "fashion-mnist-lstm", "--batch-size", "32", "--lr-factors", "1", "2",
+                "--warmup-epochs", "0", "--epochs", "1", "--max-steps", "3",
+                "--base-warmup-epochs", "0", "--data-dir", str(mnist_dir), "--threads", "1",
+                "--out", str(out), *storage]
+
+    out = tmp_path / "shared"
+    workers = [_start(argv(out, "--storage", str(out / "study.journal"), "--heartbeat", "1"),
+                      tmp_path / f"w{i}.log") for i in range(2)]
+    assert [w.wait(timeout=600) for w in workers] == [0, 0]
+    trials = _trials(out, "legw-tune-shared")
+    assert Counter((t.user_attrs["legw_run"], t.state.name) for t in trials) == {
+        (name, "COMPLETE"): 1 for name in ("legw-s0", "lr0.2-w0-s0", "lr0.4-w0-s0")}
+    local = tmp_path / "local"  # the local pool, no study: the same table
+    assert main(argv(local)) == 0
+
+    def table(path):
+        meta, rows = read_rows(path / "trials.json")
+        return meta["best"]["trial"], [(r["trial"], r["status"], r["test_error"]) for r in rows]
+
+    assert table(out) == table(local)
+
+
+def test_a_tune_study_refuses_the_optuna_search(tmp_path, capsys):
+    out = tmp_path / "tune"
+    assert main(["tune", "fashion-mnist-lstm", "--batch-size", "32", "--search", "optuna",
+                 "--out", str(out), "--storage", str(tmp_path / "study.journal")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "legw: error: --search: optuna picks each trial from the results so far; a --storage "
+        "study takes a fixed list: use --search grid or random"]
+    assert not out.exists() and not (tmp_path / "study.journal").exists()

@@ -15,6 +15,7 @@ from legw.commands._study import add_study_arguments, command_line, study_dir
 from legw.experiments.launcher import LAUNCH_FIELDS, RUN_OVERRIDES
 from legw.training.config import TrainConfig
 
+STUDY_FIELDS = ("storage", "study_name", "heartbeat")
 SEARCH_FIELDS = ("batch_size", "trials", "search", "lr_factors", "warmup_epochs", "seed")
 
 
@@ -28,17 +29,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     flags.add_arguments(g, TuneSpec, SEARCH_FIELDS)
     flags.add_arguments(g, TrainConfig, ("optimizer",))
     add_study_arguments(p)
+    from legw.experiments.coordinator import StudyOptions
+
+    flags.add_arguments(p.add_argument_group("workers on several machines (an Optuna study)"),
+                        StudyOptions, STUDY_FIELDS)
 
 
 def run(args: argparse.Namespace) -> int:
+    from legw.experiments.coordinator import StudyOptions
     from legw.experiments.launcher import stop_on_sigterm
     from legw.experiments.tune import load_tune_spec, merge_tune_spec, run_tune
 
     stop_on_sigterm()
     out = study_dir(args)
+    study = StudyOptions(**flags.given(args, STUDY_FIELDS))
     given = {"task": args.task, **flags.given(args, (*SEARCH_FIELDS, *LAUNCH_FIELDS)),
              "overrides": flags.given(args, (*RUN_OVERRIDES, "optimizer"))}
     spec = merge_tune_spec(load_tune_spec(out), given, out)
     result = run_tune(spec, out, command=command_line("tune"),
-                      log=lambda m: print(m, file=sys.stderr, flush=True))
+                      log=lambda m: print(m, file=sys.stderr, flush=True), study=study)
     return 1 if any(r["status"] == "failed" for r in result["rows"]) else 0

@@ -48,7 +48,8 @@ class StudyOptions:
     server) or a postgresql:// / mysql:// URL. Every worker started with the same URL and
     --out takes runs until none is left (default: no study, the local pool of --jobs)."""
     study_name: str | None = field(default=None, metadata=flag(metavar="NAME"))
-    """Name of the study in --storage (default: legw-sweep-DIRNAME, from --out)."""
+    """Name of the study in --storage (default: legw-sweep-DIRNAME or legw-tune-DIRNAME, from
+    --out)."""
     heartbeat: float = field(default=30.0, metadata=flag(metavar="S", check=POSITIVE))
     """Seconds between a worker's heartbeats; a run silent for 4 of them is taken over and
     resumed from its checkpoint by another worker (default 30)."""
@@ -171,6 +172,40 @@ def join_study(options: StudyOptions, name: str, ident: dict[str, Any],
             raise ValueError(f"--study-name: study {name} in {_masked(options.storage)} was "
                              "never set up by legw (no legw_enqueued); give another --study-name")
         time.sleep(0.5)
+
+
+def default_study_name(kind: str, out: Path) -> str:
+    """The study name when ``--study-name`` is not given: ``legw-KIND-DIRNAME`` from ``--out``,
+    whose name every machine mounting the shared directory sees alike."""
+    return f"legw-{kind}-{out.resolve().name}"
+
+
+def run_worker(kind: str, spec: Any, out: Path, plan: list[Any], options: StudyOptions,
+               command: str | None, spec_file: str,
+               write_results: Callable[[dict[str, dict[str, Any]]], None],
+               log: Callable[[str], None]) -> None:
+    """This process as one worker of the study of ``plan`` (a sweep's or a tuning study's
+    runs): join it (refused, with nothing written, when it holds another study), record the
+    spec in ``out``, take runs until none is left. ``write_results`` gets run name -> outcome
+    (:func:`trial_outcomes`) after each run and at the end."""
+    from legw.experiments.launcher import open_study
+    from legw.experiments.worker import Worker
+
+    by_dir: dict[str, Any] = {}  # runs sharing a directory are one trial
+    for run in plan:
+        by_dir.setdefault(run.run_dir.name, run)
+    name = options.study_name or default_study_name(kind, out)
+    study = join_study(options, name, identity(kind, spec), list(by_dir), log)
+    open_study(out, spec_file, spec, command, shared=True)
+
+    def write() -> None:
+        done = trial_outcomes(study)
+        write_results({r.name: done[r.run_dir.name] for r in plan if r.run_dir.name in done})
+
+    write()
+    counts = Worker(study, by_dir, spec.threads, options.heartbeat, log, write).work()
+    write()
+    log(f"worker of {name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
 def trial_outcomes(study: Any) -> dict[str, dict[str, Any]]:

@@ -207,37 +207,14 @@ def _done(out: Path, t0: float, log, what: str = "sweep") -> list[dict[str, Any]
     return rows
 
 
-def default_study_name(out: Path) -> str:
-    """The study name of a sweep in ``out`` when ``--study-name`` is not given: from the
-    directory's name, which every machine mounting the shared directory sees alike."""
-    return f"legw-sweep-{out.resolve().name}"
-
-
 def _work_on_study(spec: SweepSpec, out: Path, command: str | None, options: StudyOptions,
                    meta: dict[str, Any], log) -> list[dict[str, Any]]:
-    """One worker of the study: join it (refused, with nothing written, when it holds another
-    sweep), then take runs until none is left; ``results.*`` are rebuilt after each run."""
-    from legw.experiments import coordinator
-    from legw.experiments.worker import Worker
-
-    plan = spec.plan(out)
-    by_dir: dict[str, PlannedRun] = {}  # runs sharing a directory are one trial
-    for run in plan:
-        by_dir.setdefault(run.run_dir.name, run)
-    name = options.study_name or default_study_name(out)
-    study = coordinator.join_study(options, name, coordinator.identity("sweep", spec),
-                                   list(by_dir), log)
-    open_study(out, "sweep.json", spec, command, shared=True)
-
-    def write_results() -> None:
-        done = coordinator.trial_outcomes(study)
-        outcomes = {r.name: done[r.run_dir.name] for r in plan if r.run_dir.name in done}
-        write_rows(out / "results", sweep_rows(spec, out, outcomes), meta)
+    """One worker of the sweep's study (:func:`legw.experiments.coordinator.run_worker`);
+    ``results.*`` are rebuilt from the run directories after each run."""
+    from legw.experiments.coordinator import default_study_name, run_worker
 
     t0 = time.perf_counter()
-    write_results()
-    counts = Worker(study, by_dir, spec.threads, options.heartbeat, log,
-                                write_results).work()
-    write_results()
-    log(f"worker {name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
-    return _done(out, t0, log, f"study {name}")
+    run_worker("sweep", spec, out, spec.plan(out), options, command, "sweep.json",
+               lambda outcomes: write_rows(out / "results", sweep_rows(spec, out, outcomes),
+                                           meta), log)
+    return _done(out, t0, log, f"study {options.study_name or default_study_name('sweep', out)}")

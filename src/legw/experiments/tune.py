@@ -185,14 +185,26 @@ def merge_tune_spec(stored: TuneSpec | None, given: dict[str, Any], out: Path) -
 
 
 def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
-             log=print) -> dict[str, Any]:
-    """Run (or continue) the study in ``out``; returns the content of ``trials.json``."""
-    open_study(out, "tune.json", spec, command)
+             log=print, study: Any = None) -> dict[str, Any]:
+    """Run (or continue) the study in ``out``; returns the content of ``trials.json``. With a
+    ``study`` storage (:class:`~legw.experiments.coordinator.StudyOptions`) this process is one
+    worker of a study shared by many (grid and random searches: a fixed list of trials)."""
     legw = spec.legw_run(out)
+    state = _Study(spec, out)
+    if study is not None and study.storage is not None:
+        if spec.search == "optuna":
+            raise ValueError("--search: optuna picks each trial from the results so far; a "
+                             "--storage study takes a fixed list: use --search grid or random")
+        from legw.experiments.coordinator import run_worker
+
+        plan = [legw, *(spec.trial_config(out, lr, w) for lr, w in spec.points())]
+        run_worker("tune", spec, out, plan, study, command, "tune.json", lambda outcomes: [
+            state.add(r, outcomes.get(r.name, {"status": "pending"})) for r in plan], log)
+        return _finish(state.write(), out, log)
+    open_study(out, "tune.json", spec, command)
     log(f"tune {spec.task} at batch {spec.batch_size}: {spec.search} search, {spec.trials} "
         f"trials + the LEGW point (peak LR {legw.labels['peak_lr']:.4g}, warmup "
         f"{legw.labels['warmup_epochs']:.4g} epochs)")
-    state = _Study(spec, out)
     if spec.search == "optuna":
         for run, outcome in run_all([legw], spec.jobs, spec.threads, log=log):
             state.add(run, outcome)
@@ -201,7 +213,10 @@ def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
         trials = [legw, *(spec.trial_config(out, lr, w) for lr, w in spec.points())]
         for run, outcome in run_all(trials, spec.jobs, spec.threads, log=log):
             state.add(run, outcome)
-    result = state.write()
+    return _finish(state.write(), out, log)
+
+
+def _finish(result: dict[str, Any], out: Path, log) -> dict[str, Any]:
     from legw.experiments.plots import plot_landscape, plot_lr_curve
 
     plot_landscape(result, out / "landscape.png")
@@ -230,7 +245,7 @@ class _Study:
         return objective(row, self.metric, SELECTIONS[self.metric])
 
     def add(self, run: PlannedRun, outcome: dict[str, Any]) -> dict[str, Any]:
-        status = "failed" if outcome["status"] == "failed" else None
+        status = outcome["status"] if outcome["status"] in ("failed", "pending") else None
         row = run_row(run.run_dir, {**run.labels, "batch_size": self.spec.batch_size,
                                     "seed": self.spec.seed, "task": self.spec.task},
                       self.out, status=status, error=outcome.get("error"))
