@@ -187,36 +187,30 @@ def merge_tune_spec(stored: TuneSpec | None, given: dict[str, Any], out: Path) -
 def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
              log=print, study: Any = None) -> dict[str, Any]:
     """Run (or continue) the study in ``out``; returns the content of ``trials.json``. With a
-    ``study`` storage (:class:`~legw.experiments.coordinator.StudyOptions`) this process is one
-    worker of a study shared by many (grid and random searches: a fixed list of trials)."""
-    legw = spec.legw_run(out)
-    state = _Study(spec, out)
+    ``study`` storage (``coordinator.StudyOptions``) this process is one worker of a shared
+    study of the trials (grid and random searches: a fixed list)."""
+    legw, state = spec.legw_run(out), _Study(spec, out)
+    fixed = [legw, *(spec.trial_config(out, lr, w) for lr, w in spec.points())]
     if study is not None and study.storage is not None:
         if spec.search == "optuna":
             raise ValueError("--search: optuna picks each trial from the results so far; a "
                              "--storage study takes a fixed list: use --search grid or random")
         from legw.experiments.coordinator import run_worker
 
-        plan = [legw, *(spec.trial_config(out, lr, w) for lr, w in spec.points())]
-        run_worker("tune", spec, out, plan, study, command, "tune.json", lambda outcomes: [
-            state.add(r, outcomes.get(r.name, {"status": "pending"})) for r in plan], log)
-        return _finish(state.write(), out, log)
-    open_study(out, "tune.json", spec, command)
-    log(f"tune {spec.task} at batch {spec.batch_size}: {spec.search} search, {spec.trials} "
-        f"trials + the LEGW point (peak LR {legw.labels['peak_lr']:.4g}, warmup "
-        f"{legw.labels['warmup_epochs']:.4g} epochs)")
-    if spec.search == "optuna":
-        for run, outcome in run_all([legw], spec.jobs, spec.threads, log=log):
+        run_worker("tune", spec, out, fixed, study, command, "tune.json", lambda outcomes: [
+            state.add(r, outcomes.get(r.name, {"status": "pending"})) for r in fixed], log)
+    else:
+        open_study(out, "tune.json", spec, command)
+        log(f"tune {spec.task} at batch {spec.batch_size}: {spec.search} search, {spec.trials} "
+            f"trials + the LEGW point (peak LR {legw.labels['peak_lr']:.4g}, warmup "
+            f"{legw.labels['warmup_epochs']:.4g} epochs)")
+        # one launch of the grid or random trials, so the progress count runs over all
+        for run, outcome in run_all([legw] if spec.search == "optuna" else fixed, spec.jobs,
+                                    spec.threads, log=log):
             state.add(run, outcome)
-        _optuna_search(spec, out, state, log)
-    else:  # one launch, so the progress count runs over every trial
-        trials = [legw, *(spec.trial_config(out, lr, w) for lr, w in spec.points())]
-        for run, outcome in run_all(trials, spec.jobs, spec.threads, log=log):
-            state.add(run, outcome)
-    return _finish(state.write(), out, log)
-
-
-def _finish(result: dict[str, Any], out: Path, log) -> dict[str, Any]:
+        if spec.search == "optuna":
+            _optuna_search(spec, out, state, log)
+    result = state.write()
     from legw.experiments.plots import plot_landscape, plot_lr_curve
 
     plot_landscape(result, out / "landscape.png")
