@@ -223,6 +223,11 @@ def test_slurm_options_are_checked_and_a_refused_submission_is_one_line(tmp_path
                       "slurm_additional_parameters": {"qos": "high"}}
     out = tmp_path / "sweep"
     assert main(["sweep", "fashion-mnist-lstm", "--out", str(out), "--batch-sizes", "32",
+                 "--workers", "4"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "legw: error: --workers: only with --launcher slurm (on this machine, start more "
+        "workers by running the same command again)"]
+    assert main(["sweep", "fashion-mnist-lstm", "--out", str(out), "--batch-sizes", "32",
                  "--launcher", "slurm"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "legw: error: --launcher: slurm workers meet in a study; give --storage (a journal file "

@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     out = study_dir(args)
     study = StudyOptions(**flags.given(args, STUDY_FIELDS))
     cluster = ClusterOptions(**flags.given(args, CLUSTER_FIELDS))
+    stray = [n for n in flags.given(args, CLUSTER_FIELDS[1:]) if cluster.launcher == "local"]
+    if stray:
+        raise ValueError(f"{flags.option(stray[0])}: only with --launcher slurm (on this "
+                         "machine, start more workers by running the same command again)")
     stored = load_spec(out)
     given: dict[str, Any] = {
         "task": args.task, **flags.given(args, (*SWEEP_FIELDS, *LAUNCH_FIELDS)),
