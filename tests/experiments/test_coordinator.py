@@ -146,6 +146,8 @@ def test_bad_storage_is_one_line_and_writes_nothing(mnist_dir, tmp_path, capsys)
     assert line.startswith("legw: error: --storage: cannot write")
     [line] = _refused(capsys, argv("postgresql://u:secret@127.0.0.1:1/none"), out)
     assert line.startswith("legw: error: --storage: cannot open postgresql://u:***@")
+    [line] = _refused(capsys, argv(str(out / "study.journal"), "--jobs", "2"), out)
+    assert line.startswith("legw: error: --jobs: a worker of a --storage study runs one run at")
     [line] = _refused(capsys, argv("redis://host/0"), out)
     assert line.startswith("legw: error: --storage: unknown storage")
     no_storage = [a for a in _args(mnist_dir, out) if a != str(out / "study.journal")]

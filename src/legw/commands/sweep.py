@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     out = study_dir(args)
     study = StudyOptions(**flags.given(args, STUDY_FIELDS))
     cluster = ClusterOptions(**flags.given(args, CLUSTER_FIELDS))
+    if study.storage is not None and getattr(args, "jobs", 1) > 1:
+        raise ValueError("--jobs: a worker of a --storage study runs one run at a time; start "
+                         "more workers instead (the same command again)")
     stray = [n for n in flags.given(args, CLUSTER_FIELDS[1:]) if cluster.launcher == "local"]
     if stray:
         raise ValueError(f"{flags.option(stray[0])}: only with --launcher slurm (on this "

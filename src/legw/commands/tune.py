@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     stop_on_sigterm()
     out = study_dir(args)
     study = StudyOptions(**flags.given(args, STUDY_FIELDS))
+    if study.storage is not None and getattr(args, "jobs", 1) > 1:
+        raise ValueError("--jobs: a worker of a --storage study runs one run at a time; start "
+                         "more workers instead (the same command again)")
     given = {"task": args.task, **flags.given(args, (*SEARCH_FIELDS, *LAUNCH_FIELDS)),
              "overrides": flags.given(args, (*RUN_OVERRIDES, "optimizer"))}
     spec = merge_tune_spec(load_tune_spec(out), given, out)
