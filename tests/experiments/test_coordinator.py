@@ -311,3 +311,24 @@ def test_a_tune_study_refuses_the_optuna_search(tmp_path, capsys):
         "legw: error: --search: optuna picks each trial from the results so far; a --storage "
         "study takes a fixed list: use --search grid or random"]
     assert not out.exists() and not (tmp_path / "study.journal").exists()
+
+
+@pytest.mark.slow
+def test_a_worker_ended_by_sigterm_hands_its_run_back_at_once(mnist_dir, tmp_path):
+    out = tmp_path / "shared"
+    argv = [*_args(mnist_dir, out, "--seeds", "0", "--batch-sizes", "32", "--epochs", "3",
+                   "--max-steps", "24", "--checkpoint-every", "2"), "--heartbeat", "600"]
+    worker = _start(argv, tmp_path / "term.log")
+    run_dir = out / "runs" / "legw-b32-s0"
+    deadline = time.monotonic() + 300
+    while not list((run_dir / "checkpoints").glob("step-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 130
+    assert "legw-b32-s0: interrupted; enqueued again" in (tmp_path / "term.log").read_text()
+    # a lease of 4 x 600 s has not run out: the next worker resumes the run at once
+    assert main(argv) == 0
+    trials = _trials(out, "legw-sweep-shared")
+    assert [(t.state.name, t.user_attrs.get("legw_resumed")) for t in trials] == [
+        ("FAIL", False), ("COMPLETE", True)]
+    assert _launches(run_dir) == 2 and _train_steps(run_dir) == list(range(24))
