@@ -73,8 +73,16 @@ class ClusterOptions:
 
 
 def worker_job(spec: dict[str, Any], out: str, study: dict[str, Any]) -> int:
-    """What a worker job runs: one worker of the study; returns the number of failed runs."""
+    """What a worker job runs: one worker of the study; returns the number of failed runs.
+    SIGTERM (``scancel``, the time limit) and SIGUSR2 (submitit's warning before the limit)
+    hand the job's run back to the study at once, its checkpoints kept for the retry."""
+    import signal
+
+    from legw.experiments.launcher import stop_on_sigterm
     from legw.experiments.sweep import SweepSpec, run_sweep
+
+    stop_on_sigterm()
+    signal.signal(signal.SIGUSR2, signal.getsignal(signal.SIGTERM))
 
     rows = run_sweep(SweepSpec(**spec), Path(out), study=StudyOptions(**study),
                      log=lambda m: print(m, file=sys.stderr, flush=True))
