@@ -37,7 +37,7 @@ class ClusterOptions:
     slurm_partition: str | None = field(default=None, metadata=flag(metavar="P"))
     """Slurm partition of the worker jobs (default: the cluster's)."""
     nodes: int = field(default=1, metadata=flag(metavar="N", check=POSITIVE_INT))
-    """Nodes per worker job (default 1)."""
+    """Nodes per Slurm job (default 1); submitit starts one task per node, each a worker."""
     gpus_per_node: int | None = field(default=None,
                                       metadata=flag(metavar="G", check=NON_NEGATIVE_INT))
     """GPUs per node of a worker job (default: none requested)."""
