@@ -176,6 +176,12 @@ def test_a_study_of_another_sweep_task_or_version_is_refused(mnist_dir, tmp_path
                     "the study's own flags")
     [line] = _refused(capsys, argv("mnist-lstm", "--batch-sizes", "32"), out)
     assert "task 'fashion-mnist-lstm' there, 'mnist-lstm' here" in line
+    # a spec holding tuples (milestones) equals itself as the storage gives it back (lists)
+    steps = SweepSpec(task="fashion-mnist-lstm", methods=["legw"], batch_sizes=[32],
+                      overrides={"decay": "multistep", "milestones": (0.5,)})
+    for _ in range(2):
+        join_study(StudyOptions(storage=str(journal)), "m", identity("sweep", steps),
+                   ["legw-b32-s0"], print)
     study.set_user_attr("legw_version", "0.0.1")
     [line] = _refused(capsys, argv("fashion-mnist-lstm", "--batch-sizes", "32"), out)
     assert "legw_version '0.0.1' there" in line

@@ -24,6 +24,7 @@ WAITING and nothing RUNNING is alive. Machines' clocks must agree to well within
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -122,6 +123,8 @@ def identity(kind: str, spec: Any) -> dict[str, Any]:
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     d = {k: v for k, v in spec.to_dict().items() if k not in LAUNCH_ONLY}
+    # as the storage gives it back (JSON: tuples become lists), so equal specs compare equal
+    d = json.loads(json.dumps(d))
     return {"legw_version": version, "kind": kind, "task": spec.task, "spec": d}
 
 
