@@ -121,7 +121,7 @@ def test_absurd_numbers_name_their_flag(mnist_dir, capsys, tmp_path, argv, needl
 def test_closing_the_pipe_early_is_not_a_traceback():
     sizes = [str(b) for b in range(128, 528)]  # > 64 KiB of JSON: more than a pipe holds
     proc = subprocess.Popen(legw_cmd("schedule", "--task", "fashion-mnist-lstm", "--json",
-                                     "--batch-size", *sizes),
+                                     "--batch-sizes", *sizes),
                             env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.read(10)
     proc.stdout.close()  # `legw ... | head -c 10`

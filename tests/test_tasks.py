@@ -79,7 +79,7 @@ def test_imagenet_preset_is_table6_row_one():
 
 
 def test_schedule_command_reads_task(capsys):
-    assert main(["schedule", "--task", "fashion-mnist-lstm", "--batch-size", "128", "8192"]) == 0
+    assert main(["schedule", "--task", "fashion-mnist-lstm", "--batch-sizes", "128", "8192"]) == 0
     out = capsys.readouterr().out
     assert "8192" in out and "468" in out  # 60000 // 128 steps per epoch
 

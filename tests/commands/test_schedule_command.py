@@ -137,7 +137,7 @@ def test_task_recipe_with_flag_overrides(capsys):
     # ptb-small at 640 streams: the recipe's steps per epoch equal the loader's,
     # (929589 // 640 - 1) // 20 = 72; a flag overrides the task's base warmup.
     assert main(["schedule", "--task", "ptb-small", "--base-warmup-epochs", "0.01",
-                 "--batch-size", "20", "640", "--json"]) == 0
+                 "--batch-sizes", "20", "640", "--json"]) == 0
     small, large = json.loads(capsys.readouterr().out)
     assert (small["steps_per_epoch"], large["steps_per_epoch"]) == (2323, 72)
     assert large["peak_lr"] == pytest.approx(20 * math.sqrt(32))
