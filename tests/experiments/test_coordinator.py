@@ -272,16 +272,42 @@ def test_two_workers_through_sbatch_on_a_real_slurm(mnist_dir, tmp_path):
     assert sub.returncode == 0, sub.stderr
     ids = sub.stderr.split("Slurm jobs ")[1].split(";")[0].split()
     assert len(ids) == 2
-    deadline = time.monotonic() + 300
+    _wait_for_jobs(ids)
+    _check_two_runs_once(out)
+    logs = sorted((out / "slurm").glob("*/*_log.err"))
+    assert len(logs) == 2
+
+
+def _wait_for_jobs(ids, timeout=300):
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         queue = subprocess.run(["squeue", "-h", "-j", ",".join(ids)], capture_output=True,
                                text=True).stdout
         if not queue.strip():
-            break
+            return
         time.sleep(1)
-    _check_two_runs_once(out)
-    logs = sorted((out / "slurm").glob("*/*_log.err"))
-    assert len(logs) == 2
+    raise AssertionError(f"Slurm jobs {ids} still queued after {timeout} s")
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not _slurm_up(), reason="no Slurm here (scripts/slurm_local.sh starts one)")
+def test_a_slurm_worker_trains_its_runs_with_torchrun(mnist_dir, tmp_path):
+    # the job's batch script is the worker; its run is torchrun with two processes (the
+    # --nproc-per-node a GPU node would give as --gpus-per-node), on this one-node Slurm
+    out = tmp_path / "slurm-torchrun"
+    argv = [*_args(mnist_dir, out)[:-6], "--seeds", "0", "--batch-sizes", "32",
+            "--storage", str(out / "study.journal"), "--heartbeat", "2",
+            "--nproc-per-node", "2", "--launcher", "slurm", "--time", "10"]
+    sub = subprocess.run([sys.executable, "-m", "legw", *argv], env=env(1),
+                         capture_output=True, text=True)
+    assert sub.returncode == 0, sub.stderr
+    _wait_for_jobs(sub.stderr.split("Slurm jobs ")[1].split(";")[0].split())
+    (row,) = read_rows(out / "results.json")[1]
+    assert row["status"] == "stopped" and row["steps"] == 3
+    run = out / "runs" / "legw-b32-s0"
+    assert json.loads((run / "config.json").read_text())["resolved"]["world_size"] == 2
+    assert "torch.distributed.run --nproc-per-node 2 --standalone" in (
+        run / "train.log").read_text()
 
 
 @pytest.mark.slow
@@ -338,3 +364,29 @@ def test_a_worker_ended_by_sigterm_hands_its_run_back_at_once(mnist_dir, tmp_pat
     assert [(t.state.name, t.user_attrs.get("legw_resumed")) for t in trials] == [
         ("FAIL", False), ("COMPLETE", True)]
     assert _launches(run_dir) == 2 and _train_steps(run_dir) == list(range(24))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_no_torchrun_process_training(mnist_dir, tmp_path):
+    # torchrun starts its ranks in sessions of their own: they ask to die with it themselves
+    # (LEGW_DIE_WITH_PARENT), as torchrun dies with the worker
+    out = tmp_path / "shared"
+    argv = [*_args(mnist_dir, out, "--seeds", "0", "--batch-sizes", "32", "--epochs", "3000",
+                   "--checkpoint-every", "50", "--nproc-per-node", "2")]
+    worker = _start(argv, tmp_path / "w.log")
+    run = out / "runs" / "legw-b32-s0"
+
+    def training():
+        return subprocess.run(["pgrep", "-f", f"legw train --config {run}"],
+                              capture_output=True, text=True).stdout.split()
+
+    deadline = time.monotonic() + 120
+    while len(training()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(training()) == 3  # torchrun and its two ranks
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    deadline = time.monotonic() + 10
+    while training() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert training() == []

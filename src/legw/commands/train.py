@@ -48,7 +48,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from legw.training.trainer import DIVERGED_EXIT_STATUS, train
+
+    if os.environ.get("LEGW_DIE_WITH_PARENT") == "1":  # a sweep's run (under torchrun, too)
+        from legw.experiments.launcher import die_with_parent
+
+        die_with_parent()
 
     summary = train(config_from_args(args))
     return DIVERGED_EXIT_STATUS if summary["status"] == "diverged" else 0

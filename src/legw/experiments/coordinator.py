@@ -36,7 +36,7 @@ from typing import Any
 from legw.flags import POSITIVE, check_fields, flag
 from legw.io import check_writable_file
 
-LAUNCH_ONLY = ("commands", "jobs", "threads", "data_dir")
+LAUNCH_ONLY = ("commands", "jobs", "threads", "nproc_per_node", "data_dir")
 """Spec fields workers may differ in (each machine its own cores and data path)."""
 
 
@@ -186,7 +186,7 @@ def default_study_name(kind: str, out: Path) -> str:
 def run_worker(kind: str, spec: Any, out: Path, plan: list[Any], options: StudyOptions,
                command: str | None, spec_file: str,
                write_results: Callable[[dict[str, dict[str, Any]]], None],
-               log: Callable[[str], None]) -> None:
+               log: Callable[[str], None], procs: Any) -> None:
     """This process as one worker of the study of ``plan`` (a sweep's or a tuning study's
     runs): join it (refused, with nothing written, when it holds another study), record the
     spec in ``out``, take runs until none is left. ``write_results`` gets run name -> outcome
@@ -206,7 +206,7 @@ def run_worker(kind: str, spec: Any, out: Path, plan: list[Any], options: StudyO
         write_results({r.name: done[r.run_dir.name] for r in plan if r.run_dir.name in done})
 
     write()
-    counts = Worker(study, by_dir, spec.threads, options.heartbeat, log, write).work()
+    counts = Worker(study, by_dir, spec.threads, options.heartbeat, log, write, procs).work()
     write()
     log(f"worker of {name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -37,7 +38,7 @@ from legw.io import atomic_write_json
 from legw.training.config import TrainConfig, config_fields
 from legw.training.run_dir import FINISHED, RunDir
 
-LAUNCH_FIELDS = ("micro_batch_size", "jobs", "threads", "data_dir")
+LAUNCH_FIELDS = ("micro_batch_size", "jobs", "threads", "nproc_per_node", "data_dir")
 """The :class:`LaunchOptions` fields that are flags of ``legw sweep`` and ``legw tune``."""
 
 
@@ -50,7 +51,10 @@ class LaunchOptions:
     jobs: int = field(default=1, metadata=flag(metavar="N"))
     """Runs in parallel (default 1)."""
     threads: int | None = field(default=None, metadata=flag(metavar="T"))
-    """torch threads per run (default: cores / jobs)."""
+    """torch threads per training process (default: cores / (jobs x processes per run))."""
+    nproc_per_node: int | None = field(default=None, metadata=flag(metavar="P"))
+    """Processes per run on each node: P > 1 starts each run with torchrun, one process per
+    GPU (default 1; on Slurm, --gpus-per-node)."""
     data_dir: str | None = field(default=None, metadata=flag(metavar="DIR"))
     """Directory with the data set files (default: the loader's own location)."""
     commands: list[str] = field(default_factory=list)
@@ -61,9 +65,16 @@ class LaunchOptions:
             raise ValueError(f"--jobs: must be at least 1, got {self.jobs!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads: must be at least 1, got {self.threads!r}")
+        if self.nproc_per_node is not None and self.nproc_per_node < 1:
+            raise ValueError(f"--nproc-per-node: must be at least 1, got "
+                             f"{self.nproc_per_node!r}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"--micro-batch-size: must be at least 1, "
                              f"got {self.micro_batch_size!r}")
+
+    def processes(self, nodes: int = 1) -> Processes:
+        """Each run's processes: ``--nproc-per-node`` on each of ``nodes`` nodes."""
+        return Processes(self.nproc_per_node or 1, nodes)
 
 
 RUN_OVERRIDES = config_fields(study=True)
@@ -134,14 +145,51 @@ def run_config(task: str, batch_size: int, seed: int, run_dir: Path, fields: dic
                        **fields)
 
 
-def train_argv(config: TrainConfig, threads: int | None, resume: bool) -> list[str]:
-    """Write ``RUN/launch.json`` (the run's ``TrainConfig``) and return the
-    ``python -m legw train --config RUN/launch.json`` command line that runs it."""
+@dataclass(frozen=True)
+class Processes:
+    """The processes of one run: ``per_node`` on each of ``nodes`` nodes. One process is a plain
+    ``legw train``; more are started by torchrun (``torch.distributed.run``), on one node with
+    ``--standalone``, across a Slurm job's nodes by ``srun`` starting one torchrun per node
+    that meet at a c10d rendezvous on this host."""
+
+    per_node: int = 1
+    nodes: int = 1
+
+    @property
+    def world_size(self) -> int:
+        return self.per_node * self.nodes
+
+    def launcher(self, run_id: str) -> list[str]:
+        """The command line before ``-m legw train ...`` (its ``python``, for one process)."""
+        if self.world_size == 1:
+            return [sys.executable]
+        torchrun = [sys.executable, "-m", "torch.distributed.run",
+                    "--nproc-per-node", str(self.per_node)]
+        if self.nodes == 1:
+            return [*torchrun, "--standalone"]
+        return ["srun", f"--nodes={self.nodes}", f"--ntasks={self.nodes}",
+                "--ntasks-per-node=1", "--kill-on-bad-exit=1", *torchrun,
+                "--nnodes", str(self.nodes), "--rdzv-backend", "c10d",
+                "--rdzv-endpoint", f"{socket.gethostname()}:{free_port()}",
+                "--rdzv-id", run_id]
+
+
+def free_port() -> int:
+    """A TCP port free on this host now (for a run's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def train_argv(config: TrainConfig, threads: int | None, resume: bool,
+               procs: Processes = Processes()) -> list[str]:
+    """Write ``RUN/launch.json`` (the run's ``TrainConfig``) and return the command line that
+    runs it: ``python -m legw train --config RUN/launch.json``, started by ``procs``."""
     # not --quiet: train.log keeps the start-up and resume lines (no progress bar is drawn
     # into a file anyway)
     path = RunDir(config.out_dir).write_launch({**config.to_dict(), "num_threads": threads})
-    return [sys.executable, "-m", "legw", "train", "--config", str(path),
-            *(["--resume"] if resume else [])]
+    return [*procs.launcher(Path(config.out_dir).name), "-m", "legw", "train", "--config",
+            str(path), *(["--resume"] if resume else [])]
 
 
 def stop_on_sigterm() -> None:
@@ -154,13 +202,15 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def default_threads(jobs: int) -> int:
-    """torch threads per run: the cores shared evenly by ``jobs`` parallel runs."""
-    return max(1, (os.cpu_count() or 1) // jobs)
+def default_threads(processes: int) -> int:
+    """torch threads per process: the cores shared evenly by ``processes`` training processes
+    (parallel runs x processes per run)."""
+    return max(1, (os.cpu_count() or 1) // processes)
 
 
 def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
-            log=print) -> Iterator[tuple[PlannedRun, dict[str, Any]]]:
+            log=print, procs: Processes = Processes()
+            ) -> Iterator[tuple[PlannedRun, dict[str, Any]]]:
     """Run what is not finished, ``jobs`` at a time; yield ``(run, outcome)`` as each ends.
 
     ``outcome`` has ``status`` (:data:`FINISHED` or ``failed``), ``skipped`` (true for
@@ -168,7 +218,7 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
     """
     if jobs < 1:
         raise ValueError(f"--jobs: must be at least 1, got {jobs!r}")
-    threads = threads or default_threads(jobs)
+    threads = threads or default_threads(jobs * procs.per_node)
     todo: list[tuple[PlannedRun, bool]] = []
     sharing: dict[Path, list[PlannedRun]] = {}  # runs of one directory train once
     for r in runs:
@@ -199,7 +249,8 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
                 started += 1
                 log(f"[{started}/{total}] {r.name}: {'resuming' if resume else 'starting'} "
                     f"in {r.run_dir}")
-                active.append(Child(r, train_argv(r.config, threads, resume), threads, log))
+                active.append(Child(r, train_argv(r.config, threads, resume, procs), threads,
+                                    log))
             time.sleep(0.2)
             for child in [c for c in active if c.proc.poll() is not None]:
                 active.remove(child)
@@ -215,12 +266,16 @@ def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
             child.proc.wait()
 
 
-def _die_with_parent() -> None:
-    """In the child before ``exec`` (Linux): SIGKILL it when the process that started it dies
-    (``prctl(PR_SET_PDEATHSIG)``), so a killed sweep or study worker leaves no orphan training
-    on in a run directory that another worker will resume."""
+def die_with_parent() -> None:
+    """SIGKILL this process when the process that started it dies (Linux,
+    ``prctl(PR_SET_PDEATHSIG)``), so a killed sweep or study worker leaves no orphan training
+    on in a run directory that another worker will resume. Called in a run's child before
+    ``exec``, and by ``legw train`` itself when ``LEGW_DIE_WITH_PARENT=1`` (torchrun starts its
+    processes in sessions of their own, so they must ask for it themselves)."""
     if _PRCTL is not None:
         _PRCTL(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        if os.getppid() == 1:  # the parent died before the call
+            os._exit(137)
 
 
 def _load_prctl() -> Any:
@@ -238,19 +293,24 @@ def _load_prctl() -> Any:
 _PRCTL = _load_prctl()
 
 
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                  "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 class Child:
     """One ``legw train`` subprocess; its output goes to ``RUN/train.log`` and, prefixed,
-    to the sweep's log. It dies with its parent (:func:`_die_with_parent`)."""
+    to the sweep's log. It dies with its parent (:func:`die_with_parent`)."""
 
     def __init__(self, run: PlannedRun, argv: list[str], threads: int, log) -> None:
         self.run, self.argv = run, argv
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
-        for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # one process per run
-            env.pop(var, None)
+        env = {k: v for k, v in os.environ.items()  # the run is a job of its own
+               if k not in _TORCHRUN_VARS and not k.startswith("TORCHELASTIC_")}
+        env.update(OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1",
+                   LEGW_DIE_WITH_PARENT="1")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env,
-                                     preexec_fn=_die_with_parent if _PRCTL else None)
+                                     preexec_fn=die_with_parent if _PRCTL else None)
         self.tail: list[str] = []
         self._reader = threading.Thread(target=self._pump, args=(log,), daemon=True)
         self._reader.start()

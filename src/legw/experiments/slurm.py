@@ -37,7 +37,8 @@ class ClusterOptions:
     slurm_partition: str | None = field(default=None, metadata=flag(metavar="P"))
     """Slurm partition of the worker jobs (default: the cluster's)."""
     nodes: int = field(default=1, metadata=flag(metavar="N", check=POSITIVE_INT))
-    """Nodes per Slurm job (default 1); submitit starts one task per node, each a worker."""
+    """Nodes per Slurm job (default 1): a job is one worker, each of its runs spread over its
+    N nodes (srun starts torchrun on each, --nproc-per-node processes there)."""
     gpus_per_node: int | None = field(default=None,
                                       metadata=flag(metavar="G", check=NON_NEGATIVE_INT))
     """GPUs per node of a worker job (default: none requested)."""
@@ -59,8 +60,10 @@ class ClusterOptions:
 
     def parameters(self, name: str) -> dict[str, Any]:
         """submitit's executor parameters (``slurm_*`` ones are ignored off Slurm)."""
+        # the batch script itself is the worker (no srun step around it): each run is its
+        # own srun step over the job's nodes, so one job holds one worker however many nodes
         params: dict[str, Any] = {"name": name, "nodes": self.nodes, "tasks_per_node": 1,
-                                  "timeout_min": self.time}
+                                  "timeout_min": self.time, "slurm_use_srun": False}
         if self.gpus_per_node is not None:
             params["gpus_per_node"] = self.gpus_per_node
         if self.slurm_partition is not None:
@@ -72,8 +75,11 @@ class ClusterOptions:
         return params
 
 
-def worker_job(spec: dict[str, Any], out: str, study: dict[str, Any]) -> int:
-    """What a worker job runs: one worker of the study; returns the number of failed runs.
+def worker_job(spec: dict[str, Any], out: str, study: dict[str, Any], nodes: int = 1,
+               gpus_per_node: int | None = None) -> int:
+    """What a worker job runs: one worker of the study, each run over the job's ``nodes``
+    with ``--nproc-per-node`` processes on each (default: ``gpus_per_node``, else 1); returns
+    the number of failed runs.
     SIGTERM (``scancel``, the time limit) and SIGUSR2 (submitit's warning before the limit)
     hand the job's run back to the study at once, its checkpoints kept for the retry."""
     import signal
@@ -84,8 +90,10 @@ def worker_job(spec: dict[str, Any], out: str, study: dict[str, Any]) -> int:
     stop_on_sigterm()
     signal.signal(signal.SIGUSR2, signal.getsignal(signal.SIGTERM))
 
+    if spec.get("nproc_per_node") is None and gpus_per_node:
+        spec = {**spec, "nproc_per_node": gpus_per_node}
     rows = run_sweep(SweepSpec(**spec), Path(out), study=StudyOptions(**study),
-                     log=lambda m: print(m, file=sys.stderr, flush=True))
+                     log=lambda m: print(m, file=sys.stderr, flush=True), nodes=nodes)
     return sum(r["status"] == "failed" for r in rows)
 
 
@@ -115,7 +123,8 @@ def submit_workers(spec: Any, out: Path, study: StudyOptions, cluster: ClusterOp
     errors = io.StringIO()  # submitit echoes sbatch's stderr: kept for the one line below
     try:
         with contextlib.redirect_stderr(errors):
-            return [executor.submit(worker_job, spec.to_dict(), str(out), options)
+            return [executor.submit(worker_job, spec.to_dict(), str(out), options,
+                                    cluster.nodes, cluster.gpus_per_node)
                     for _ in range(cluster.workers)]
     except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError,
             submitit.core.utils.FailedSubmissionError) as e:

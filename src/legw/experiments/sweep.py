@@ -50,7 +50,8 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 
 # Spec fields a continued sweep may change; changing any other would mix recipes in one table.
-_EXTENDABLE = ("batch_sizes", "methods", "seeds", "jobs", "threads", "data_dir")
+_EXTENDABLE = ("batch_sizes", "methods", "seeds", "jobs", "threads", "nproc_per_node",
+               "data_dir")
 
 
 @dataclass
@@ -131,8 +132,8 @@ class SweepSpec(LaunchOptions):
             for b in self.batch_sizes:
                 for s in self.seeds:
                     config = self.config(out, m, b, s)
-                    spec = config.resolve(  # a sweep's runs: one process each
-                        1, adaptive_flag=f"--methods {m} at --batch-sizes {b}",
+                    spec = config.resolve(  # each run on --nproc-per-node processes
+                        self.nproc_per_node or 1, adaptive_flag=f"--methods {m} at --batch-sizes {b}",
                         noise_remedy="give --micro-batch-size (e.g. the base batch; a sweep "
                                      "keeps its micro batch, so a new one needs a new --out)")
                     first = seen.setdefault(spec.same_training(), config)
@@ -175,16 +176,18 @@ def sweep_rows(spec: SweepSpec, out: Path, outcomes: dict[str, dict[str, Any]]
 
 
 def run_sweep(spec: SweepSpec, out: Path, command: str | None = None,
-              log=print, study: StudyOptions | None = None) -> list[dict[str, Any]]:
+              log=print, study: StudyOptions | None = None, nodes: int = 1
+              ) -> list[dict[str, Any]]:
     """Run (or continue) the sweep in ``out``; returns the final rows of ``results.json``.
 
     ``command`` (the command line, for the records) is appended to ``spec.commands``. With a
     ``study`` storage this process is one worker of a study shared by many
-    (:mod:`legw.experiments.coordinator`); else the runs go through the local pool.
+    (:mod:`legw.experiments.coordinator`); else the runs go through the local pool. ``nodes``
+    (a study worker's): each run spans that many nodes of the worker's Slurm job.
     """
     meta = {"kind": "sweep", "task": spec.task, "spec": spec.to_dict()}
     if study is not None and study.storage is not None:
-        return _work_on_study(spec, out, command, study, meta, log)
+        return _work_on_study(spec, out, command, study, meta, log, nodes)
     open_study(out, "sweep.json", spec, command)
     plan = spec.plan(out)
     outcomes: dict[str, dict[str, Any]] = {}
@@ -192,7 +195,8 @@ def run_sweep(spec: SweepSpec, out: Path, command: str | None = None,
     write_rows(out / "results", sweep_rows(spec, out, outcomes), meta)
     log(f"sweep {spec.task}: {len(plan)} runs ({len(spec.methods)} methods x "
         f"{len(spec.batch_sizes)} batch sizes x {len(spec.seeds)} seeds) in {out}")
-    for run, outcome in run_all(plan, spec.jobs, spec.threads, log=log):
+    for run, outcome in run_all(plan, spec.jobs, spec.threads, log=log,
+                                procs=spec.processes()):
         outcomes[run.name] = outcome
         write_rows(out / "results", sweep_rows(spec, out, outcomes), meta)
     return _done(out, t0, log)
@@ -208,7 +212,7 @@ def _done(out: Path, t0: float, log, what: str = "sweep") -> list[dict[str, Any]
 
 
 def _work_on_study(spec: SweepSpec, out: Path, command: str | None, options: StudyOptions,
-                   meta: dict[str, Any], log) -> list[dict[str, Any]]:
+                   meta: dict[str, Any], log, nodes: int) -> list[dict[str, Any]]:
     """One worker of the sweep's study (:func:`legw.experiments.coordinator.run_worker`);
     ``results.*`` are rebuilt from the run directories after each run."""
     from legw.experiments.coordinator import default_study_name, run_worker
@@ -216,5 +220,5 @@ def _work_on_study(spec: SweepSpec, out: Path, command: str | None, options: Stu
     t0 = time.perf_counter()
     run_worker("sweep", spec, out, spec.plan(out), options, command, "sweep.json",
                lambda outcomes: write_rows(out / "results", sweep_rows(spec, out, outcomes),
-                                           meta), log)
+                                           meta), log, spec.processes(nodes))
     return _done(out, t0, log, f"study {options.study_name or default_study_name('sweep', out)}")

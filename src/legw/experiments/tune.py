@@ -172,7 +172,7 @@ def load_tune_spec(out: Path) -> TuneSpec | None:
 
 
 # Spec fields a continued study may change.
-_EXTENDABLE = ("trials", "jobs", "threads", "micro_batch_size", "data_dir")
+_EXTENDABLE = ("trials", "jobs", "threads", "nproc_per_node", "micro_batch_size", "data_dir")
 
 
 def merge_tune_spec(stored: TuneSpec | None, given: dict[str, Any], out: Path) -> TuneSpec:
@@ -198,7 +198,8 @@ def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
         from legw.experiments.coordinator import run_worker
 
         run_worker("tune", spec, out, fixed, study, command, "tune.json", lambda outcomes: [
-            state.add(r, outcomes.get(r.name, {"status": "pending"})) for r in fixed], log)
+            state.add(r, outcomes.get(r.name, {"status": "pending"})) for r in fixed], log,
+            spec.processes())
     else:
         open_study(out, "tune.json", spec, command)
         log(f"tune {spec.task} at batch {spec.batch_size}: {spec.search} search, {spec.trials} "
@@ -206,7 +207,7 @@ def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
             f"{legw.labels['warmup_epochs']:.4g} epochs)")
         # one launch of the grid or random trials, so the progress count runs over all
         for run, outcome in run_all([legw] if spec.search == "optuna" else fixed, spec.jobs,
-                                    spec.threads, log=log):
+                                    spec.threads, log=log, procs=spec.processes()):
             state.add(run, outcome)
         if spec.search == "optuna":
             _optuna_search(spec, out, state, log)
@@ -279,7 +280,8 @@ def _optuna_search(spec: TuneSpec, out: Path, state: _Study, log) -> None:
     # A fresh seed per resume: the same seed would replay the first random start-up points.
     sampler = optuna.samplers.TPESampler(seed=spec.seed + 1000 * len(earlier))
     study = optuna.create_study(direction="minimize", sampler=sampler)
-    for run, outcome in run_all(earlier, spec.jobs, spec.threads, log=log):
+    for run, outcome in run_all(earlier, spec.jobs, spec.threads, log=log,
+                                procs=spec.processes()):
         value = state.value(state.add(run, outcome))
         lr, w = run.labels["peak_lr"], run.labels["warmup_epochs"]
         study.add_trial(optuna.trial.create_trial(

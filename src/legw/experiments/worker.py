@@ -12,7 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from legw.experiments.launcher import Child, PlannedRun, default_threads, train_argv
+from legw.experiments.launcher import (
+    Child,
+    PlannedRun,
+    Processes,
+    default_threads,
+    train_argv,
+)
 from legw.training.run_dir import RunDir
 
 LEASE_BEATS = 4
@@ -24,9 +30,10 @@ class Worker:
 
     def __init__(self, study: Any, runs: dict[str, PlannedRun], threads: int | None,
                  heartbeat: float, log: Callable[[str], None],
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], procs: Processes = Processes()) -> None:
         self.study, self.runs, self.heartbeat, self.log = study, runs, heartbeat, log
-        self.threads = threads or default_threads(1)
+        self.procs = procs  # each run's processes (torchrun over a Slurm job's nodes)
+        self.threads = threads or default_threads(procs.per_node)
         self.on_change = on_change
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.trial: Any = None  # the trial this worker holds
@@ -141,8 +148,8 @@ class Worker:
         self.counts["run"] += 1
         self.counts["resumed"] += resume
         self.log(f"{label}: {'resuming' if resume else 'starting'} in {rd.path}")
-        self.child = Child(run, train_argv(run.config, self.threads, resume), self.threads,
-                           self.log)
+        self.child = Child(run, train_argv(run.config, self.threads, resume, self.procs),
+                           self.threads, self.log)
         self.child.proc.wait()
         outcome = self.child.outcome()
         self.log(f"{label}: {outcome['status']}"
