@@ -228,7 +228,8 @@ def test_slurm_options_are_checked_and_a_refused_submission_is_one_line(tmp_path
                             account="a", sbatch=["qos=high"]).parameters("legw-x")
     assert params == {"name": "legw-x", "nodes": 2, "tasks_per_node": 1, "timeout_min": 30,
                       "gpus_per_node": 8, "slurm_partition": "gpu", "slurm_account": "a",
-                      "slurm_additional_parameters": {"qos": "high"}}
+                      "slurm_additional_parameters": {"qos": "high"},
+                      "slurm_use_srun": False}  # the batch script is the worker
     out = tmp_path / "sweep"
     assert main(["sweep", "fashion-mnist-lstm", "--out", str(out), "--batch-sizes", "32",
                  "--workers", "4"]) == 2

@@ -174,6 +174,9 @@ class Processes:
                 "--rdzv-id", run_id]
 
 
+ONE_PROCESS = Processes()
+
+
 def free_port() -> int:
     """A TCP port free on this host now (for a run's rendezvous)."""
     with socket.socket() as s:
@@ -182,7 +185,7 @@ def free_port() -> int:
 
 
 def train_argv(config: TrainConfig, threads: int | None, resume: bool,
-               procs: Processes = Processes()) -> list[str]:
+               procs: Processes = ONE_PROCESS) -> list[str]:
     """Write ``RUN/launch.json`` (the run's ``TrainConfig``) and return the command line that
     runs it: ``python -m legw train --config RUN/launch.json``, started by ``procs``."""
     # not --quiet: train.log keeps the start-up and resume lines (no progress bar is drawn
@@ -209,7 +212,7 @@ def default_threads(processes: int) -> int:
 
 
 def run_all(runs: list[PlannedRun], jobs: int = 1, threads: int | None = None,
-            log=print, procs: Processes = Processes()
+            log=print, procs: Processes = ONE_PROCESS
             ) -> Iterator[tuple[PlannedRun, dict[str, Any]]]:
     """Run what is not finished, ``jobs`` at a time; yield ``(run, outcome)`` as each ends.
 

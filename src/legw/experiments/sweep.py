@@ -133,7 +133,8 @@ class SweepSpec(LaunchOptions):
                 for s in self.seeds:
                     config = self.config(out, m, b, s)
                     spec = config.resolve(  # each run on --nproc-per-node processes
-                        self.nproc_per_node or 1, adaptive_flag=f"--methods {m} at --batch-sizes {b}",
+                        self.nproc_per_node or 1,
+                        adaptive_flag=f"--methods {m} at --batch-sizes {b}",
                         noise_remedy="give --micro-batch-size (e.g. the base batch; a sweep "
                                      "keeps its micro batch, so a new one needs a new --out)")
                     first = seen.setdefault(spec.same_training(), config)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from legw.experiments.launcher import (
+    ONE_PROCESS,
     Child,
     PlannedRun,
     Processes,
@@ -30,7 +31,7 @@ class Worker:
 
     def __init__(self, study: Any, runs: dict[str, PlannedRun], threads: int | None,
                  heartbeat: float, log: Callable[[str], None],
-                 on_change: Callable[[], None], procs: Processes = Processes()) -> None:
+                 on_change: Callable[[], None], procs: Processes = ONE_PROCESS) -> None:
         self.study, self.runs, self.heartbeat, self.log = study, runs, heartbeat, log
         self.procs = procs  # each run's processes (torchrun over a Slurm job's nodes)
         self.threads = threads or default_threads(procs.per_node)
