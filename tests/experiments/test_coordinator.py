@@ -209,9 +209,9 @@ def test_submitit_local_executor_runs_two_workers_of_the_study(mnist_dir, tmp_pa
     from legw.experiments.slurm import ClusterOptions, submit_workers
 
     out = tmp_path / "sub"
-    jobs = submit_workers(_small_spec(mnist_dir), out,
+    jobs = submit_workers("sweep", _small_spec(mnist_dir), out,
                           StudyOptions(storage=str(out / "study.journal"), heartbeat=1),
-                          ClusterOptions(workers=2), kind="local")
+                          ClusterOptions(workers=2), executor_kind="local")
     assert [j.result() for j in jobs] == [0, 0]  # no failed run in either worker
     _check_two_runs_once(out)
 
@@ -311,6 +311,27 @@ def test_a_slurm_worker_trains_its_runs_with_torchrun(mnist_dir, tmp_path):
         run / "train.log").read_text()
 
 
+@pytest.mark.slurm
+@pytest.mark.skipif(not _slurm_up(), reason="no Slurm here (scripts/slurm_local.sh starts one)")
+def test_a_tuning_study_on_slurm_runs_each_trial_once(mnist_dir, tmp_path):
+    out = tmp_path / "slurm-tune"
+    argv = ["tune", "fashion-mnist-lstm", "--batch-size", "32", "--lr-factors", "1", "2",
+            "--warmup-epochs", "0", "--epochs", "1", "--max-steps", "3",
+            "--base-warmup-epochs", "0", "--data-dir", str(mnist_dir), "--threads", "1",
+            "--out", str(out), "--storage", str(out / "study.journal"), "--heartbeat", "2",
+            "--launcher", "slurm", "--workers", "2", "--time", "10"]
+    sub = subprocess.run([sys.executable, "-m", "legw", *argv], env=env(1),
+                         capture_output=True, text=True)
+    assert sub.returncode == 0, sub.stderr
+    assert "results in " + str(out / "trials.csv") in sub.stderr
+    _wait_for_jobs(sub.stderr.split("Slurm jobs ")[1].split(";")[0].split())
+    trials = _trials(out, "legw-tune-slurm-tune")
+    assert Counter((t.user_attrs["legw_run"], t.state.name) for t in trials) == {
+        (name, "COMPLETE"): 1 for name in ("legw-s0", "lr0.2-w0-s0", "lr0.4-w0-s0")}
+    rows = json.loads((out / "trials.json").read_text())["rows"]
+    assert sorted(r["status"] for r in rows) == ["stopped"] * 3
+
+
 @pytest.mark.slow
 def test_two_tune_workers_run_each_trial_once_as_a_local_tune_does(mnist_dir, tmp_path):
     def argv(out, *storage):
@@ -344,6 +365,14 @@ def test_a_tune_study_refuses_the_optuna_search(tmp_path, capsys):
         "legw: error: --search: optuna picks each trial from the results so far; a --storage "
         "study takes a fixed list: use --search grid or random"]
     assert not out.exists() and not (tmp_path / "study.journal").exists()
+    assert main(["tune", "fashion-mnist-lstm", "--batch-size", "32", "--search", "optuna",
+                 "--out", str(out), "--storage", str(tmp_path / "study.journal"),
+                 "--launcher", "slurm"]) == 2  # refused before a job is submitted
+    assert capsys.readouterr().err.startswith("legw: error: --search: optuna picks")
+    assert not out.exists() and not (tmp_path / "study.journal").exists()
+    assert main(["tune", "fashion-mnist-lstm", "--batch-size", "32", "--out", str(out),
+                 "--workers", "2"]) == 2
+    assert capsys.readouterr().err.startswith("legw: error: --workers: only with --launcher")
 
 
 @pytest.mark.slow

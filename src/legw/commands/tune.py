@@ -11,11 +11,17 @@ import argparse
 import sys
 
 from legw import flags
-from legw.commands._study import add_study_arguments, command_line, study_dir
+from legw.commands._study import (
+    add_study_arguments,
+    add_worker_arguments,
+    command_line,
+    study_dir,
+    submit,
+    worker_options,
+)
 from legw.experiments.launcher import LAUNCH_FIELDS, RUN_OVERRIDES
 from legw.training.config import TrainConfig
 
-STUDY_FIELDS = ("storage", "study_name", "heartbeat")
 SEARCH_FIELDS = ("batch_size", "trials", "search", "lr_factors", "warmup_epochs", "seed")
 
 
@@ -29,26 +35,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     flags.add_arguments(g, TuneSpec, SEARCH_FIELDS)
     flags.add_arguments(g, TrainConfig, ("optimizer",))
     add_study_arguments(p)
-    from legw.experiments.coordinator import StudyOptions
-
-    flags.add_arguments(p.add_argument_group("workers on several machines (an Optuna study)"),
-                        StudyOptions, STUDY_FIELDS)
+    add_worker_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from legw.experiments.coordinator import StudyOptions
     from legw.experiments.launcher import stop_on_sigterm
     from legw.experiments.tune import load_tune_spec, merge_tune_spec, run_tune
 
     stop_on_sigterm()
     out = study_dir(args)
-    study = StudyOptions(**flags.given(args, STUDY_FIELDS))
-    if study.storage is not None and getattr(args, "jobs", 1) > 1:
-        raise ValueError("--jobs: a worker of a --storage study runs one run at a time; start "
-                         "more workers instead (the same command again)")
+    study, cluster = worker_options(args)
     given = {"task": args.task, **flags.given(args, (*SEARCH_FIELDS, *LAUNCH_FIELDS)),
              "overrides": flags.given(args, (*RUN_OVERRIDES, "optimizer"))}
     spec = merge_tune_spec(load_tune_spec(out), given, out)
+    if cluster.launcher == "slurm":
+        if spec.search == "optuna":
+            raise ValueError("--search: optuna picks each trial from the results so far; a "
+                             "--storage study takes a fixed list: use --search grid or random")
+        return submit("tune", spec, out, study, cluster)
     result = run_tune(spec, out, command=command_line("tune"),
                       log=lambda m: print(m, file=sys.stderr, flush=True), study=study)
     return 1 if any(r["status"] == "failed" for r in result["rows"]) else 0

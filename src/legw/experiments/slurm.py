@@ -75,9 +75,10 @@ class ClusterOptions:
         return params
 
 
-def worker_job(spec: dict[str, Any], out: str, study: dict[str, Any], nodes: int = 1,
-               gpus_per_node: int | None = None) -> int:
-    """What a worker job runs: one worker of the study, each run over the job's ``nodes``
+def worker_job(kind: str, spec: dict[str, Any], out: str, study: dict[str, Any],
+               nodes: int = 1, gpus_per_node: int | None = None) -> int:
+    """What a worker job runs: one worker of the ``kind`` (``sweep`` or ``tune``) study's
+    runs, each run over the job's ``nodes``
     with ``--nproc-per-node`` processes on each (default: ``gpus_per_node``, else 1); returns
     the number of failed runs.
     SIGTERM (``scancel``, the time limit) and SIGUSR2 (submitit's warning before the limit)
@@ -85,22 +86,33 @@ def worker_job(spec: dict[str, Any], out: str, study: dict[str, Any], nodes: int
     import signal
 
     from legw.experiments.launcher import stop_on_sigterm
-    from legw.experiments.sweep import SweepSpec, run_sweep
 
     stop_on_sigterm()
     signal.signal(signal.SIGUSR2, signal.getsignal(signal.SIGTERM))
 
     if spec.get("nproc_per_node") is None and gpus_per_node:
         spec = {**spec, "nproc_per_node": gpus_per_node}
-    rows = run_sweep(SweepSpec(**spec), Path(out), study=StudyOptions(**study),
-                     log=lambda m: print(m, file=sys.stderr, flush=True), nodes=nodes)
+    options = StudyOptions(**study)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    if kind == "tune":
+        from legw.experiments.tune import TuneSpec, run_tune
+
+        rows = run_tune(TuneSpec(**spec), Path(out), study=options, log=log, nodes=nodes)["rows"]
+    else:
+        from legw.experiments.sweep import SweepSpec, run_sweep
+
+        rows = run_sweep(SweepSpec(**spec), Path(out), study=options, log=log, nodes=nodes)
     return sum(r["status"] == "failed" for r in rows)
 
 
-def submit_workers(spec: Any, out: Path, study: StudyOptions, cluster: ClusterOptions,
-                   kind: str = "slurm") -> list[Any]:
-    """Submit ``cluster.workers`` worker jobs (``kind``: submitit's ``slurm``, or ``local``
-    for its local executor) and return submitit's jobs. Their logs go to ``OUT/slurm/``.
+def submit_workers(kind: str, spec: Any, out: Path, study: StudyOptions,
+                   cluster: ClusterOptions, executor_kind: str = "slurm") -> list[Any]:
+    """Submit ``cluster.workers`` workers of the ``kind`` (``sweep`` or ``tune``) study as
+    jobs (``executor_kind``: submitit's ``slurm``, or ``local`` for its local executor) and
+    return submitit's jobs. Their logs go to ``OUT/slurm/``.
     A refused submission is one ``ValueError`` naming ``--sbatch`` (its folder removed)."""
     if study.storage is None:
         raise ValueError("--launcher: slurm workers meet in a study; give --storage (a journal "
@@ -118,12 +130,12 @@ def submit_workers(spec: Any, out: Path, study: StudyOptions, cluster: ClusterOp
     options = {**asdict(study), "storage": storage}
     folder = out / "slurm"
     created = out if not out.exists() else None if folder.exists() else folder
-    executor = submitit.AutoExecutor(folder=folder / "%j", cluster=kind)
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster=executor_kind)
     executor.update_parameters(**cluster.parameters(f"legw-{out.name}"))
     errors = io.StringIO()  # submitit echoes sbatch's stderr: kept for the one line below
     try:
         with contextlib.redirect_stderr(errors):
-            return [executor.submit(worker_job, spec.to_dict(), str(out), options,
+            return [executor.submit(worker_job, kind, spec.to_dict(), str(out), options,
                                     cluster.nodes, cluster.gpus_per_node)
                     for _ in range(cluster.workers)]
     except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError,

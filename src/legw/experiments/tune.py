@@ -185,10 +185,11 @@ def merge_tune_spec(stored: TuneSpec | None, given: dict[str, Any], out: Path) -
 
 
 def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
-             log=print, study: Any = None) -> dict[str, Any]:
+             log=print, study: Any = None, nodes: int = 1) -> dict[str, Any]:
     """Run (or continue) the study in ``out``; returns the content of ``trials.json``. With a
     ``study`` storage (``coordinator.StudyOptions``) this process is one worker of a shared
-    study of the trials (grid and random searches: a fixed list)."""
+    study of the trials (grid and random searches: a fixed list); each run then spans
+    ``nodes`` nodes of the worker's Slurm job."""
     legw, state = spec.legw_run(out), _Study(spec, out)
     fixed = [legw, *(spec.trial_config(out, lr, w) for lr, w in spec.points())]
     if study is not None and study.storage is not None:
@@ -199,7 +200,7 @@ def run_tune(spec: TuneSpec, out: Path, command: str | None = None,
 
         run_worker("tune", spec, out, fixed, study, command, "tune.json", lambda outcomes: [
             state.add(r, outcomes.get(r.name, {"status": "pending"})) for r in fixed], log,
-            spec.processes())
+            spec.processes(nodes))
     else:
         open_study(out, "tune.json", spec, command)
         log(f"tune {spec.task} at batch {spec.batch_size}: {spec.search} search, {spec.trials} "
