@@ -161,4 +161,5 @@ def test_the_resolved_record_holds_every_derived_value():
                  "clip_grad_norm": None, "noise_source": "micro",
                  "noise_small_batch_size": 128, "sharding": "ddp", "noise_window": 50,
                  "adaptive_lr_power": None,
-                 "adaptive_warmup": None, "run_dir": "runs/mnist-lstm-b512-s0"}
+                 "adaptive_warmup": None, "run_dir": "runs/mnist-lstm-b512-s0",
+                 "batch_ramp": None}

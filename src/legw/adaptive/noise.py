@@ -106,13 +106,7 @@ def estimate_from_norms(small_sq: Sequence[float], big_sq: Sequence[float], micr
     pairs = [unbiased_terms(s, g, micro_batch_size, batch_size) for s, g in zip(small_sq, big_sq)]
     gs, ts = [p[0] for p in pairs], [p[1] for p in pairs]
     n = len(pairs)
-    g, g_se = _mean_se(gs)
-    t, t_se = _mean_se(ts)
-    ratio = t / g if g != 0 else math.inf
-    # Delta method: Var(T/G) ~ (Var T - 2 r Cov(T,G) + r^2 Var G) / G^2, on the means.
-    cov = sum((a - g) * (c - t) for a, c in zip(gs, ts)) / (n - 1) / n
-    var = (t_se**2 - 2 * ratio * cov + ratio**2 * g_se**2) / g**2 if g != 0 else math.inf
-    stderr = math.sqrt(max(var, 0.0))
+    ratio, stderr, (g, g_se), (t, t_se) = _ratio_of_means(gs, ts)
     rng = random.Random(seed)
     boots = []
     for _ in range(bootstrap):
@@ -123,6 +117,19 @@ def estimate_from_norms(small_sq: Sequence[float], big_sq: Sequence[float], micr
     lo, hi = (_quantile(boots, 0.16), _quantile(boots, 0.84)) if boots else (math.nan, math.nan)
     return NoiseScaleEstimate(ratio, stderr, lo, hi, g, g_se, t, t_se, micro_batch_size,
                               batch_size, n)
+
+
+def _ratio_of_means(gs: Sequence[float], ts: Sequence[float]
+                    ) -> tuple[float, float, tuple[float, float], tuple[float, float]]:
+    """``(mean T / mean G, its delta-method stderr, (mean G, se), (mean T, se))`` over draws."""
+    n = len(gs)
+    g, g_se = _mean_se(gs)
+    t, t_se = _mean_se(ts)
+    ratio = t / g if g != 0 else math.inf
+    # Delta method: Var(T/G) ~ (Var T - 2 r Cov(T,G) + r^2 Var G) / G^2, on the means.
+    cov = sum((a - g) * (c - t) for a, c in zip(gs, ts)) / (n - 1) / n
+    var = (t_se**2 - 2 * ratio * cov + ratio**2 * g_se**2) / g**2 if g != 0 else math.inf
+    return ratio, math.sqrt(max(var, 0.0)), (g, g_se), (t, t_se)
 
 
 def _quantile(sorted_xs: Sequence[float], q: float) -> float:
@@ -150,32 +157,50 @@ class OnlineNoiseScale:
         self.micro_batch_size, self.batch_size = micro_batch_size, batch_size
         self.small_sq: deque[float] = deque(maxlen=window)
         self.big_sq: deque[float] = deque(maxlen=window)
+        self.batch_sizes: deque[int] = deque(maxlen=window)  # each draw's B (a batch ramp's)
 
-    def update(self, small_sq: float, big_sq: float) -> dict[str, float]:
-        """Add one step's draw; return the step's unbiased terms and, once the window holds
-        two draws, the windowed ``b_noise`` and its delta-method ``b_noise_stderr``."""
+    @property
+    def full(self) -> bool:
+        """Whether the window holds as many draws as it can."""
+        return len(self.small_sq) == self.small_sq.maxlen
+
+    def update(self, small_sq: float, big_sq: float, batch_size: int | None = None
+               ) -> dict[str, float]:
+        """Add one step's draw (its full gradient over ``batch_size`` samples, default the
+        estimator's: a batch ramp's steps differ); return the step's unbiased terms and, once
+        the window holds two draws, the windowed ``b_noise`` and its delta-method
+        ``b_noise_stderr``. Each draw's terms are unbiased at its own sizes, so draws of
+        several batch sizes average as they are."""
+        batch_size = self.batch_size if batch_size is None else batch_size
+        if batch_size != self.batch_size:
+            check_sizes(self.micro_batch_size, batch_size)
         self.small_sq.append(small_sq)
         self.big_sq.append(big_sq)
+        self.batch_sizes.append(batch_size)
         grad_sq, trace_sigma = unbiased_terms(small_sq, big_sq, self.micro_batch_size,
-                                              self.batch_size)
+                                              batch_size)
         out = {"noise_grad_sq": grad_sq, "noise_trace_sigma": trace_sigma}
         if len(self.small_sq) >= 2:
-            est = estimate_from_norms(self.small_sq, self.big_sq, self.micro_batch_size,
-                                      self.batch_size, bootstrap=0)
-            out.update(b_noise=est.b_simple, b_noise_stderr=est.stderr)
+            terms = self._terms()
+            ratio, stderr, _, _ = _ratio_of_means([g for g, _ in terms], [t for _, t in terms])
+            out.update(b_noise=ratio, b_noise_stderr=stderr)
         return out
+
+    def _terms(self) -> list[tuple[float, float]]:
+        return [unbiased_terms(s, g, self.micro_batch_size, b)
+                for s, g, b in zip(self.small_sq, self.big_sq, self.batch_sizes)]
 
     def means(self) -> tuple[float, float] | None:
         """The window's mean unbiased ``(|G|^2, tr(Sigma))``; ``None`` before the first draw."""
         if not self.small_sq:
             return None
-        terms = [unbiased_terms(s, g, self.micro_batch_size, self.batch_size)
-                 for s, g in zip(self.small_sq, self.big_sq)]
+        terms = self._terms()
         n = len(terms)
         return sum(g for g, _ in terms) / n, sum(t for _, t in terms) / n
 
     def state_dict(self) -> dict[str, Any]:
         return {"small_sq": list(self.small_sq), "big_sq": list(self.big_sq),
+                "batch_sizes": list(self.batch_sizes),
                 "micro_batch_size": self.micro_batch_size, "batch_size": self.batch_size}
 
     def fits(self, state: dict[str, Any]) -> bool:
@@ -190,5 +215,9 @@ class OnlineNoiseScale:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.small_sq.clear()
         self.big_sq.clear()
+        self.batch_sizes.clear()
         self.small_sq.extend(state["small_sq"])
         self.big_sq.extend(state["big_sq"])
+        # states saved before the ramp: every draw at the estimator's batch
+        self.batch_sizes.extend(state.get("batch_sizes",
+                                          [self.batch_size] * len(state["small_sq"])))

@@ -72,6 +72,46 @@ class ImageBatches:
         return [self.data.get(idx[i * b:(i + 1) * b]) for i in range(self.accumulation_steps)]
 
 
+class RampBatches:
+    """Rank ``rank``'s micro-batches of a run whose global batch changes from step to step
+    (a batch ramp): the epochs' orders (:func:`permutation`) joined into one stream of
+    samples, each step the next ``B`` of it, so every sample is used once per epoch however
+    the batch grows (a step may span two epochs' orders). Rank ``r`` takes the step's
+    ``[r B / W, (r + 1) B / W)`` in micro-batches of ``b``, as :class:`ImageBatches` does."""
+
+    def __init__(self, data: ImageSet, micro_batch_size: int, rank: int, world_size: int,
+                 seed: int) -> None:
+        self.data, self.seed, self.rank, self.world_size = data, seed, rank, world_size
+        self.micro_batch_size = micro_batch_size
+        self._perms: dict[int, torch.Tensor] = {}
+
+    @property
+    def dataset_size(self) -> int:
+        return len(self.data)
+
+    def _indices(self, first: int, count: int) -> torch.Tensor:
+        """Dataset indices of stream positions ``[first, first + count)``."""
+        n, parts = len(self.data), []
+        while count > 0:
+            epoch, offset = divmod(first, n)
+            if epoch not in self._perms:
+                self._perms = {e: p for e, p in self._perms.items() if e >= epoch}
+                self._perms[epoch] = permutation(n, self.seed, epoch)
+            take = min(count, n - offset)
+            parts.append(self._perms[epoch][offset:offset + take])
+            first, count = first + take, count - take
+        return torch.cat(parts)
+
+    def micro_batches(self, first: int, global_batch_size: int) -> list[Batch]:
+        """This rank's micro-batches of the step on stream positions
+        ``[first, first + global_batch_size)``."""
+        start, accumulation = _shard(global_batch_size, self.micro_batch_size, self.rank,
+                                     self.world_size)
+        b = self.micro_batch_size
+        idx = self._indices(first + start, b * accumulation)
+        return [self.data.get(idx[i * b:(i + 1) * b]) for i in range(accumulation)]
+
+
 def stream_steps_per_epoch(n_tokens: int, n_streams: int, bptt: int) -> int:
     """Full truncated-BPTT windows per epoch: ``(n_tokens // n_streams - 1) // bptt``."""
     return (n_tokens // n_streams - 1) // bptt

@@ -28,6 +28,7 @@ from legw.adaptive import (
 from legw.flags import (
     NON_NEGATIVE,
     NON_NEGATIVE_INT,
+    POSITIVE,
     POSITIVE_INT,
     Check,
     at_least,
@@ -236,6 +237,13 @@ class TrainConfig:
     metrics.jsonl) is smoothed; 0 turns it off. Measured when a step has two or more
     micro-gradients: gradient accumulation or DDP ranks (default 50; with --scaling adaptive,
     1000 x B0 / B steps but at least 10: a horizon of 1000 base batches, as AdaScale's)."""
+    batch_ramp: str | None = run_field("batch", metavar="RAMP")
+    """Grow the global batch during training, from the base batch up to --batch-size: noise
+    (to the measured gradient noise scale B_noise), seesaw (double it wherever the base
+    schedule halves the LR) or B1@E1,B2@E2,... (batch B_i from epoch E_i); the LR follows by
+    the --scaling rule, the run ends at the base recipe's epochs (docs/batch-ramp.md)."""
+    ramp_factor: float = run_field("batch", 1.0, metavar="F", check=POSITIVE)
+    """With --batch-ramp noise, grow the batch to F x B_noise (default 1: the critical batch)."""
     channels_last: bool = run_field("run", False, resume_free=True, study=True)
     """Keep the model's 4-D weights and the image batches in channels-last (NHWC) memory:
     convolutions run ~1.4x faster on the CPU (docs/training.md); models without them are
@@ -253,6 +261,10 @@ class TrainConfig:
                 raise ValueError(f"--milestones: expected a list of epochs, got "
                                  f"{self.milestones!r}") from None
         check_fields(self)  # each field's check= and choices, naming its flag
+        if self.batch_ramp is not None:
+            from legw.adaptive.ramp import RampRule
+
+            RampRule.parse(self.batch_ramp)
         if self.optimizer is not None:
             from legw.optim import OPTIMIZERS
 
@@ -296,11 +308,12 @@ class TrainConfig:
         if self.micro_batch_size is None and b % world_size:
             raise ValueError(f"--batch-size: {b} is not divisible by the world size "
                              f"{world_size}")
-        micro = self.micro_batch_size or b // world_size
+        micro = self.micro_batch_size or self._default_micro(base, b, world_size)
         if b % (micro * world_size):
             raise ValueError(f"--batch-size {b} is not --micro-batch-size {micro} x world size "
                              f"{world_size} x a whole number of accumulation steps")
         accum = b // (micro * world_size)
+        ramp = self._ramp(task, base, world_size, micro)
         optimizer = self.optimizer or task.optimizer
         adaptive = self.scaling == "adaptive"
         if self.noise_window is not None:
@@ -315,8 +328,14 @@ class TrainConfig:
             source = None
         elif fsdp:  # each rank's gradient, read before the reduce-scatter
             source = "rank"
+        elif ramp is not None:  # every step's micro-gradients, whatever its accumulation
+            source = "micro" if ramp.start_batch(base.base_batch_size) > micro else None
         else:
             source = "micro" if accum >= 2 else "rank" if world_size >= 2 else None
+        if ramp is not None and ramp.needs_noise and source is None:
+            raise ValueError("--batch-ramp noise: follows the gradient noise, measured from "
+                             "two or more micro-gradients a step: keep --noise-window > 0 and "
+                             "a --micro-batch-size below the first batch")
         power = None
         if adaptive:
             power = (default_lr_power(optimizer) if self.adaptive_lr_power is None
@@ -331,7 +350,49 @@ class TrainConfig:
             momentum=task.momentum if self.momentum is None else self.momentum,
             clip_grad_norm=clip or None, noise_source=source, noise_window=window,
             adaptive_lr_power=power, adaptive_warmup=self.adaptive_warmup if adaptive else None,
-            run_dir=self.out_dir or f"runs/{self.task}-b{b}-s{self.seed}")
+            run_dir=self.out_dir or f"runs/{self.task}-b{b}-s{self.seed}", batch_ramp=ramp,
+            ramp_factor=self.ramp_factor)
+
+    def _default_micro(self, base: BaseRecipe, b: int, world_size: int) -> int:
+        """The micro batch when none is given: ``B / W``; with a batch ramp, the first batch
+        over the ranks (halved on one process for the noise ramp, which needs two
+        micro-gradients a step)."""
+        if self.batch_ramp is None:
+            return b // world_size
+        from legw.adaptive.ramp import RampRule
+
+        rule = RampRule.parse(self.batch_ramp)
+        start = rule.start_batch(base.base_batch_size)
+        parts = world_size * (2 if rule.needs_noise and world_size == 1 else 1)
+        if start % parts:
+            raise ValueError(f"--batch-ramp: the first batch {start} does not split into "
+                             f"{parts} micro-batches; give --micro-batch-size")
+        return start // parts
+
+    def _ramp(self, task: Any, base: BaseRecipe, world_size: int, micro: int) -> Any:
+        """The parsed ``--batch-ramp`` (``None`` without one), checked against the run."""
+        if self.batch_ramp is None:
+            return None
+        from legw.adaptive.ramp import RampRule
+
+        rule = RampRule.parse(self.batch_ramp)
+        if self.scaling == "adaptive":
+            raise ValueError("--batch-ramp: grows the batch itself; use it with --scaling sqrt "
+                             "or linear, not adaptive")
+        if task.kind != "image":
+            raise ValueError(f"--batch-ramp: {task.name} reads token streams, whose number is "
+                             f"its batch; ramps are for image tasks so far")
+        if rule.needs_noise and self.sharding == "fsdp":
+            raise ValueError("--batch-ramp noise: not with --sharding fsdp yet (its noise is "
+                             "read per rank, whose share changes with the batch); use ddp")
+        b = self.global_batch_size or base.base_batch_size
+        start = rule.start_batch(base.base_batch_size)
+        unit = micro * world_size
+        if start % unit or start > b:
+            raise ValueError(f"--batch-ramp: the first batch {start} must be a multiple of "
+                             f"--micro-batch-size x world size ({unit}) and at most "
+                             f"--batch-size {b}")
+        return rule
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -35,6 +35,15 @@ class Position:
         if self.step_in_epoch == steps_per_epoch:
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
 
+    def advance_samples(self, batch_size: int, dataset_size: int) -> None:
+        """One step of a batch ramp: ``batch_size`` samples of the stream of epochs; an epoch
+        ends when its ``dataset_size``-th sample is used (``step_in_epoch`` restarts at 0)."""
+        self.step += 1
+        self.samples_seen += batch_size
+        epoch = self.samples_seen // dataset_size
+        self.step_in_epoch = 0 if epoch != self.epoch else self.step_in_epoch + 1
+        self.epoch = epoch
+
     def epoch_position(self, recipe: Recipe) -> float:
         return self.epoch + self.step_in_epoch / recipe.steps_per_epoch
 

@@ -58,6 +58,10 @@ class RunSpec:
     """``--scaling adaptive``: the LR multiplier is ``gain ** adaptive_lr_power``; else None."""
     adaptive_warmup: str | None
     run_dir: str
+    batch_ramp: Any = None
+    """``--batch-ramp``: the parsed :class:`~legw.adaptive.ramp.RampRule`, else ``None``;
+    ``global_batch_size`` is then the largest batch."""
+    ramp_factor: float = 1.0
 
     @property
     def is_adaptive(self) -> bool:
@@ -111,6 +115,19 @@ class RunSpec:
         return AdaptiveSchedule.for_batch(self.base, self.global_batch_size, dataset_size,
                                           self.adaptive_lr_power, self.adaptive_warmup)
 
+    def ramp(self, dataset_size: int) -> Any:
+        """``--batch-ramp``: the :class:`~legw.adaptive.ramp.BatchRamp` of this run; else
+        ``None``."""
+        if self.batch_ramp is None:
+            return None
+        from legw.adaptive.ramp import BatchRamp
+        from legw.training.config import recipe_errors_name_flags
+
+        with recipe_errors_name_flags():
+            return BatchRamp(self.base, self.batch_ramp, self.global_batch_size,
+                             self.micro_batch_size * self.world_size, dataset_size,
+                             self.ramp_factor)
+
     def identity(self) -> dict[str, Any]:
         """What makes a run this run beyond its base recipe (compared on resume): the task,
         seed, optimizer and its hyperparameters, and an adaptive run's gain settings."""
@@ -121,7 +138,9 @@ class RunSpec:
                 "adaptive_warmup": self.adaptive_warmup, "sharding": self.sharding,
                 # the window smooths the gain, so under adaptive scaling it sets the LR (as
                 # given: the default window follows the batch, which an elastic resume changes)
-                "noise_window": self.config.noise_window if self.is_adaptive else None}
+                "noise_window": self.config.noise_window if self.is_adaptive else None,
+                "batch_ramp": None if self.batch_ramp is None else str(self.batch_ramp),
+                "ramp_factor": self.ramp_factor if self.batch_ramp is not None else None}
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"resolved"`` block of ``config.json``."""
@@ -134,7 +153,8 @@ class RunSpec:
                 "noise_small_batch_size": self.noise_batch_size, "sharding": self.sharding,
                 "noise_window": self.noise_window,
                 "adaptive_lr_power": self.adaptive_lr_power,
-                "adaptive_warmup": self.adaptive_warmup, "run_dir": self.run_dir}
+                "adaptive_warmup": self.adaptive_warmup, "run_dir": self.run_dir,
+                "batch_ramp": None if self.batch_ramp is None else str(self.batch_ramp)}
 
     def check_resume(self, saved_config: dict[str, Any], saved_recipe: dict[str, Any],
                      source: str) -> None:

@@ -37,7 +37,7 @@ from legw.io import check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
-from legw.training.batches import ImageBatches, StreamBatches
+from legw.training.batches import ImageBatches, RampBatches, StreamBatches
 from legw.training.config import TrainConfig
 from legw.training.device import (
     autocast,
@@ -101,13 +101,18 @@ class _Trainer:
         self.data = task.load(config.data_dir)
         if config.evaluate:
             check_eval_data(task, self.data)
-        if task.kind == "image":
+        if spec.batch_ramp is not None:  # the batch changes: a stream of samples
+            self.batches = RampBatches(self.data.train, self.micro, env.rank, env.world_size,
+                                       config.seed)
+        elif task.kind == "image":
             self.batches = ImageBatches(self.data.train, self.B, self.micro, env.rank,
                                         env.world_size, config.seed)
         else:
             self.batches = StreamBatches(self.data.train, self.B, self.micro, env.rank,
                                          env.world_size, task.bptt)
-        self.recipe = spec.recipe(self.batches.dataset_size)
+        self.ramp = spec.ramp(self.batches.dataset_size)
+        # a ramp's schedule is the recipe at its first batch, read at the epoch position
+        self.recipe = self.ramp.schedule if self.ramp else spec.recipe(self.batches.dataset_size)
 
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = task.build_model(self.data).to(device)
@@ -122,8 +127,8 @@ class _Trainer:
 
             ids = [device.index] if device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer, self.param_report = spec.build_optimizer(self.model,
-                                                                 self.recipe.lr_at_step(0))
+        self.optimizer, self.param_report = spec.build_optimizer(
+            self.model, self.ramp.lr() if self.ramp else self.recipe.lr_at_step(0))
         self.meter = NoiseMeter(self.model.parameters(), self.accum,
                                 noise=spec.noise_source is not None,
                                 max_grad_norm=spec.clip_grad_norm, fsdp_modules=self.fsdp)
@@ -133,12 +138,15 @@ class _Trainer:
         torch.manual_seed(config.seed + 1 + env.rank)  # dropout streams differ per rank
 
         self.pos = Position()
+        self.ramp_batch = 0  # the global batch of a ramp's last step
         self.hidden: list[Any] | None = None
         self.last_eval: dict[str, float] = {}
         self.wall_before = 0.0
         self.diverged: dict[str, Any] | None = None
-        # adaptive: at most the base run's steps (the gain is >= 1)
-        total = (self.adaptive.base.total_steps if self.adaptive else self.recipe.total_steps)
+        # adaptive: at most the base run's steps (the gain is >= 1); a ramp: until its
+        # samples are used
+        total = (self.adaptive.base.total_steps if self.adaptive else
+                 self.ramp.budget // self.ramp.unit if self.ramp else self.recipe.total_steps)
         self.stop_step = min(total, config.max_steps or total)
         self.log = RunLog(self.run_dir, dist.is_main(), config.quiet, self.stop_step, 0)
 
@@ -174,6 +182,8 @@ class _Trainer:
         if self.noise is not None and extra.get("noise") and not elastic \
                 and self.noise.fits(extra["noise"]):  # else measured at another micro batch
             self.noise.load_state_dict(extra["noise"])
+        if self.ramp is not None:
+            self.ramp.load_state_dict(extra["ramp"])
         if self.adaptive is not None and extra.get("adaptive"):
             self.adaptive.load_state_dict(extra["adaptive"])  # tau is in base steps: elastic
             if elastic:  # the window was measured at the old batch; k may be smaller now
@@ -215,7 +225,8 @@ class _Trainer:
                      "extra": {"last_eval": self.last_eval, "wall_time_s": self._wall(),
                                "noise": self.noise.state_dict() if self.noise else None,
                                "adaptive": self.adaptive.state_dict() if self.adaptive
-                               else None}}
+                               else None,
+                               "ramp": self.ramp.state_dict() if self.ramp else None}}
         if self.fsdp:  # every rank writes its shards
             checkpoint.save_sharded(self.run_dir, self.model, self.optimizer, state,
                                     self.pos.step, self.config.keep_checkpoints, dist.is_main())
@@ -243,17 +254,27 @@ class _Trainer:
                 self.spec, self.recipe, self.param_report, device=str(self.device),
                 dataset_size=self.batches.dataset_size, stop_step=self.stop_step))
         self.log.info(f"data: {self.data.source}")
-        budget = (f"adaptive: until the base recipe's {self.adaptive.base.total_steps} steps "
-                  f"are used up (at most {self.stop_step} steps)" if self.adaptive else
-                  f"peak LR {self.recipe.peak_lr:.6g}, warmup {self.recipe.warmup_steps} steps, "
-                  f"{self.stop_step} of {self.recipe.total_steps} steps")
-        self.log.info(f"{self.task.name}: global batch {self.B} = micro batch {self.micro} x "
-                      f"world size {self.env.world_size} x {self.accum} accumulation steps; "
-                      f"{self.recipe.steps_per_epoch} steps/epoch, {budget}; run directory "
-                      f"{self.run_dir}")
+        if self.ramp:
+            r = self.ramp
+            self.log.info(f"{self.task.name}: batch ramp {r.rule} from {r.start_batch} to "
+                          f"{self.B} in steps of micro batch {self.micro} x world size "
+                          f"{self.env.world_size}; LR {r.schedule.peak_lr:.6g} x (B / "
+                          f"{r.start_batch})^{r.power:g} at peak, warmup "
+                          f"{r.schedule.warmup_epochs:g} epochs, {self.recipe.epochs:g} epochs "
+                          f"({r.budget} samples); run directory {self.run_dir}")
+        else:
+            budget = (f"adaptive: until the base recipe's {self.adaptive.base.total_steps} "
+                      f"steps are used up (at most {self.stop_step} steps)" if self.adaptive
+                      else f"peak LR {self.recipe.peak_lr:.6g}, warmup "
+                      f"{self.recipe.warmup_steps} steps, {self.stop_step} of "
+                      f"{self.recipe.total_steps} steps")
+            self.log.info(f"{self.task.name}: global batch {self.B} = micro batch {self.micro} "
+                          f"x world size {self.env.world_size} x {self.accum} accumulation "
+                          f"steps; {self.recipe.steps_per_epoch} steps/epoch, {budget}; run "
+                          f"directory {self.run_dir}")
         try:
             while (self.pos.step < self.stop_step and self.diverged is None
-                   and not (self.adaptive and self.adaptive.done)):
+                   and not self._complete()):
                 self._step()
                 epoch_end = self.pos.step_in_epoch == 0
                 if (self.diverged is None and self.config.evaluate
@@ -261,7 +282,7 @@ class _Trainer:
                     self._evaluate(final=self.pos.step == self.stop_step)
                 every = self.config.checkpoint_every
                 if self.diverged is None and (epoch_end or self.pos.step == self.stop_step
-                                              or (self.adaptive and self.adaptive.done)
+                                              or self._complete()
                                               or (every and self.pos.step % every == 0)):
                     self._save()
             return self._finish()
@@ -272,13 +293,30 @@ class _Trainer:
         """``--eval-every E``: every ``round(E * steps_per_epoch)`` steps, besides epoch ends."""
         if not self.config.eval_every:
             return False
+        if self.ramp:  # a point passed by the last step's samples
+            every = self.config.eval_every * self.batches.dataset_size
+            last = self.pos.samples_seen - self.ramp_batch
+            return math.floor(self.pos.samples_seen / every) > math.floor(last / every)
         every = max(1, round(self.config.eval_every * self.recipe.steps_per_epoch))
         return self.pos.step % every == 0
 
+    def _epoch(self) -> float:
+        """The position in epochs (a ramp's: samples used over samples per epoch)."""
+        if self.ramp:
+            return self.pos.samples_seen / self.batches.dataset_size
+        return self.pos.epoch_position(self.recipe)
+
     def _step(self) -> None:
-        """One optimizer step; the LR of an adaptive run is its gain's (see legw.adaptive)."""
+        """One optimizer step; the LR of an adaptive run is its gain's (see legw.adaptive), a
+        ramp's batch and LR are the ramp's (legw.adaptive.ramp)."""
         step, spe = self.pos.step, self.recipe.steps_per_epoch
-        if self.adaptive is None:
+        batch, accum = self.B, self.accum
+        if self.ramp is not None:
+            batch = self.ramp_batch = self.ramp.batch
+            accum = self.meter.accumulation_steps = batch // (self.micro * self.env.world_size)
+            lr = self.ramp.lr()
+            set_lr(self.optimizer, lr)
+        elif self.adaptive is None:
             lr = apply_recipe(self.optimizer, self.recipe, step)
         else:
             lr = self.adaptive.lr()
@@ -290,11 +328,14 @@ class _Trainer:
         tick = time.perf_counter()
         if self.fsdp:
             dist.broadcast_buffers(self.model)  # as DDP does: one set of BatchNorm statistics
-        micro_batches = self.batches.micro_batches(self.pos.epoch, self.pos.step_in_epoch)
+        if self.ramp is not None:
+            micro_batches = self.batches.micro_batches(self.pos.samples_seen, batch)
+        else:
+            micro_batches = self.batches.micro_batches(self.pos.epoch, self.pos.step_in_epoch)
         loss_sum = torch.zeros((), device=self.device)
         for i, (x, y) in enumerate(micro_batches):
             x, y = batch_to(x, self.device, self.config.channels_last), y.to(self.device)
-            last = i == self.accum - 1
+            last = i == accum - 1
             if self.fsdp:  # accumulate unsharded; one reduce-scatter on the last micro-step
                 self.model.set_requires_gradient_sync(last)
             sync = contextlib.nullcontext() if last or self.ddp is self.model \
@@ -308,10 +349,10 @@ class _Trainer:
                                                y.reshape(-1))
                     else:
                         loss = F.cross_entropy(self.ddp(x).float(), y)
-                (loss / self.accum).backward()
+                (loss / accum).backward()
             loss_sum += loss.detach()
-        m = self.meter.measure(loss_sum / self.accum)  # loss and |G_b|^2 in one all-reduce
-        epoch_position = self.pos.epoch_position(self.recipe)
+        m = self.meter.measure(loss_sum / accum)  # loss and |G_b|^2 in one all-reduce
+        epoch_position = self._epoch()
         if not m.finite:
             self.diverged = {"step": step, "epoch": epoch_position, "loss": m.loss,
                              "grad_norm": m.grad_norm}
@@ -323,14 +364,21 @@ class _Trainer:
         dt = time.perf_counter() - tick
         rec = {"kind": "train", "step": step, "epoch": epoch_position, "lr": lr,
                "loss": m.loss, "grad_norm": m.grad_norm,
-               "samples_per_s": self.B / dt if dt > 0 else float("nan")}
+               "samples_per_s": batch / dt if dt > 0 else float("nan")}
+        if self.ramp is not None:
+            rec["batch_size"] = batch
         if self.adaptive is not None:
             rec.update(gain=self.adaptive.gain, tau=self.adaptive.tau)
         if self.noise is not None:
-            rec.update(self.noise.update(m.small_sq, m.big_sq))
+            rec.update(self.noise.update(m.small_sq, m.big_sq, batch))
         if self.adaptive is not None:
             self.adaptive.advance(self.noise)
-        self.pos.advance(self.B, spe)
+        if self.ramp is not None:  # the noise ramp reads a full window only
+            full = self.noise is not None and self.noise.full
+            self.ramp.advance(batch, rec.get("b_noise") if full else None)
+            self.pos.advance_samples(batch, self.batches.dataset_size)
+        else:
+            self.pos.advance(self.B, spe)
         self.log.record(rec)
 
     def _evaluate(self, final: bool) -> None:
@@ -348,7 +396,7 @@ class _Trainer:
                                                     task.eval_batch_size, task.bptt, self.device,
                                                     sharded)
         self.last_eval = rec
-        epoch = self.pos.epoch_position(self.recipe)
+        epoch = self._epoch()
         self.log.record({"kind": "eval", "step": self.pos.step, "epoch": epoch, **rec})
         self.log.result(f"epoch {epoch:.3f} step {self.pos.step}: "
                       + ", ".join(f"{k} {v:.4f}" for k, v in rec.items()))
@@ -364,9 +412,9 @@ class _Trainer:
                    "task": self.task.name, "metric": self.task.metric,
                    "global_batch_size": self.B, "seed": self.config.seed,
                    "steps": self.pos.step,
-                   "total_steps": (self.pos.step if complete else None) if self.adaptive
-                   else self.recipe.total_steps,
-                   "epochs": self.pos.epoch_position(self.recipe),
+                   "total_steps": (self.pos.step if complete else None)
+                   if self.adaptive or self.ramp else self.recipe.total_steps,
+                   "epochs": self._epoch(),
                    "samples_seen": self.pos.samples_seen, "final": self.last_eval,
                    "diverged_at": _why_diverged(self.diverged), "wall_time_s": self._wall(),
                    "run_dir": str(self.run_dir)}
@@ -383,6 +431,8 @@ class _Trainer:
         """The whole schedule ran: the recipe's steps, or the adaptive position its budget."""
         if self.adaptive is not None:
             return self.adaptive.done
+        if self.ramp is not None:
+            return self.ramp.done
         return self.pos.step >= self.recipe.total_steps
 
 

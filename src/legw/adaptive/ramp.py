@@ -1,0 +1,207 @@
+"""A batch that grows during training: the batch ramp's rules (pure Python, no torch).
+
+A run with a ramp starts at a small global batch ``B_start`` (the base recipe's ``B0`` unless a
+fixed ramp says otherwise) and grows it toward ``B_max`` (``--batch-size``), never shrinking,
+in whole numbers of *units* (``unit = micro batch x world size``: one micro-batch more on every
+rank). Its position is counted in **samples**, so the base recipe's shape in epochs is kept
+whatever the batch does:
+
+* the schedule is the recipe at ``B_start`` (LEGW's warmup and the peak LR scaled to
+  ``B_start``) read at the epoch position ``samples / N``;
+* the LR is that schedule times ``(B / B_start) ** p``, ``p`` the base recipe's scaling power
+  (``sqrt``: 0.5, legw's default; ``linear``: 1);
+* the run ends when ``epochs x N`` samples are used (the base recipe's budget in epochs; the
+  last step takes only what is left, in whole units).
+
+Three rules choose the batch:
+
+``noise``
+    ``B = factor x B_noise`` (default factor 1), with ``B_noise = tr(Sigma) / |G|^2`` measured
+    over the last window of steps (:class:`legw.adaptive.noise.OnlineNoiseScale`); rounded down
+    to a unit, at most doubled per step, never below the current batch, at most ``B_max``.
+    Why ``B_noise``: McCandlish et al. 2018 (arXiv 1812.06162, eq. 2.11) give the steps and
+    samples to reach a loss as ``S = S_min (1 + B_noise / B)`` and ``E = E_min (1 + B /
+    B_noise)``. At ``B = B_noise`` both are twice their minimum, the balance point they call
+    the critical batch: below it a larger batch saves steps almost for free, above it each
+    halving of the steps left costs ever more samples. ``B_noise`` grows as the loss falls
+    (Fashion-MNIST LSTM: 43 -> 830 over the first epoch, ~2,700 at the end), so the batch
+    follows it up.
+
+``seesaw``
+    Seesaw (Meterez et al. 2025): where the base schedule would divide the LR
+    by ``alpha``, multiply the batch by ``alpha`` and divide the LR by ``sqrt(alpha)`` instead.
+    With the sqrt rule above this is ``B = B_start x 2 ** n``, ``n`` the number of halvings the
+    schedule has made since its peak (``floor(log2(peak / lr))``), capped at ``B_max``; the LR
+    is then the schedule times ``sqrt(B / B_start)``, exactly Seesaw's. Past the cap the LR
+    decays as the schedule does.
+
+``B1@E1,B2@E2,...``
+    A fixed ramp (Megatron's ``--rampup-batch-size``, OLMo-core's batch-size scheduler): batch
+    ``B_i`` from epoch ``E_i`` on; ``E1`` must be 0, batches non-decreasing, each at most
+    ``B_max`` and a whole number of units.
+
+:class:`BatchRamp` holds the position and the batch, and has a plain ``state_dict``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from legw.schedule import BaseRecipe, Recipe, scaling_power
+
+RAMP_RULES = ("noise", "seesaw")
+"""The named ramps; anything else is parsed as a fixed ramp ``B1@E1,B2@E2,...``."""
+
+
+@dataclass(frozen=True)
+class RampRule:
+    """A parsed ``--batch-ramp``: ``kind`` is ``noise``, ``seesaw`` or ``fixed`` (its
+    ``points``: ``(batch, from_epoch)``, the first at epoch 0)."""
+
+    kind: str
+    points: tuple[tuple[int, float], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> RampRule:
+        """``ValueError`` naming ``--batch-ramp`` for text that is no ramp."""
+        if text in RAMP_RULES:
+            return cls(text)
+        points = []
+        for item in text.split(","):
+            batch, at, epoch = item.strip().partition("@")
+            try:
+                b, e = int(batch), float(epoch)
+            except ValueError:
+                b, e = 0, math.nan
+            if not at or b < 1 or not 0 <= e < math.inf:
+                raise ValueError(f"--batch-ramp: expected noise, seesaw or B1@E1,B2@E2,... "
+                                 f"(batch @ epoch), got {item.strip()!r}")
+            points.append((b, e))
+        if points[0][1] != 0:
+            raise ValueError(f"--batch-ramp: the first batch must start at epoch 0 "
+                             f"({points[0][0]}@0), got {points[0][0]}@{points[0][1]:g}")
+        for (b0, e0), (b1, e1) in zip(points, points[1:], strict=False):
+            if b1 < b0 or e1 <= e0:
+                raise ValueError(f"--batch-ramp: batches must not shrink and epochs must "
+                                 f"increase, got {b0}@{e0:g} then {b1}@{e1:g}")
+        return cls("fixed", tuple(points))
+
+    @property
+    def needs_noise(self) -> bool:
+        return self.kind == "noise"
+
+    def start_batch(self, base_batch_size: int) -> int:
+        """The batch of the first step: the fixed ramp's first, else the base batch."""
+        return self.points[0][0] if self.kind == "fixed" else base_batch_size
+
+    def __str__(self) -> str:
+        if self.kind != "fixed":
+            return self.kind
+        return ",".join(f"{b}@{e:g}" for b, e in self.points)
+
+
+class BatchRamp:
+    """The global batch and LR of each step of a run whose batch grows from ``B_start`` to
+    ``max_batch`` (see the module docstring).
+
+    Per step: read :attr:`batch` and :meth:`lr`, train on that many samples, then call
+    :meth:`advance` with the samples used and, for the ``noise`` rule, the window's
+    ``B_noise`` (``None`` while it is not measured yet). Stop when :attr:`done`.
+    """
+
+    def __init__(self, base: BaseRecipe, rule: RampRule, max_batch: int, unit: int,
+                 dataset_size: int, factor: float = 1.0) -> None:
+        start = rule.start_batch(base.base_batch_size)
+        if unit < 1 or max_batch < unit:
+            raise ValueError(f"--batch-size: {max_batch} is less than one micro-batch per "
+                             f"rank ({unit})")
+        if start % unit or start > max_batch:
+            raise ValueError(f"--batch-ramp: the first batch {start} must be a multiple of the "
+                             f"micro batch x world size ({unit}) and at most --batch-size "
+                             f"{max_batch}; give --micro-batch-size dividing {start}")
+        for b, _ in rule.points:
+            if b % unit or b > max_batch:
+                raise ValueError(f"--batch-ramp: batch {b} is not a multiple of the micro "
+                                 f"batch x world size ({unit}) at most --batch-size "
+                                 f"{max_batch}")
+        if not factor > 0 or not math.isfinite(factor):
+            raise ValueError(f"--ramp-factor: must be a positive number, got {factor!r}")
+        self.rule, self.max_batch, self.unit, self.factor = rule, max_batch, unit, factor
+        self.dataset_size = dataset_size
+        self.start_batch = start
+        self.schedule: Recipe = base.scale(start, dataset_size)
+        self.power = scaling_power(base.scaling)
+        self.budget = round(base.epochs * dataset_size)
+        """Samples the run trains on: the base recipe's epochs."""
+        self.samples = 0
+        self.step = 0
+        self.current = start
+
+    # --- position -------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> float:
+        """The position in epochs: samples used / samples per epoch."""
+        return self.samples / self.dataset_size
+
+    @property
+    def done(self) -> bool:
+        return self.samples >= self.budget
+
+    @property
+    def batch(self) -> int:
+        """The global batch of the coming step: the rule's, the last step trimmed to the
+        samples left (rounded up to a unit)."""
+        left = self.budget - self.samples
+        return max(self.unit, min(self.current, -(-left // self.unit) * self.unit))
+
+    def lr(self) -> float:
+        """The LR of the coming step: the schedule at ``B_start`` at this epoch position, times
+        ``(batch / B_start) ** p``."""
+        return self.schedule.lr_at_epoch(self.epoch) * (self.current / self.start_batch
+                                                         ) ** self.power
+
+    # --- the rule -------------------------------------------------------------------------
+
+    def advance(self, samples: int, b_noise: float | None = None) -> None:
+        """After a step on ``samples`` samples: move the position, and grow the batch by the
+        rule (``b_noise``: the ``noise`` rule's measurement, ``None`` while there is none)."""
+        self.samples += samples
+        self.step += 1
+        self.current = max(self.current, min(self.max_batch, self._target(b_noise)))
+
+    def _target(self, b_noise: float | None) -> int:
+        if self.rule.kind == "fixed":
+            return max(b for b, e in self.rule.points if e <= self.epoch + 1e-12)
+        if self.rule.kind == "seesaw":
+            if self.epoch < self.schedule.warmup_epochs:
+                return self.current
+            lr = self.schedule.lr_at_epoch(self.epoch)
+            halvings = (math.floor(math.log2(self.schedule.peak_lr / lr) + 1e-9) if lr > 0
+                        else 64)  # a decay to 0: the cap
+            return self._units(self.start_batch * 2.0 ** min(halvings, 64))
+        if b_noise is None or not math.isfinite(b_noise) or b_noise <= 0:
+            return self.current
+        return min(2 * self.current, self._units(self.factor * b_noise))
+
+    def _units(self, batch: float) -> int:
+        """``batch`` rounded down to whole units, at most ``max_batch``."""
+        return int(min(batch, self.max_batch) // self.unit) * self.unit
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rule": str(self.rule), "samples": self.samples, "step": self.step,
+                "batch": self.current, "max_batch": self.max_batch, "factor": self.factor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``; a resume on another number of ranks keeps the batch, rounded
+        up to this run's unit (at most ``max_batch``)."""
+        if state["rule"] != str(self.rule):
+            raise ValueError(f"--batch-ramp: the checkpoint's ramp is {state['rule']!r}, this "
+                             f"run's {str(self.rule)!r}")
+        self.samples, self.step = int(state["samples"]), int(state["step"])
+        batch = -(-int(state["batch"]) // self.unit) * self.unit
+        self.current = max(self.start_batch, min(batch, self._units(self.max_batch)))

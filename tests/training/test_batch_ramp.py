@@ -1,0 +1,119 @@
+"""legw train --batch-ramp: the data order under a changing batch, resume, DDP, refusals.
+
+Real parts: the trainer on tiny generated Fashion-MNIST-shaped data, torchrun (gloo)."""
+
+import json
+
+import pytest
+import torch
+from helpers import final_params, make_mnist_dir, read_jsonl, run, torchrun_cmd
+
+from legw.training.batches import RampBatches, permutation
+from legw.training.config import TrainConfig
+from legw.training.trainer import train
+
+
+class _Indices:
+    """An image set whose "images" are their own indices."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def get(self, idx):
+        return idx.clone(), idx.clone()
+
+
+def test_every_sample_once_per_epoch_however_the_batch_grows_on_any_number_of_ranks():
+    n, seed = 100, 3
+    for world in (1, 2, 4):
+        ranks = [RampBatches(_Indices(n), 4, r, world, seed) for r in range(world)]
+        stream, first = [], 0
+        for batch in (16, 16, 32, 48, 64, 64, 64, 128):  # crosses epochs mid-step
+            step = [x for rank in ranks for x, _ in rank.micro_batches(first, batch)]
+            assert [len(x) for x in step] == [4] * (batch // 4)
+            stream += torch.cat(step).tolist()
+            first += batch
+        # the stream is epoch 0's order, then epoch 1's, ...: each sample once an epoch
+        expected = torch.cat([permutation(n, seed, e) for e in range(first // n + 1)]).tolist()
+        assert stream == expected[:first]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_mnist_dir(tmp_path_factory.mktemp("mnist"))  # 256 train samples
+
+
+def _config(data, out, **kw):
+    fields = dict(task="fashion-mnist-lstm", global_batch_size=128, base_batch_size=16,
+                  batch_ramp="seesaw", epochs=3.0, base_warmup_epochs=0.1, num_threads=1,
+                  quiet=True, data_dir=str(data), out_dir=str(out))
+    return TrainConfig(**{**fields, **kw})
+
+
+def _steps(run_dir):
+    return [(r["step"], r["batch_size"], r["lr"], r["loss"])
+            for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "train"]
+
+
+def test_a_seesaw_run_logs_its_batches_uses_its_budget_and_resumes_bit_identically(data, tmp_path):
+    whole = train(_config(data, tmp_path / "whole"))
+    steps = _steps(tmp_path / "whole")
+    assert whole["status"] == "completed" and whole["samples_seen"] == 3 * 256
+    assert [b for _, b, _, _ in steps][:17] == [16] * 16 + [32]  # doubled at the 1st halving
+    assert sorted({b for _, b, _, _ in steps[:-1]}) == [16, 32, 64, 128]  # the last: trimmed
+    assert whole["total_steps"] == whole["steps"] == len(steps)
+
+    cut = train(_config(data, tmp_path / "cut", max_steps=18, checkpoint_every=1))
+    assert cut["status"] == "stopped"
+    resumed = train(_config(data, tmp_path / "cut", resume=True))
+    assert resumed["status"] == "completed" and _steps(tmp_path / "cut") == steps
+    a, b = final_params(tmp_path / "cut"), final_params(tmp_path / "whole")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_noise_ramp_measures_at_every_batch_and_grows(data, tmp_path):
+    summary = train(_config(data, tmp_path / "noise", batch_ramp="noise", micro_batch_size=8,
+                            noise_window=3, epochs=4.0))
+    rows = [r for r in read_jsonl(tmp_path / "noise" / "metrics.jsonl") if r["kind"] == "train"]
+    assert summary["samples_seen"] == 4 * 256
+    assert all("noise_grad_sq" in r for r in rows)  # measured at every batch of the ramp
+    batches = [r["batch_size"] for r in rows]
+    assert batches[:-1] == sorted(batches[:-1]) and batches[0] == 16  # the last: trimmed
+    assert len(set(batches)) >= 3  # it grew
+    assert all(b % 8 == 0 for b in batches)
+    resolved = json.loads((tmp_path / "noise" / "config.json").read_text())["resolved"]
+    assert resolved["batch_ramp"] == "noise" and resolved["noise_source"] == "micro"
+
+
+def test_two_ranks_follow_the_same_ramp_as_one_process(data, tmp_path):
+    common = ["--data-dir", str(data), "--batch-size", "128", "--base-batch-size", "16",
+              "--batch-ramp", "16@0,64@1,128@2", "--epochs", "3", "--base-warmup-epochs",
+              "0.1", "--micro-batch-size", "8", "--threads", "1", "--quiet"]
+    done = run(torchrun_cmd(2, "train", "fashion-mnist-lstm", *common,
+                            "--out", str(tmp_path / "ddp")))
+    assert done.returncode == 0, done.stderr[:3000]
+    train(_config(data, tmp_path / "one", batch_ramp="16@0,64@1,128@2", micro_batch_size=8))
+    ddp, one = _steps(tmp_path / "ddp"), _steps(tmp_path / "one")
+    assert [s[:3] for s in ddp] == [s[:3] for s in one]  # the same batches and LRs
+    assert [s[3] for s in ddp] == pytest.approx([s[3] for s in one], rel=1e-4)
+    a, b = final_params(tmp_path / "ddp"), final_params(tmp_path / "one")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(scaling="adaptive"), "--batch-ramp: grows the batch itself"),
+    (dict(task="ptb-small", global_batch_size=640, epochs=None, base_batch_size=None),
+     "--batch-ramp: ptb-small reads token"),
+    (dict(batch_ramp="24@0,128@1", micro_batch_size=16), "the first batch 24 must be"),
+    (dict(batch_ramp="noise", micro_batch_size=16), "--batch-ramp noise: follows the gradient"),
+    (dict(batch_ramp="1@0,2@x"), "--batch-ramp: expected noise, seesaw"),
+    (dict(ramp_factor=0.0), "--ramp-factor: must be"),
+])
+def test_ramps_that_cannot_train_are_refused_naming_the_flag(data, tmp_path, fields, message):
+    with pytest.raises(ValueError, match=message):
+        _config(data, tmp_path / "r", **fields).resolve(1)
+    assert not (tmp_path / "r").exists()
