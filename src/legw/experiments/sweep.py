@@ -43,6 +43,9 @@ METHODS: dict[str, dict[str, Any]] = {
     **{name: dict(rules) for name, rules in schedule.METHODS.items()},
     # the gain measured from the gradient noise sets the LR and the steps (legw.adaptive)
     "adaptive": {"scaling": "adaptive"},
+    # the batch grows during training up to B (legw.adaptive.ramp): with the noise, by Seesaw
+    "ramp": {"batch_ramp": "noise"},
+    "seesaw": {"batch_ramp": "seesaw"},
     # other optimizers with sqrt + LEGW; base LR from --adam-lr / --lars-lr / --lamb-lr
     "adam": {"optimizer": "adam", **schedule.METHODS["legw"]},
     "lars": {"optimizer": "lars", **schedule.METHODS["legw"]},
@@ -65,7 +68,9 @@ class SweepSpec(LaunchOptions):
     methods: list[str] = field(metadata=flag(metavar="M"))
     """Scaling methods: legw (sqrt + LEGW), linear (linear + constant-epoch warmup),
     sqrt-nowarmup, unscaled, adam / lars / lamb (sqrt + LEGW), adaptive (the gain from the
-    gradient noise; needs --micro-batch-size) (default: legw linear sqrt-nowarmup)."""
+    gradient noise; needs --micro-batch-size), ramp / seesaw (the batch grows from the base to
+    B: with the measured noise, or where the schedule halves the LR) (default: legw linear
+    sqrt-nowarmup)."""
     seeds: list[int] = field(default_factory=lambda: [0], metadata=flag(metavar="S"))
     """Seeds per method and batch size (default: 0)."""
     overrides: dict[str, Any] = field(default_factory=dict)
