@@ -227,3 +227,30 @@ def test_adaptive_runs_get_their_gain_plotted(records, tmp_path, monkeypatch):
     gains = plotted["adaptive_gain.png"]
     assert list(gains) == ["legw"] and list(gains["legw"]) == [256]
     assert gains["legw"][256][:2] == [(0.0, 1.0), (0.125, 1.1)]  # (epoch, gain) per step
+
+
+def test_batch_ramps_get_their_batch_plotted_unclipped(records, tmp_path, monkeypatch):
+    run = records / "sweep" / "runs" / "legw-b256-s0"
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in recs:
+        if r["kind"] == "train":  # 64 -> 4096: past OFF_SCALE x the smallest, still drawn
+            r["batch_size"] = 64 * 2 ** min(r["step"] // 2, 6)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    from legw.experiments import plots
+
+    calls = {}
+    plot_series = plots.plot_series
+
+    def record_and_plot(series, ylabel, path, *args, **kwargs):
+        calls[path.name] = (series, kwargs)
+        plot_series(series, ylabel, path, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_series", record_and_plot)
+    out = tmp_path / "report"
+    assert main(["report", str(records), "--out", str(out)]) == 0
+    assert (out / "batch_ramp.png").read_bytes()[:8] == PNG
+    assert "![batch ramps](batch_ramp.png)" in (out / "report.md").read_text()
+    series, kwargs = calls["batch_ramp.png"]
+    assert kwargs["log_y"] and not kwargs["clip"]
+    assert series["legw"][256][:3] == [(0.0, 64), (0.125, 64), (0.25, 128)]
+    assert max(b for _, b in series["legw"][256]) == 4096

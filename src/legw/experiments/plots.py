@@ -95,8 +95,9 @@ def plot_metric_vs_batch(rows: list[dict[str, Any]], metric: str, path: Path,
 
 def plot_series(series: Series, ylabel: str, path: Path, title: str,
                 diverged: dict[str, dict[int, float]] | None = None, log_y: bool = False,
-                share_y: bool = True) -> None:
-    """One panel per method, one line per batch size: ``value`` vs epoch."""
+                share_y: bool = True, clip: bool = True) -> None:
+    """One panel per method, one line per batch size: ``value`` vs epoch. A log axis stops
+    above ``OFF_SCALE`` x the smallest value (perplexities that blew up) unless not ``clip``."""
     plt = pyplot()
     methods = list(series)
     cols = min(3, max(1, len(methods)))
@@ -107,7 +108,7 @@ def plot_series(series: Series, ylabel: str, path: Path, title: str,
     sizes = sorted({b for per in series.values() for b in per})
     colors = {b: f"C{i}" for i, b in enumerate(sizes)}
     limits = _off_scale_limits([v for per in series.values() for pts in per.values()
-                                for _, v in pts], log_y=True) if log_y else None  # perplexity
+                                for _, v in pts], log_y=True) if log_y and clip else None
     for ax, method in zip(axes.flat, methods):
         for b in sorted(series[method]):
             pts = series[method][b]

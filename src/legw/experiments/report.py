@@ -57,6 +57,8 @@ class RunSeries(NamedTuple):
     """The online ``B_noise`` (runs with 2+ micro-gradients per step)."""
     gains: dict[str, dict[int, list]]
     """The gain of ``--scaling adaptive`` runs."""
+    batches: dict[str, dict[int, list]]
+    """The global batch of each step of ``--batch-ramp`` runs."""
 
 
 def _series(sweep_dir: Path, rows: list[dict[str, Any]]) -> RunSeries:
@@ -79,6 +81,9 @@ def _series(sweep_dir: Path, rows: list[dict[str, Any]]) -> RunSeries:
         gains = [(x["epoch"], x["gain"]) for x in train if x.get("gain") is not None]
         if gains:
             series.gains[m][b] = gains
+        batches = [(x["epoch"], x["batch_size"]) for x in train if "batch_size" in x]
+        if batches:
+            series.batches[m][b] = batches
         if r["status"] == "diverged":
             series.diverged[m][b] = series.lrs[m][b][-1][0] if series.lrs[m][b] else 0.0
     return series
@@ -282,6 +287,12 @@ def write_report(root: Path, out: Path | None = None,
             plots.plot_series(series.noise, "B_noise (samples)", out / figs["noise"],
                               f"{task}: gradient noise scale measured while training "
                               "(windowed; runs with 2+ micro-gradients per step)")
+        if series.batches:
+            figs["batch"] = f"batch_ramp{suffix}.png"
+            plots.plot_series(series.batches, "global batch", out / figs["batch"],
+                              f"{task}: the global batch per step of the batch ramps "
+                              "(line: its largest batch)", share_y=False, log_y=True,
+                              clip=False)
         if series.gains:
             figs["gain"] = f"adaptive_gain{suffix}.png"
             plots.plot_series(series.gains, "gain r", out / figs["gain"],
@@ -307,6 +318,10 @@ def write_report(root: Path, out: Path | None = None,
                    "(McCandlish et al. 2018): batches well below it scale almost perfectly, "
                    "batches above it need more epochs.", "",
                    f"![gradient noise scale]({figs['noise']})", ""]
+        if "batch" in figs:
+            md += ["`--batch-ramp`: each step's global batch against the epoch position "
+                   "(samples / N; `docs/batch-ramp.md`); the LR above follows it.", "",
+                   f"![batch ramps]({figs['batch']})", ""]
         if "gain" in figs:
             md += ["`--scaling adaptive`: the gain `r` is the batch's effective scale, measured "
                    "from `B_noise` (1 at a batch far above it, `k = B/B0` far below); each step "
