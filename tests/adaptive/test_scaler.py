@@ -266,3 +266,65 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.path.insert(0, str(Path(__file__).parents[1]))
     worker(Path(sys.argv[1]))
+
+
+def test_the_ramp_scaler_agrees_step_for_step_with_legw_train_batch_ramp(tmp_path):
+    from legw.adaptive import RampScaler
+    from legw.training.batches import RampBatches
+    from legw.training.config import TrainConfig
+    from legw.training.device import flush_denormals
+    from legw.training.trainer import seed_everything, train
+
+    data = make_mnist_dir(tmp_path / "data")  # 256 samples
+    config = TrainConfig(task="fashion-mnist-lstm", global_batch_size=128, micro_batch_size=8,
+                         epochs=4.0, base_batch_size=16, base_lr=0.4, base_warmup_epochs=0.1,
+                         batch_ramp="noise", noise_window=3, num_threads=1, quiet=True,
+                         data_dir=str(data), out_dir=str(tmp_path / "run"))
+    train(config)
+    expected = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+
+    spec = config.resolve()
+    with flush_denormals(torch.device("cpu")):
+        seed_everything(config.seed)
+        data_set = spec.task.load(str(data))
+        batches = RampBatches(data_set.train, 8, 0, 1, config.seed)
+        torch.manual_seed(config.seed)
+        model = spec.task.build_model(data_set)
+        opt, _ = spec.build_optimizer(model, lr=0.0)
+        ramp = RampScaler(model, opt, spec.base, 128, 8, len(data_set.train), rule="noise",
+                          window=3, max_grad_norm=spec.clip_grad_norm)
+        records = []
+        while not ramp.done:
+            opt.zero_grad(set_to_none=True)
+            micro = batches.micro_batches(ramp.samples, ramp.batch_size)
+            assert len(micro) == ramp.accumulation_steps
+            for x, y in micro:
+                (F.cross_entropy(model(x).float(), y) / ramp.accumulation_steps).backward()
+            records.append(ramp.step())
+    assert len(records) == len(expected) and len({r["batch_size"] for r in records}) >= 3
+    for mine, theirs in zip(records, expected):
+        assert mine["batch_size"] == theirs["batch_size"]
+        for key in ("lr", "grad_norm", "b_noise"):
+            if key in theirs:
+                assert mine[key] == pytest.approx(theirs[key], rel=1e-6), (key, theirs)
+    want = final_params(tmp_path / "run")
+    for name, p in model.state_dict().items():
+        torch.testing.assert_close(p, want[name], rtol=1e-6, atol=1e-7)
+
+
+def test_the_ramp_scaler_refuses_a_noise_rule_it_cannot_measure_and_resumes():
+    from legw.adaptive import RampScaler
+
+    model = linear_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    base = BaseRecipe(base_batch_size=16, peak_lr=0.1, warmup_epochs=0.0, epochs=2.0)
+    with pytest.raises(ValueError, match="micro_batch_size: the noise rule needs 2"):
+        RampScaler(model, opt, base, 64, 16, 256)
+    with pytest.raises(ValueError, match="--batch-ramp: expected noise, seesaw"):
+        RampScaler(model, opt, base, 64, 8, 256, rule="grow")
+    ramp = RampScaler(model, opt, base, 64, 8, 256, rule="seesaw")
+    assert (ramp.batch_size, ramp.accumulation_steps, ramp.samples) == (16, 2, 0)
+    state = ramp.state_dict()
+    ramp.ramp.advance(16)
+    ramp.load_state_dict(state)
+    assert ramp.samples == 0

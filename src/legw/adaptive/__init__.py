@@ -6,7 +6,10 @@
   (the AdaScale gain sets the LR and how fast the base recipe is replayed);
 - :mod:`~legw.adaptive.meter`: :class:`NoiseMeter`, the torch edge that measures a step's
   micro-batch and full gradient norms (hooks, the all-reduce, clipping);
-- :mod:`~legw.adaptive.scaler`: :class:`AdaptiveScaler`, meter + rule for your own loop.
+- :mod:`~legw.adaptive.ramp`: the pure batch ramp (:class:`BatchRamp`: the batch grows with the
+  noise, by Seesaw, or by fixed points; the LR follows it);
+- :mod:`~legw.adaptive.scaler`: :class:`AdaptiveScaler` and :class:`RampScaler`, meter + rule
+  for your own loop.
 
 ``import legw.adaptive`` imports no torch: the torch-facing names load on first access.
 """
@@ -22,6 +25,7 @@ from legw.adaptive.noise import (
     estimate_from_norms,
     unbiased_terms,
 )
+from legw.adaptive.ramp import BatchRamp, RampRule
 from legw.adaptive.rule import (
     ADAPTIVE_WARMUPS,
     NORMALISED_OPTIMIZERS,
@@ -32,9 +36,10 @@ from legw.adaptive.rule import (
 )
 
 _LAZY = {"NoiseMeter": "legw.adaptive.meter", "Measurement": "legw.adaptive.meter",
-         "AdaptiveScaler": "legw.adaptive.scaler"}
+         "AdaptiveScaler": "legw.adaptive.scaler", "RampScaler": "legw.adaptive.scaler"}
 
-__all__ = ["ADAPTIVE_WARMUPS", "NORMALISED_OPTIMIZERS", "AdaptiveSchedule", "NoiseScaleEstimate",
+__all__ = ["ADAPTIVE_WARMUPS", "NORMALISED_OPTIMIZERS", "AdaptiveSchedule", "BatchRamp",
+           "NoiseScaleEstimate", "RampRule",
            "OnlineNoiseScale", "default_lr_power", "default_noise_window", "estimate_from_norms",
            "gain", "unbiased_terms", *_LAZY]
 

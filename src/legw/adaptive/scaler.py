@@ -1,4 +1,5 @@
-"""``AdaptiveScaler``: ``--scaling adaptive`` in your own training loop.
+"""``AdaptiveScaler`` and ``RampScaler``: ``--scaling adaptive`` and ``--batch-ramp`` in your own
+training loop.
 
 The rule of :mod:`legw.adaptive` (the gain ``r`` from the gradient noise sets the LR multiplier
 and how fast the base recipe's position ``tau`` advances; training ends when ``tau`` reaches
@@ -38,6 +39,7 @@ import torch.distributed as dist
 
 from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
+from legw.adaptive.ramp import BatchRamp, RampRule
 from legw.adaptive.rule import AdaptiveSchedule, default_lr_power, default_noise_window
 from legw.lr_scheduler import set_lr
 from legw.schedule import BaseRecipe
@@ -171,4 +173,123 @@ class AdaptiveScaler:
 
     def remove_hooks(self) -> None:
         """Detach the gradient hooks (the scaler cannot step afterwards)."""
+        self.meter.remove()
+
+
+class RampScaler:
+    """A batch ramp (legw's ``--batch-ramp``, :mod:`legw.adaptive.ramp`) for a hand-written loop:
+    how many micro-batches each step takes, its LR, when to stop; the ``noise`` rule reads the
+    gradient noise from the same :class:`~legw.adaptive.meter.NoiseMeter`::
+
+        ramp = RampScaler(model, optimizer, base, max_batch_size=8192, micro_batch_size=64,
+                          dataset_size=len(train_set), rule="noise")
+        while not ramp.done:
+            optimizer.zero_grad(set_to_none=True)
+            for x, y in my_micro_batches(ramp.samples, ramp.accumulation_steps):
+                (loss_fn(model(x), y) / ramp.accumulation_steps).backward()
+            ramp.step()     # measure, set the LR, clip, optimizer.step(), grow the batch
+
+    ``ramp.samples`` is the position in the stream of samples (epochs joined end to end: take
+    this rank's share of the next ``ramp.batch_size``); every rank takes
+    ``ramp.accumulation_steps`` micro-batches of ``micro_batch_size``. ``rule``: ``noise``,
+    ``seesaw`` or ``"B1@E1,B2@E2,..."``; the LR follows ``base.scaling`` (sqrt by default).
+    ``legw train --batch-ramp`` runs the same rule on the same meter (tested to agree step for
+    step). ``ValueError`` names the argument at fault.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 base: BaseRecipe, max_batch_size: int, micro_batch_size: int,
+                 dataset_size: int, *, rule: str = "noise", factor: float = 1.0,
+                 window: int = 50, max_grad_norm: float | None = None) -> None:
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        for name, v in (("max_batch_size", max_batch_size),
+                        ("micro_batch_size", micro_batch_size), ("dataset_size", dataset_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        if max_grad_norm is not None and not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
+            raise ValueError(f"max_grad_norm: must be a positive number, got {max_grad_norm!r}")
+        parsed = RampRule.parse(rule)
+        unit = micro_batch_size * world
+        self.ramp = BatchRamp(base, parsed, max_batch_size, unit, dataset_size, factor)
+        self.noise: OnlineNoiseScale | None = None
+        if parsed.needs_noise:
+            if self.ramp.start_batch <= micro_batch_size:
+                raise ValueError(f"micro_batch_size: the noise rule needs 2+ micro-batches a "
+                                 f"step; {micro_batch_size} is the whole first batch "
+                                 f"{self.ramp.start_batch}")
+            self.noise = OnlineNoiseScale(micro_batch_size, max_batch_size, window)
+        self.optimizer, self.micro_batch_size, self.world_size = optimizer, micro_batch_size, world
+        self._pending: tuple[float | None, int, dict[str, float]] | None = None
+        self.meter = NoiseMeter(model.parameters(), self.accumulation_steps,
+                                noise=self.noise is not None, max_grad_norm=max_grad_norm)
+
+    @property
+    def done(self) -> bool:
+        """The base recipe's samples are used up: stop training."""
+        return self.ramp.done
+
+    @property
+    def samples(self) -> int:
+        """Samples used so far: where the coming step's batch starts in the stream."""
+        return self.ramp.samples
+
+    @property
+    def batch_size(self) -> int:
+        """The global batch of the coming step."""
+        return self.ramp.batch
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Micro-batches each rank takes in the coming step."""
+        return self.ramp.batch // (self.micro_batch_size * self.world_size)
+
+    def step(self) -> dict[str, float]:
+        """After the step's backward passes: :meth:`before_step`, ``optimizer.step()``,
+        :meth:`after_step`; returns the step's record."""
+        self.before_step()
+        self.optimizer.step()
+        return self.after_step()
+
+    def before_step(self) -> dict[str, float]:
+        """Measure the step, clip, and write its LR into the optimizer. Returns ``lr``,
+        ``batch_size`` and ``grad_norm`` (before clipping). ``RuntimeError`` when the backward
+        passes were not ``accumulation_steps``; ``FloatingPointError`` (the optimizer must not
+        step) when the gradient norm is not finite."""
+        batch = self.ramp.batch
+        self.meter.accumulation_steps = self.accumulation_steps
+        m = self.meter.measure()
+        if not m.finite:
+            raise FloatingPointError(f"RampScaler: gradient norm {m.grad_norm} at step "
+                                     f"{self.ramp.step}: the run diverged")
+        lr = self.ramp.lr()
+        set_lr(self.optimizer, lr)
+        record = {"lr": lr, "batch_size": batch, "grad_norm": m.grad_norm}
+        self._pending = (m.small_sq, batch, record)
+        return dict(record)
+
+    def after_step(self) -> dict[str, float]:
+        """After ``optimizer.step()``: fold the step's noise into the window and let the rule
+        grow the batch. Returns :meth:`before_step`'s record with the noise terms."""
+        if self._pending is None:
+            raise RuntimeError("RampScaler.after_step: no before_step() for this step")
+        (small_sq, batch, record), self._pending = self._pending, None
+        b_noise = None
+        if self.noise is not None:
+            record.update(self.noise.update(small_sq, record["grad_norm"] ** 2, batch))
+            b_noise = record.get("b_noise") if self.noise.full else None
+        self.ramp.advance(batch, b_noise)
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position, the batch and the noise window: save it with the model."""
+        return {"ramp": self.ramp.state_dict(),
+                "noise": self.noise.state_dict() if self.noise else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ramp.load_state_dict(state["ramp"])
+        if self.noise is not None and state.get("noise"):
+            self.noise.load_state_dict(state["noise"])
+
+    def remove_hooks(self) -> None:
+        """Detach the gradient hooks."""
         self.meter.remove()
