@@ -117,3 +117,20 @@ def test_ramps_that_cannot_train_are_refused_naming_the_flag(data, tmp_path, fie
     with pytest.raises(ValueError, match=message):
         _config(data, tmp_path / "r", **fields).resolve(1)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_ramp_cut_on_one_process_resumes_on_two_ranks_where_it_stood(data, tmp_path):
+    whole = train(_config(data, tmp_path / "whole"))
+    train(_config(data, tmp_path / "cut", max_steps=18, checkpoint_every=1))
+    done = run(torchrun_cmd(2, "train", "fashion-mnist-lstm", "--data-dir", str(data),
+                            "--batch-size", "128", "--base-batch-size", "16", "--batch-ramp",
+                            "seesaw", "--epochs", "3", "--base-warmup-epochs", "0.1",
+                            "--threads", "1", "--quiet", "--resume", "--out",
+                            str(tmp_path / "cut")))
+    assert done.returncode == 0, done.stderr[:3000]
+    assert "resumed from" in done.stdout + done.stderr
+    # the ramp continues at its batch and LR: the same steps as the uninterrupted run
+    cut, ref = _steps(tmp_path / "cut"), _steps(tmp_path / "whole")
+    assert [s[:3] for s in cut] == [s[:3] for s in ref]
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["samples_seen"] == whole["samples_seen"] and summary["status"] == "completed"
