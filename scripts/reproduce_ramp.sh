@@ -18,4 +18,16 @@ for s in $SEEDS; do
         --batch-ramp 128@0,256@1,512@2,1024@3,2048@4,4096@5,8192@6 --micro-batch-size 64 \
         --seed "$s" --threads 1 --checkpoint-every 200 --quiet --out "$run" "${resume[@]}"
 done
-"$LEGW" report "$R/lstm" --out "$R/report"
+# the noise ramp with the linear LR rule, and with the tau budget (study 12's other rows)
+for variant in "linear:--scaling linear" "tau:--ramp-budget tau"; do
+    name=${variant%%:*}; flags=${variant#*:}
+    for s in $SEEDS; do
+        run="$R/lstm-$name/runs/ramp-$name-b8192-s$s"
+        resume=(); [[ -d "$run/checkpoints" && ! -f "$run/summary.json" ]] && resume=(--resume)
+        # shellcheck disable=SC2086
+        [[ -f "$run/summary.json" ]] || "$LEGW" train fashion-mnist-lstm --batch-size 8192 \
+            --batch-ramp noise $flags --micro-batch-size 64 --seed "$s" --threads 1 \
+            --checkpoint-every 200 --quiet --out "$run" "${resume[@]}"
+    done
+done
+"$LEGW" report "$R" --out "$R/report"

@@ -123,3 +123,24 @@ def test_the_online_noise_of_draws_at_several_batch_sizes_is_the_true_noise():
     old = {k: v for k, v in state.items() if k != "batch_sizes"}  # a checkpoint before ramps
     again.load_state_dict(old)
     assert list(again.batch_sizes) == [16] * 4
+
+
+def test_the_tau_budget_counts_each_step_as_its_gain_in_base_steps():
+    base = _base(decay="constant", milestones=())  # 200 base steps an epoch, 800 in all
+    ramp = BatchRamp(base, RampRule.parse("32@0,128@1"), 512, 32, N, budget="tau")
+    while ramp.epoch < 1:
+        ramp.advance(ramp.batch, gain=7.0)  # at B0 a step is one base step (clamped to 1)
+    assert ramp.step == 200 and ramp.tau == 200 and ramp.batch == 128
+    ramp.advance(128, gain=3.0)
+    assert ramp.tau == 203 and ramp.epoch == pytest.approx(203 / 200)
+    ramp.advance(128, gain=9.0)  # at most k = 128 / 32 = 4
+    assert ramp.tau == 207
+    while not ramp.done:
+        ramp.advance(ramp.batch, gain=2.0)
+    # 207 + 297 x 2 = 801: the step that reaches the budget is whole (no trimmed step)
+    assert ramp.tau == 801 and ramp.samples == 200 * 32 + (2 + 297) * 128
+    state = ramp.state_dict()
+    with pytest.raises(ValueError, match="--ramp-budget: the checkpoint's is 'tau'"):
+        BatchRamp(base, RampRule.parse("32@0,128@1"), 512, 32, N).load_state_dict(state)
+    with pytest.raises(ValueError, match="--ramp-budget: choose from epochs, tau"):
+        BatchRamp(base, RampRule.parse("noise"), 512, 32, N, budget="steps")

@@ -318,7 +318,8 @@ def test_the_ramp_scaler_refuses_a_noise_rule_it_cannot_measure_and_resumes():
     model = linear_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     base = BaseRecipe(base_batch_size=16, peak_lr=0.1, warmup_epochs=0.0, epochs=2.0)
-    with pytest.raises(ValueError, match="micro_batch_size: the noise rule needs 2"):
+    with pytest.raises(ValueError, match="micro_batch_size: the noise rule and the tau "
+                                         "budget need 2"):
         RampScaler(model, opt, base, 64, 16, 256)
     with pytest.raises(ValueError, match="--batch-ramp: expected noise, seesaw"):
         RampScaler(model, opt, base, 64, 8, 256, rule="grow")

@@ -134,3 +134,17 @@ def test_a_ramp_cut_on_one_process_resumes_on_two_ranks_where_it_stood(data, tmp
     assert [s[:3] for s in cut] == [s[:3] for s in ref]
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary["samples_seen"] == whole["samples_seen"] and summary["status"] == "completed"
+
+
+def test_a_tau_budget_ends_when_the_gains_make_up_the_base_steps(data, tmp_path):
+    summary = train(_config(data, tmp_path / "tau", batch_ramp="noise", micro_batch_size=8,
+                            noise_window=3, epochs=4.0, ramp_budget="tau"))
+    rows = [r for r in read_jsonl(tmp_path / "tau" / "metrics.jsonl") if r["kind"] == "train"]
+    base_steps = 4 * (256 // 16)
+    assert rows[-1]["tau"] >= base_steps > rows[-2]["tau"] and summary["status"] == "completed"
+    taus = [0.0] + [r["tau"] for r in rows]
+    # each step: its gain in [1, B / B0] base steps (sums of floats: to rounding)
+    assert all(1 - 1e-9 <= b - a <= r["batch_size"] / 16 + 1e-9
+               for a, b, r in zip(taus, taus[1:], rows))
+    with pytest.raises(ValueError, match="--ramp-budget tau: counts each step's gain"):
+        _config(data, tmp_path / "x", ramp_budget="tau").resolve(1)  # seesaw: no noise

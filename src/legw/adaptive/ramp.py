@@ -10,8 +10,14 @@ whatever the batch does:
   ``B_start``) read at the epoch position ``samples / N``;
 * the LR is that schedule times ``(B / B_start) ** p``, ``p`` the base recipe's scaling power
   (``sqrt``: 0.5, legw's default; ``linear``: 1);
-* the run ends when ``epochs x N`` samples are used (the base recipe's budget in epochs; the
-  last step takes only what is left, in whole units).
+* the run ends when ``epochs x N`` samples are used (``budget="epochs"``, the default; the
+  last step takes only what is left, in whole units), or (``budget="tau"``) when the base
+  recipe's steps are made up in base-step equivalents: each step at batch ``B`` counts as the
+  AdaScale gain ``r = (1 + B_noise/B0) / (1 + B_noise/B)`` base steps (1 at ``B0``; the
+  adaptive rule's ``tau``, :mod:`legw.adaptive.rule`), and the schedule is read at ``tau``
+  instead of at the samples used. At ``B = B_noise`` a step makes ``~B / (2 B0)`` base steps of
+  progress, so this budget spends about twice the base's samples where the batch sits at the
+  noise scale -- McCandlish's prediction of what holding the base costs there.
 
 Three rules choose the batch:
 
@@ -53,6 +59,10 @@ from legw.schedule import BaseRecipe, Recipe, scaling_power
 
 RAMP_RULES = ("noise", "seesaw")
 """The named ramps; anything else is parsed as a fixed ramp ``B1@E1,B2@E2,...``."""
+
+RAMP_BUDGETS = ("epochs", "tau")
+"""When a ramp ends: the base recipe's epochs of samples, or its steps in base-step
+equivalents (the gain of each step, from the measured noise)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,7 @@ class BatchRamp:
     """
 
     def __init__(self, base: BaseRecipe, rule: RampRule, max_batch: int, unit: int,
-                 dataset_size: int, factor: float = 1.0) -> None:
+                 dataset_size: int, factor: float = 1.0, budget: str = "epochs") -> None:
         start = rule.start_batch(base.base_batch_size)
         if unit < 1 or max_batch < unit:
             raise ValueError(f"--batch-size: {max_batch} is less than one micro-batch per "
@@ -128,6 +138,14 @@ class BatchRamp:
                                  f"{max_batch}")
         if not factor > 0 or not math.isfinite(factor):
             raise ValueError(f"--ramp-factor: must be a positive number, got {factor!r}")
+        if budget not in RAMP_BUDGETS:
+            raise ValueError(f"--ramp-budget: choose from {', '.join(RAMP_BUDGETS)}, got "
+                             f"{budget!r}")
+        self.budget_kind = budget
+        self.base_batch = base.base_batch_size
+        self.base_steps = base.scale(base.base_batch_size, dataset_size)
+        """The base run: its steps per epoch and total steps (``tau``'s units and budget)."""
+        self.tau = 0.0
         self.rule, self.max_batch, self.unit, self.factor = rule, max_batch, unit, factor
         self.dataset_size = dataset_size
         self.start_batch = start
@@ -143,17 +161,24 @@ class BatchRamp:
 
     @property
     def epoch(self) -> float:
-        """The position in epochs: samples used / samples per epoch."""
+        """The schedule's position in epochs: samples used / samples per epoch, or (the tau
+        budget) base steps made / base steps per epoch."""
+        if self.budget_kind == "tau":
+            return self.tau / self.base_steps.steps_per_epoch
         return self.samples / self.dataset_size
 
     @property
     def done(self) -> bool:
+        if self.budget_kind == "tau":
+            return self.tau >= self.base_steps.total_steps
         return self.samples >= self.budget
 
     @property
     def batch(self) -> int:
         """The global batch of the coming step: the rule's, the last step trimmed to the
-        samples left (rounded up to a unit)."""
+        samples left (rounded up to a unit; the epochs budget)."""
+        if self.budget_kind == "tau":
+            return self.current
         left = self.budget - self.samples
         return max(self.unit, min(self.current, -(-left // self.unit) * self.unit))
 
@@ -165,11 +190,14 @@ class BatchRamp:
 
     # --- the rule -------------------------------------------------------------------------
 
-    def advance(self, samples: int, b_noise: float | None = None) -> None:
+    def advance(self, samples: int, b_noise: float | None = None, gain: float = 1.0) -> None:
         """After a step on ``samples`` samples: move the position, and grow the batch by the
-        rule (``b_noise``: the ``noise`` rule's measurement, ``None`` while there is none)."""
+        rule (``b_noise``: the ``noise`` rule's measurement, ``None`` while there is none;
+        ``gain``: the step's progress in base steps, for the tau budget, clamped to
+        ``[1, samples / B0]``)."""
         self.samples += samples
         self.step += 1
+        self.tau += min(max(gain, 1.0), max(1.0, samples / self.base_batch))
         self.current = max(self.current, min(self.max_batch, self._target(b_noise)))
 
     def _target(self, b_noise: float | None) -> int:
@@ -194,7 +222,8 @@ class BatchRamp:
 
     def state_dict(self) -> dict[str, Any]:
         return {"rule": str(self.rule), "samples": self.samples, "step": self.step,
-                "batch": self.current, "max_batch": self.max_batch, "factor": self.factor}
+                "batch": self.current, "max_batch": self.max_batch, "factor": self.factor,
+                "budget": self.budget_kind, "tau": self.tau}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state``; a resume on another number of ranks keeps the batch, rounded
@@ -202,6 +231,10 @@ class BatchRamp:
         if state["rule"] != str(self.rule):
             raise ValueError(f"--batch-ramp: the checkpoint's ramp is {state['rule']!r}, this "
                              f"run's {str(self.rule)!r}")
+        if state.get("budget", "epochs") != self.budget_kind:
+            raise ValueError(f"--ramp-budget: the checkpoint's is {state.get('budget')!r}, "
+                             f"this run's {self.budget_kind!r}")
         self.samples, self.step = int(state["samples"]), int(state["step"])
+        self.tau = float(state.get("tau", 0.0))
         batch = -(-int(state["batch"]) // self.unit) * self.unit
         self.current = max(self.start_batch, min(batch, self._units(self.max_batch)))

@@ -40,7 +40,7 @@ import torch.distributed as dist
 from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
 from legw.adaptive.ramp import BatchRamp, RampRule
-from legw.adaptive.rule import AdaptiveSchedule, default_lr_power, default_noise_window
+from legw.adaptive.rule import AdaptiveSchedule, default_lr_power, default_noise_window, gain
 from legw.lr_scheduler import set_lr
 from legw.schedule import BaseRecipe
 
@@ -200,7 +200,8 @@ class RampScaler:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  base: BaseRecipe, max_batch_size: int, micro_batch_size: int,
                  dataset_size: int, *, rule: str = "noise", factor: float = 1.0,
-                 window: int = 50, max_grad_norm: float | None = None) -> None:
+                 budget: str = "epochs", window: int = 50,
+                 max_grad_norm: float | None = None) -> None:
         world = dist.get_world_size() if dist.is_initialized() else 1
         for name, v in (("max_batch_size", max_batch_size),
                         ("micro_batch_size", micro_batch_size), ("dataset_size", dataset_size)):
@@ -210,13 +211,13 @@ class RampScaler:
             raise ValueError(f"max_grad_norm: must be a positive number, got {max_grad_norm!r}")
         parsed = RampRule.parse(rule)
         unit = micro_batch_size * world
-        self.ramp = BatchRamp(base, parsed, max_batch_size, unit, dataset_size, factor)
+        self.ramp = BatchRamp(base, parsed, max_batch_size, unit, dataset_size, factor, budget)
         self.noise: OnlineNoiseScale | None = None
-        if parsed.needs_noise:
+        if parsed.needs_noise or budget == "tau":
             if self.ramp.start_batch <= micro_batch_size:
-                raise ValueError(f"micro_batch_size: the noise rule needs 2+ micro-batches a "
-                                 f"step; {micro_batch_size} is the whole first batch "
-                                 f"{self.ramp.start_batch}")
+                raise ValueError(f"micro_batch_size: the noise rule and the tau budget need "
+                                 f"2+ micro-batches a step; {micro_batch_size} is the whole "
+                                 f"first batch {self.ramp.start_batch}")
             self.noise = OnlineNoiseScale(micro_batch_size, max_batch_size, window)
         self.optimizer, self.micro_batch_size, self.world_size = optimizer, micro_batch_size, world
         self._pending: tuple[float | None, int, dict[str, float]] | None = None
@@ -273,11 +274,14 @@ class RampScaler:
         if self._pending is None:
             raise RuntimeError("RampScaler.after_step: no before_step() for this step")
         (small_sq, batch, record), self._pending = self._pending, None
-        b_noise = None
+        b_noise, step_gain = None, 1.0
         if self.noise is not None:
             record.update(self.noise.update(small_sq, record["grad_norm"] ** 2, batch))
             b_noise = record.get("b_noise") if self.noise.full else None
-        self.ramp.advance(batch, b_noise)
+            step_gain = gain(*self.noise.means(), self.ramp.base_batch, batch)
+        self.ramp.advance(batch, b_noise, step_gain)
+        if self.ramp.budget_kind == "tau":
+            record["tau"] = self.ramp.tau
         return record
 
     def state_dict(self) -> dict[str, Any]:

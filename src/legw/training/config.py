@@ -244,6 +244,10 @@ class TrainConfig:
     the --scaling rule, the run ends at the base recipe's epochs (docs/batch-ramp.md)."""
     ramp_factor: float = run_field("batch", 1.0, metavar="F", check=POSITIVE)
     """With --batch-ramp noise, grow the batch to F x B_noise (default 1: the critical batch)."""
+    ramp_budget: str = run_field("batch", "epochs", choices=("epochs", "tau"))
+    """When a --batch-ramp run ends: epochs, at the base recipe's epochs of samples (default);
+    tau, when the base recipe's steps are made up, each step counting its gain measured from
+    the gradient noise (the adaptive rule's position; needs the noise measured)."""
     channels_last: bool = run_field("run", False, resume_free=True, study=True)
     """Keep the model's 4-D weights and the image batches in channels-last (NHWC) memory:
     convolutions run ~1.4x faster on the CPU (docs/training.md); models without them are
@@ -336,6 +340,11 @@ class TrainConfig:
             raise ValueError("--batch-ramp noise: follows the gradient noise, measured from "
                              "two or more micro-gradients a step: keep --noise-window > 0 and "
                              "a --micro-batch-size below the first batch")
+        if ramp is not None and self.ramp_budget == "tau" and source is None:
+            raise ValueError("--ramp-budget tau: counts each step's gain from the gradient "
+                             "noise, measured from two or more micro-gradients a step: keep "
+                             "--noise-window > 0 and a --micro-batch-size below the first "
+                             "batch")
         power = None
         if adaptive:
             power = (default_lr_power(optimizer) if self.adaptive_lr_power is None
@@ -351,7 +360,7 @@ class TrainConfig:
             clip_grad_norm=clip or None, noise_source=source, noise_window=window,
             adaptive_lr_power=power, adaptive_warmup=self.adaptive_warmup if adaptive else None,
             run_dir=self.out_dir or f"runs/{self.task}-b{b}-s{self.seed}", batch_ramp=ramp,
-            ramp_factor=self.ramp_factor)
+            ramp_factor=self.ramp_factor, ramp_budget=self.ramp_budget)
 
     def _default_micro(self, base: BaseRecipe, b: int, world_size: int) -> int:
         """The micro batch when none is given: ``B / W``; with a batch ramp, the first batch

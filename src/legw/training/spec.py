@@ -62,6 +62,7 @@ class RunSpec:
     """``--batch-ramp``: the parsed :class:`~legw.adaptive.ramp.RampRule`, else ``None``;
     ``global_batch_size`` is then the largest batch."""
     ramp_factor: float = 1.0
+    ramp_budget: str = "epochs"
 
     @property
     def is_adaptive(self) -> bool:
@@ -126,7 +127,7 @@ class RunSpec:
         with recipe_errors_name_flags():
             return BatchRamp(self.base, self.batch_ramp, self.global_batch_size,
                              self.micro_batch_size * self.world_size, dataset_size,
-                             self.ramp_factor)
+                             self.ramp_factor, self.ramp_budget)
 
     def identity(self) -> dict[str, Any]:
         """What makes a run this run beyond its base recipe (compared on resume): the task,
@@ -140,7 +141,8 @@ class RunSpec:
                 # given: the default window follows the batch, which an elastic resume changes)
                 "noise_window": self.config.noise_window if self.is_adaptive else None,
                 "batch_ramp": None if self.batch_ramp is None else str(self.batch_ramp),
-                "ramp_factor": self.ramp_factor if self.batch_ramp is not None else None}
+                "ramp_factor": self.ramp_factor if self.batch_ramp is not None else None,
+                "ramp_budget": self.ramp_budget if self.batch_ramp is not None else None}
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"resolved"`` block of ``config.json``."""

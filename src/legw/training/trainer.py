@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
+from legw.adaptive.rule import gain as adaptive_gain
 from legw.io import check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
@@ -375,11 +376,22 @@ class _Trainer:
             self.adaptive.advance(self.noise)
         if self.ramp is not None:  # the noise ramp reads a full window only
             full = self.noise is not None and self.noise.full
-            self.ramp.advance(batch, rec.get("b_noise") if full else None)
+            self.ramp.advance(batch, rec.get("b_noise") if full else None,
+                              self._gain(batch))
+            if self.ramp.budget_kind == "tau":
+                rec["tau"] = self.ramp.tau
             self.pos.advance_samples(batch, self.batches.dataset_size)
         else:
             self.pos.advance(self.B, spe)
         self.log.record(rec)
+
+    def _gain(self, batch: int) -> float:
+        """The step's progress in base steps (the AdaScale gain at ``batch``) from the noise
+        window; 1 while nothing is measured."""
+        means = self.noise.means() if self.noise is not None else None
+        if means is None:
+            return 1.0
+        return adaptive_gain(*means, self.spec.base.base_batch_size, batch)
 
     def _evaluate(self, final: bool) -> None:
         task, rec = self.task, {}
