@@ -113,7 +113,9 @@ def test_report_renders_figures_tables_and_commands(records, tmp_path, capsys):
     assert "Best tuned: `lr0.1-w0` 20.00; LEGW untuned: 21.00." in md
     # the reading says what the numbers show, from the records
     assert "**What this shows.** At the base batch 64 the test error is 10.40 %." in md
-    assert "At batch 256 (4x), `legw` reaches 13.00 % (+2.60 against the base)." in md
+    assert ("At batch 256 (4x), `legw` reaches 13.00 % (+2.60 against the base) in 16 steps, "
+            "2 epochs.") in md
+    assert "Within 0.5 points of the base at batch 256: none of the rules." in md
     assert "it is not evidence that a large batch matches the base" in md
     assert "| legw | 0.1 | 0.5 | 21.00 | completed |" in md
     assert ("Base recipe (before each method's scaling/warmup rule): batch 64, peak LR 0.1, "

@@ -116,14 +116,15 @@ def test_continuing_a_missing_sweep_asks_for_a_task(tmp_path, capsys):
 
 
 def test_methods_set_the_rules_and_micro_batch_cap():
+    fixed = [m for m in METHODS if m not in ("ramp", "seesaw")]
     spec = SweepSpec(task="fashion-mnist-lstm", batch_sizes=[128, 4096],
-                     methods=list(METHODS), optimizer_lrs={"adam": 1e-3, "lars": 1.0,
-                                                           "lamb": 0.01},
+                     methods=fixed, optimizer_lrs={"adam": 1e-3, "lars": 1.0,
+                                                   "lamb": 0.01},
                      micro_batch_size=1024, overrides={"epochs": 3.0})
     from pathlib import Path
 
     runs = {r.name: r.config for r in spec.plan(Path("d"))}
-    assert len(runs) == 2 * len(METHODS)
+    assert len(runs) == 2 * len(fixed)
     linear = runs["linear b=4096 s=0"].resolve().base
     assert (linear.scaling, linear.warmup, linear.epochs) == ("linear", "constant", 3.0)
     assert runs["unscaled b=128 s=0"].resolve().base.scaling == "none"
@@ -133,6 +134,15 @@ def test_methods_set_the_rules_and_micro_batch_cap():
     assert runs["legw b=4096 s=0"].micro_batch_size == 1024
     assert runs["legw b=128 s=0"].micro_batch_size is None  # min(B, cap) = B
     assert runs["lamb b=128 s=0"].out_dir == "d/runs/lamb-b128-s0"
+    # the ramps grow from the base batch in micro-batches below it
+    ramps = SweepSpec(task="fashion-mnist-lstm", batch_sizes=[4096], methods=["ramp", "seesaw"],
+                      micro_batch_size=64)
+    configs = {r.name: r.config for r in ramps.plan(Path("d"))}
+    assert configs["ramp b=4096 s=0"].batch_ramp == "noise"
+    assert configs["seesaw b=4096 s=0"].batch_ramp == "seesaw"
+    with pytest.raises(ValueError, match="--batch-ramp: the first batch 128 must be a multiple"):
+        SweepSpec(task="fashion-mnist-lstm", batch_sizes=[4096], methods=["seesaw"],
+                  micro_batch_size=1024)
 
 
 def test_train_argv_round_trips_through_the_train_parser(tmp_path):

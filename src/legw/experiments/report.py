@@ -116,21 +116,33 @@ def reading(rows: list[dict[str, Any]], metric: str) -> str:
     sizes = sorted({r["batch_size"] for r in rows})
     small, large = sizes[0], sizes[-1]
     base = [v for (m, b), vs in by.items() if b == small for v in vs]
-    epochs = sorted({r["epochs"] for r in rows if r.get("epochs")})
+    epochs = sorted({r["epochs"] for r in rows  # of runs that trained to their end
+                     if r.get("epochs") and r["status"] in ("completed", "stopped")})
     if not base or small == large:
         return ""
     ref = sum(base) / len(base)
+    tolerance = 0.5 if metric == "accuracy" else 0.01 * ref  # points; 1 % of a perplexity
     parts = [f"**What this shows.** At the base batch {small} the {label} is "
              f"{_num(ref)}{unit}."]
+    held = []
     for m in dict.fromkeys(r["method"] for r in rows):
         vals = by.get((m, large))
         if vals:
             v = sum(vals) / len(vals)
+            mine = [r for r in rows if r["method"] == m and r["batch_size"] == large]
+            steps = sum(r["steps"] for r in mine) / len(mine)
+            run_epochs = sum(r.get("epochs") or 0 for r in mine) / len(mine)
             parts.append(f"At batch {large} ({large // small}x), `{m}` reaches {_num(v)}{unit} "
-                         f"({'+' if v >= ref else ''}{_num(v - ref)} against the base).")
+                         f"({'+' if v >= ref else ''}{_num(v - ref)} against the base) in "
+                         f"{steps:,.0f} steps, {run_epochs:.3g} epochs.")
+            if v - ref <= tolerance:
+                held.append(f"`{m}`")
         elif any(r["method"] == m and r["batch_size"] == large for r in rows):
             parts.append(f"At batch {large}, `{m}` has no final result (diverged or not run).")
-    if epochs:
+    held_text = ", ".join(held) if held else "none of the rules"
+    within = "0.5 points" if metric == "accuracy" else "1 %"
+    parts.append(f"Within {within} of the base at batch {large}: {held_text}.")
+    if len({round(e, 3) for e in epochs}) == 1:
         parts.append(f"Every run trains {_num(epochs[-1]).rstrip('0').rstrip('.')} epochs: "
                      "equal epochs at every batch size, so larger batches take fewer steps. "
                      "A short run compares the scaling rules with each other; it is not "
