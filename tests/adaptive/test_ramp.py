@@ -56,7 +56,8 @@ def test_seesaw_doubles_the_batch_where_the_schedule_halves_the_lr():
 
 def test_the_noise_rule_follows_b_noise_in_units_at_most_doubling_never_shrinking():
     # a problem of known noise: B_noise grows 40 -> 1000 over training
-    ramp = BatchRamp(_base(decay="constant", milestones=()), RampRule.parse("noise"), 512, 32, N)
+    ramp = BatchRamp(_base(decay="constant", milestones=()), RampRule.parse("noise"), 512, 32, N,
+                     lr_power=0.5)
     noise = [None, -5.0, 40.0, 100.0, 1000.0, 1000.0, 1000.0, 50.0, math.inf, 300.0]
     batches = []
     for b_noise in noise:
@@ -71,9 +72,8 @@ def test_the_noise_rule_follows_b_noise_in_units_at_most_doubling_never_shrinkin
     assert half.batch == 64  # 0.5 x 200 = 100 -> 96 in units, but at most doubled
 
 
-def test_linear_scaling_and_a_fixed_ramp_and_the_trimmed_last_step():
-    ramp = BatchRamp(_base(scaling="linear", warmup="constant"),
-                     RampRule.parse("32@0,96@1,160@2.5"), 160, 32, N)
+def test_the_linear_rule_and_a_fixed_ramp_and_the_trimmed_last_step():
+    ramp = BatchRamp(_base(), RampRule.parse("32@0,96@1,160@2.5"), 160, 32, N, lr_power=1.0)
     steps = _walk(ramp)
     assert [b for e, b, _ in steps if e < 1] == [32] * 200
     assert {b for e, b, _ in steps if 1 <= e < 2.5} == {96}
@@ -144,3 +144,9 @@ def test_the_tau_budget_counts_each_step_as_its_gain_in_base_steps():
         BatchRamp(base, RampRule.parse("32@0,128@1"), 512, 32, N).load_state_dict(state)
     with pytest.raises(ValueError, match="--ramp-budget: choose from epochs, tau"):
         BatchRamp(base, RampRule.parse("noise"), 512, 32, N, budget="steps")
+
+
+def test_seesaw_keeps_its_sqrt_rule_and_lr_powers_outside_0_1_are_refused():
+    assert BatchRamp(_base(), RampRule.parse("seesaw"), 512, 32, N, lr_power=1.0).power == 0.5
+    with pytest.raises(ValueError, match=r"lr_power: must lie in \[0, 1\], got 2"):
+        BatchRamp(_base(), RampRule.parse("noise"), 512, 32, N, lr_power=2)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import final_params, make_mnist_dir, read_jsonl, run, torchrun_cmd
 
+from legw import RecipeWarning
 from legw.training.batches import RampBatches, permutation
 from legw.training.config import TrainConfig
 from legw.training.trainer import train
@@ -148,3 +149,15 @@ def test_a_tau_budget_ends_when_the_gains_make_up_the_base_steps(data, tmp_path)
                for a, b, r in zip(taus, taus[1:], rows))
     with pytest.raises(ValueError, match="--ramp-budget tau: counts each step's gain"):
         _config(data, tmp_path / "x", ramp_budget="tau").resolve(1)  # seesaw: no noise
+
+
+def test_the_ramp_lr_rule_knows_the_optimizer_unless_scaling_is_given(data, tmp_path):
+    def power(**kw):
+        return _config(data, tmp_path / "p", batch_ramp="noise", micro_batch_size=8,
+                       **kw).resolve(1).ramp_lr_power
+
+    assert power() == 1.0  # SGD: linear, as the ramp keeps B at or below B_noise
+    assert power(optimizer="lamb") == power(optimizer="adam") == 0.5
+    assert power(scaling="sqrt") == 0.5
+    with pytest.warns(RecipeWarning, match="scaling='linear' with warmup='legw'"):
+        assert power(optimizer="adam", scaling="linear") == 1.0

@@ -8,8 +8,12 @@ whatever the batch does:
 
 * the schedule is the recipe at ``B_start`` (LEGW's warmup and the peak LR scaled to
   ``B_start``) read at the epoch position ``samples / N``;
-* the LR is that schedule times ``(B / B_start) ** p``, ``p`` the base recipe's scaling power
-  (``sqrt``: 0.5, legw's default; ``linear``: 1);
+* the LR is that schedule times ``(B / B_start) ** p``; ``p`` knows the optimizer
+  (:func:`legw.adaptive.rule.default_lr_power`): 1, the linear rule, for SGD and LARS -- the
+  ramp keeps the batch at or below ``B_noise``, where SGD's steps scale perfectly with the
+  batch, and on the LSTM the linear rule held the base where sqrt lost 1 point (study 12) --
+  and 0.5 for Adam, AdamW and LAMB, whose steps are normalised by the gradient's own size.
+  Seesaw is defined with 0.5 (below);
 * the run ends when ``epochs x N`` samples are used (``budget="epochs"``, the default; the
   last step takes only what is left, in whole units), or (``budget="tau"``) when the base
   recipe's steps are made up in base-step equivalents: each step at batch ``B`` counts as the
@@ -55,7 +59,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from legw.schedule import BaseRecipe, Recipe, scaling_power
+from legw.schedule import BaseRecipe, Recipe
 
 RAMP_RULES = ("noise", "seesaw")
 """The named ramps; anything else is parsed as a fixed ramp ``B1@E1,B2@E2,...``."""
@@ -122,7 +126,8 @@ class BatchRamp:
     """
 
     def __init__(self, base: BaseRecipe, rule: RampRule, max_batch: int, unit: int,
-                 dataset_size: int, factor: float = 1.0, budget: str = "epochs") -> None:
+                 dataset_size: int, factor: float = 1.0, budget: str = "epochs",
+                 lr_power: float = 1.0) -> None:
         start = rule.start_batch(base.base_batch_size)
         if unit < 1 or max_batch < unit:
             raise ValueError(f"--batch-size: {max_batch} is less than one micro-batch per "
@@ -150,7 +155,9 @@ class BatchRamp:
         self.dataset_size = dataset_size
         self.start_batch = start
         self.schedule: Recipe = base.scale(start, dataset_size)
-        self.power = scaling_power(base.scaling)
+        if not 0 <= lr_power <= 1:
+            raise ValueError(f"lr_power: must lie in [0, 1], got {lr_power!r}")
+        self.power = 0.5 if rule.kind == "seesaw" else lr_power  # Seesaw's rule is its sqrt
         self.budget = round(base.epochs * dataset_size)
         """Samples the run trains on: the base recipe's epochs."""
         self.samples = 0

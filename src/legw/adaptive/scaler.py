@@ -192,7 +192,8 @@ class RampScaler:
     ``ramp.samples`` is the position in the stream of samples (epochs joined end to end: take
     this rank's share of the next ``ramp.batch_size``); every rank takes
     ``ramp.accumulation_steps`` micro-batches of ``micro_batch_size``. ``rule``: ``noise``,
-    ``seesaw`` or ``"B1@E1,B2@E2,..."``; the LR follows ``base.scaling`` (sqrt by default).
+    ``seesaw`` or ``"B1@E1,B2@E2,..."``; the LR follows the batch as ``(B / B_start) **
+    lr_power``, by default by the optimizer's class (1 for SGD and LARS, 0.5 for Adam-type).
     ``legw train --batch-ramp`` runs the same rule on the same meter (tested to agree step for
     step). ``ValueError`` names the argument at fault.
     """
@@ -200,7 +201,7 @@ class RampScaler:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  base: BaseRecipe, max_batch_size: int, micro_batch_size: int,
                  dataset_size: int, *, rule: str = "noise", factor: float = 1.0,
-                 budget: str = "epochs", window: int = 50,
+                 budget: str = "epochs", lr_power: float | None = None, window: int = 50,
                  max_grad_norm: float | None = None) -> None:
         world = dist.get_world_size() if dist.is_initialized() else 1
         for name, v in (("max_batch_size", max_batch_size),
@@ -211,7 +212,11 @@ class RampScaler:
             raise ValueError(f"max_grad_norm: must be a positive number, got {max_grad_norm!r}")
         parsed = RampRule.parse(rule)
         unit = micro_batch_size * world
-        self.ramp = BatchRamp(base, parsed, max_batch_size, unit, dataset_size, factor, budget)
+        if lr_power is None:  # by the optimizer's class, as AdaptiveScaler's
+            inner = getattr(optimizer, "optimizer", optimizer)
+            lr_power = default_lr_power(type(inner).__name__.lower())
+        self.ramp = BatchRamp(base, parsed, max_batch_size, unit, dataset_size, factor, budget,
+                              lr_power)
         self.noise: OnlineNoiseScale | None = None
         if parsed.needs_noise or budget == "tau":
             if self.ramp.start_batch <= micro_batch_size:

@@ -37,7 +37,14 @@ from legw.flags import (
     flag_name,
     interval,
 )
-from legw.schedule import DECAYS, WARMUP_RULES, BaseRecipe, RecipeError, RecipeWarning
+from legw.schedule import (
+    DECAYS,
+    WARMUP_RULES,
+    BaseRecipe,
+    RecipeError,
+    RecipeWarning,
+    scaling_power,
+)
 from legw.tasks import get_task
 from legw.training.spec import RunSpec
 
@@ -340,6 +347,10 @@ class TrainConfig:
             raise ValueError("--batch-ramp noise: follows the gradient noise, measured from "
                              "two or more micro-gradients a step: keep --noise-window > 0 and "
                              "a --micro-batch-size below the first batch")
+        ramp_power = None
+        if ramp is not None:  # the LR rule of a ramp knows the optimizer (legw.adaptive.ramp)
+            ramp_power = (default_lr_power(optimizer) if self.scaling is None
+                          else scaling_power(self.scaling))
         if ramp is not None and self.ramp_budget == "tau" and source is None:
             raise ValueError("--ramp-budget tau: counts each step's gain from the gradient "
                              "noise, measured from two or more micro-gradients a step: keep "
@@ -360,7 +371,8 @@ class TrainConfig:
             clip_grad_norm=clip or None, noise_source=source, noise_window=window,
             adaptive_lr_power=power, adaptive_warmup=self.adaptive_warmup if adaptive else None,
             run_dir=self.out_dir or f"runs/{self.task}-b{b}-s{self.seed}", batch_ramp=ramp,
-            ramp_factor=self.ramp_factor, ramp_budget=self.ramp_budget)
+            ramp_factor=self.ramp_factor, ramp_budget=self.ramp_budget,
+            ramp_lr_power=ramp_power)
 
     def _default_micro(self, base: BaseRecipe, b: int, world_size: int) -> int:
         """The micro batch when none is given: ``B / W``; with a batch ramp, the first batch

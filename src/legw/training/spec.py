@@ -63,6 +63,9 @@ class RunSpec:
     ``global_batch_size`` is then the largest batch."""
     ramp_factor: float = 1.0
     ramp_budget: str = "epochs"
+    ramp_lr_power: float | None = None
+    """A ramp's LR is the schedule x (B / B_start) ** this: by the optimizer (1 for SGD and
+    LARS, 0.5 for Adam-type), or --scaling's power when given; Seesaw's is 0.5."""
 
     @property
     def is_adaptive(self) -> bool:
@@ -127,7 +130,7 @@ class RunSpec:
         with recipe_errors_name_flags():
             return BatchRamp(self.base, self.batch_ramp, self.global_batch_size,
                              self.micro_batch_size * self.world_size, dataset_size,
-                             self.ramp_factor, self.ramp_budget)
+                             self.ramp_factor, self.ramp_budget, self.ramp_lr_power)
 
     def identity(self) -> dict[str, Any]:
         """What makes a run this run beyond its base recipe (compared on resume): the task,
@@ -142,7 +145,8 @@ class RunSpec:
                 "noise_window": self.config.noise_window if self.is_adaptive else None,
                 "batch_ramp": None if self.batch_ramp is None else str(self.batch_ramp),
                 "ramp_factor": self.ramp_factor if self.batch_ramp is not None else None,
-                "ramp_budget": self.ramp_budget if self.batch_ramp is not None else None}
+                "ramp_budget": self.ramp_budget if self.batch_ramp is not None else None,
+                "ramp_lr_power": self.ramp_lr_power}
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"resolved"`` block of ``config.json``."""
