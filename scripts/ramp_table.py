@@ -10,7 +10,8 @@ runs train at their global batch throughout). The model is the plan's (``legw pl
 PLAN.json: the model's bytes and the network) with a constant throughput
 (``--samples-per-second``, as the plan was made with): a step at global batch ``B`` on ``P``
 workers takes ``(B / P) / rate + ring_allreduce(P, model bytes)``. ``--base`` runs give the
-target (their mean test error) printed above the table.
+target (their mean test error) printed above the table. ``--figure PNG`` draws each ramp's
+batch per step against the epoch, and every run's test error against its optimizer steps.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ def main() -> None:
     p.add_argument("--base", nargs="*", default=[], metavar="DIR")
     p.add_argument("--workers", type=int, default=64)
     p.add_argument("--samples-per-second", type=float, default=2000.0)
+    p.add_argument("--figure", metavar="PNG")
     args = p.parse_args()
     plan = json.loads(Path(args.plan).read_text())
     net = plan["network"]
     model = (args.workers, plan["model_bytes"], args.samples_per_second, net["latency_s"],
              net["bandwidth_bytes_per_s"])
+    errors = []
     if args.base:
         errors = [error_from_accuracy(RunDir(d).summary()["final"]["test_accuracy"])
                   for d in args.base]
@@ -54,13 +57,43 @@ def main() -> None:
         print(f"base: {statistics.mean(errors):.2f}{spread} % test error ({len(errors)} runs)\n")
     print(f"| rule | test error | steps | epochs | modelled time, {args.workers} workers |")
     print("|---|---|---|---|---|")
+    drawn = []
     for item in args.runs:
         label, _, path = item.partition("=")
         run = RunDir(path)
         s = run.summary()
         steps = batches(run, s["global_batch_size"])
-        print(f"| {label} | {error_from_accuracy(s['final']['test_accuracy']):.2f} % | "
-              f"{s['steps']:,} | {s['epochs']:.1f} | {modelled_time(steps, *model):.1f} s |")
+        error = error_from_accuracy(s["final"]["test_accuracy"])
+        print(f"| {label} | {error:.2f} % | {s['steps']:,} | {s['epochs']:.1f} | "
+              f"{modelled_time(steps, *model):.1f} s |")
+        epochs = [r["epoch"] for r in run.metrics() if r.get("kind") == "train"]
+        drawn.append((label, error, s["steps"], epochs, steps))
+    if args.figure:
+        figure(drawn, errors if args.base else [], args.figure)
+
+
+def figure(drawn, base_errors, path: str) -> None:
+    from legw.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for i, (label, error, steps, epochs, sizes) in enumerate(drawn):
+        color = f"C{i % 10}"
+        if len(set(sizes)) > 1:  # a ramp
+            left.step(epochs, sizes, where="post", color=color, label=label)
+        right.scatter([steps], [error], color=color, label=label, zorder=3)
+    if base_errors:
+        mean = statistics.mean(base_errors)
+        right.axhspan(mean - 0.5, mean + 0.5, color="0.85", label="base ± 0.5 points")
+    left.set(yscale="log", xlabel="epoch (samples / N)", ylabel="global batch",
+             title="each ramp's batch per step")
+    right.set(xscale="log", xlabel="optimizer steps", ylabel="test error (%)",
+              title="test error against steps")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

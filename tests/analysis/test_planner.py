@@ -2,6 +2,7 @@
 model legw has never seen (the command: tests/commands/test_plan.py)."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -141,3 +142,27 @@ def test_critical_batch_display_keeps_two_digits_below_ten():
     from legw.analysis.planner import _size
 
     assert (_size(2314.4), _size(12.0), _size(0.0599)) == ("2,314", "12", "0.06")
+
+
+def test_the_rules_at_the_largest_batch_and_the_recommended_one():
+    # flat B_noise 1000, base batch 32, 6400 samples an epoch, 10 epochs: base 2000 steps
+    plan = planner.rule_plan(flat(1000.0), BASE, 6400, 1024, 8, lambda b: 0.01 + b / 1e5)
+    rules = plan["rules"]
+    assert rules["legw"]["steps"] == 10 * (6400 // 1024)
+    r = (1 + 1000 / 32) / (1 + 1000 / 1024)  # adaptive: the gain a step, until 2000 base steps
+    assert rules["adaptive"]["steps"] == math.ceil(2000 / r)
+    assert rules["adaptive"]["epochs"] == pytest.approx(rules["adaptive"]["steps"] * 1024 / 6400)
+    ramp = rules["ramp"]  # 32, then doubling to 992 (1000 in units of 16), where it stays
+    assert [b for _, b in ramp["ramp"]] == [32, 64, 128, 256, 512, 992]
+    assert ramp["epochs"] == pytest.approx(10.0)
+    assert ramp["time_s"] == pytest.approx(ramp["steps"] * 0.01 + 10 * 6400 / 1e5)
+    assert rules["seesaw"]["epochs"] == pytest.approx(10.0)
+    assert plan["recommended"] == min(("adaptive", "ramp", "seesaw"),
+                                      key=lambda k: rules[k]["time_s"]) == "ramp"
+    assert all(rules[k]["held"] for k in rules)
+    no_legw = planner.rule_plan(flat(1000.0), BASE, 6400, 4096, 8, lambda b: 0.01)
+    assert "legw" not in no_legw["rules"]  # its LEGW warmup (12.8 epochs) outlasts training
+    below = planner.rule_plan(flat(1000.0), BASE, 6400, 64, 8, lambda b: 0.01)
+    assert below["recommended"] == "legw"  # equal epochs suffice below the critical batch
+    text = "\n".join(planner.format_rules(plan))
+    assert "recommended rule: --batch-ramp noise" in text and "its batch from epoch: 32@0" in text

@@ -33,7 +33,7 @@ from typing import Any
 
 from legw.analysis.comm import DEFAULT_LATENCY, TEN_GBE_BANDWIDTH, predict_scaling
 from legw.figures import pyplot, save_figure
-from legw.schedule import BaseRecipe
+from legw.schedule import BaseRecipe, RecipeError
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,90 @@ def make_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, *,
             "network": {"latency_s": latency, "bandwidth_bytes_per_s": bandwidth},
             "cost_limit_worker_hours": limit, "cost_limit_default": cost_limit is None,
             "rows": [r.to_dict() for r in rows], "skipped": skipped,
-            "recommended": best.to_dict() if best else None, "warnings": warnings}
+            "recommended": best.to_dict() if best else None, "warnings": warnings,
+            "rules": _rules_at_largest(profile, base, dataset_size, rows, scaling, model_bytes,
+                                       compute_time, latency, bandwidth)}
+
+
+def _rules_at_largest(profile: NoiseProfile, base: BaseRecipe, dataset_size: int,
+                      rows: list[PlanRow], scaling: list[Any], model_bytes: float,
+                      compute_time: Callable[[float], float], latency: float,
+                      bandwidth: float) -> dict[str, Any]:
+    """:func:`rule_plan` at the largest batch planned, on the most workers planned for it."""
+    from legw.analysis.comm import ring_allreduce_time
+
+    largest = max(r.global_batch_size for r in rows)
+    p = max(r.workers for r in rows if r.global_batch_size == largest)
+    comm = ring_allreduce_time(p, model_bytes, latency=latency, bandwidth=bandwidth)
+    return rule_plan(profile, base, dataset_size, largest, p,
+                     lambda b: compute_time(b / p) + comm)
+
+
+HELD = {
+    "legw": "LEGW at equal epochs: holds the base only below the critical batch (studies 1, 10)",
+    "legw-budget": "LEGW at this plan's epochs: held the base below the critical batch; above "
+                   "it the LSTM stayed 0.6-0.9 points short even at 100 epochs (study 10)",
+    "adaptive": "--scaling adaptive: held the LSTM's base at 8192 (+0.35 points, 2 seeds) and "
+                "the ResNet's (study 11)",
+    "ramp": "--batch-ramp noise: held the LSTM's base at max batch 8192 in 10 epochs (study 12)",
+    "seesaw": "--batch-ramp seesaw: held the LSTM's base at max batch 8192 in 10 epochs, 2 "
+              "seeds (study 12)",
+}
+"""What legw measured of each rule holding the base run above the critical batch."""
+
+
+def rule_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, batch_size: int,
+              workers: int, step_time: Callable[[float], float]) -> dict[str, Any]:
+    """The rules that train at (or up to) ``batch_size``, side by side: optimizer steps,
+    epochs of samples and wall time on ``workers`` (``step_time(B)``: one step at global batch
+    B), each rule's batch for a ramp, and the recommendation: the fastest rule legw measured
+    to hold the base (:data:`HELD`; LEGW at equal epochs when the batch is at most ~the
+    critical batch, where it scales perfectly).
+
+    The noise ramp is walked by its own rule (:class:`legw.adaptive.ramp.BatchRamp`) with
+    ``B_noise`` read from the profile at each step's position; adaptive's steps integrate the
+    gain ``r = (1 + B_noise/B0) / (1 + B_noise/B)`` over the base run (``tau`` advances by
+    ``r`` a step); each step's batch is spread over all ``workers`` (the time model)."""
+    from legw.adaptive.ramp import BatchRamp, RampRule
+
+    b0, n, epochs = base.base_batch_size, dataset_size, base.epochs
+    unit = profile.small_batch_size
+    rules: dict[str, dict[str, Any]] = {}
+
+    def add(name: str, batches: list[float], samples: float, ramp=None) -> None:
+        rules[name] = {"steps": len(batches), "epochs": samples / n,
+                       "time_s": sum(step_time(b) for b in batches), "held": HELD[name],
+                       **({"ramp": ramp} if ramp else {})}
+
+    factor = epochs_factor(profile, batch_size, b0)
+    for name, recipe in (("legw", base), ("legw-budget", budget_recipe(base, epochs * factor))):
+        try:
+            steps = recipe.scale(batch_size, n).total_steps
+        except RecipeError:  # e.g. LEGW's warmup longer than training: no such run
+            continue
+        add(name, [batch_size] * steps, steps * batch_size)
+    base_steps, tau, count = base.scale(b0, n).total_steps, 0.0, 0
+    while tau < base_steps:  # adaptive: each step advances the base run by its gain
+        bn = profile.at(tau / base_steps)
+        tau += min(max((1 + bn / b0) / (1 + bn / batch_size), 1.0), batch_size / b0)
+        count += 1
+    add("adaptive", [batch_size] * count, count * batch_size)
+    for name, rule in (("ramp", "noise"), ("seesaw", "seesaw")):
+        walk = BatchRamp(base, RampRule.parse(rule), batch_size, unit, n)
+        batches, changes = [], []
+        while not walk.done:
+            b = walk.batch
+            if not changes or changes[-1][1] < b:  # (the last step's trimmed batch: not)
+                changes.append((round(walk.epoch, 3), b))
+            batches.append(b)
+            walk.advance(b, profile.at(walk.samples / walk.budget))
+        add(name, batches, walk.samples, changes)
+    if factor <= 1.1:
+        best = "legw"  # below the critical batch equal epochs suffice
+    else:
+        best = min(("adaptive", "ramp", "seesaw"), key=lambda r: rules[r]["time_s"])
+    return {"global_batch_size": batch_size, "workers": workers, "rules": rules,
+            "recommended": best}
 
 
 def _size(batch: float) -> str:
@@ -226,7 +309,33 @@ def format_plan(plan: dict[str, Any]) -> str:
     else:
         lines.append(f"no plan within the cost limit of {limit:.3g} worker-hours")
     lines += [f"warning: {w}" for w in plan["warnings"]]
+    if plan.get("rules"):
+        lines += format_rules(plan["rules"])
     return "\n".join(lines)
+
+
+RULE_NAMES = {"legw": "legw, equal epochs", "legw-budget": "legw, the plan's epochs",
+              "adaptive": "--scaling adaptive", "ramp": "--batch-ramp noise",
+              "seesaw": "--batch-ramp seesaw"}
+
+
+def format_rules(plan: dict[str, Any]) -> list[str]:
+    """The rules at the largest batch, the recommended one and, for a ramp, its batches."""
+    b, p, best = plan["global_batch_size"], plan["workers"], plan["recommended"]
+    lines = [f"rules at batch {b} on {p} workers (predicted from the noise profile):"]
+    width = max(len(v) for v in RULE_NAMES.values())
+    for name, r in plan["rules"].items():
+        mark = "*" if name == best else " "
+        lines.append(f" {mark} {RULE_NAMES[name]:<{width}}  {r['steps']:>7,} steps  "
+                     f"{r['epochs']:7.1f} epochs  {r['time_s'] / 3600:8.3g} h   {r['held']}")
+    rec = plan["rules"][best]
+    lines.append(f"recommended rule: {RULE_NAMES[best]} ({rec['steps']:,} steps, "
+                 f"{rec['epochs']:.1f} epochs, {rec['time_s'] / 3600:.3g} h)")
+    if "ramp" in rec:
+        lines.append("  its batch from epoch: " + ", ".join(f"{bb}@{e:g}" for e, bb in rec["ramp"]
+                                                          [:12]) + (" ..." if len(rec["ramp"]) > 12
+                                                                    else ""))
+    return lines
 
 
 def plot_plan(plan: dict[str, Any], path: str) -> None:
