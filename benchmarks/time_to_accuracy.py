@@ -1,15 +1,17 @@
 """Wall time to the base's test error at a small and a large batch on one device: the talk's
 "speedup on the same hardware", for fashion-mnist-lstm.
 
-Three ``legw train`` runs, one process each, the same seed, evaluated at each epoch end (on
+Four ``legw train`` runs, one process each, the same seed, evaluated at each epoch end (on
 CUDA the trainer computes in bf16 autocast; the data set stays in host memory and each
 micro-batch is copied to the device, as ``legw train`` has no flag to keep it on the device):
 
 1. ``base``: batch ``--base-batch-size`` (128), the preset's recipe (10 epochs); its final test
    error is the target;
-2. ``adaptive``: batch ``--batch-size`` (8192), ``--scaling adaptive`` at micro batch
+2. ``ramp``: the batch grown from the base batch up to ``--batch-size`` by the measured noise
+   (``--batch-ramp noise``, micro-batches of half the base batch);
+3. ``adaptive``: batch ``--batch-size`` (8192), ``--scaling adaptive`` at micro batch
    ``--micro-batch-size`` (the gain needs two or more micro-gradients per step);
-3. ``legw``: the same batch, sqrt scaling + LEGW warmup, for ``legw plan``'s epochs at that batch
+4. ``legw``: the same batch, sqrt scaling + LEGW warmup, for ``legw plan``'s epochs at that batch
    (rounded up), planned from ``--plan-from-run``, a recorded base run with online ``B_noise``.
 
 Time to target = training seconds (each step's time from the train records: data, forward,
@@ -146,6 +148,8 @@ def main() -> None:
         common += ["--max-steps", str(args.max_steps)]
     big = ["--batch-size", str(args.batch_size)]
     plan = {"base": ["--batch-size", str(args.base_batch_size)],
+            "ramp": big + ["--micro-batch-size", str(args.base_batch_size // 2),
+                           "--batch-ramp", "noise"],
             "adaptive": big + ["--micro-batch-size", str(args.micro_batch_size),
                                "--scaling", "adaptive"],
             "legw": big + ["--epochs", str(math.ceil(epochs))]}
