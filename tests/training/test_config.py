@@ -162,4 +162,6 @@ def test_the_resolved_record_holds_every_derived_value():
                  "noise_small_batch_size": 128, "sharding": "ddp", "noise_window": 50,
                  "adaptive_lr_power": None,
                  "adaptive_warmup": None, "run_dir": "runs/mnist-lstm-b512-s0",
-                 "batch_ramp": None}
+                 "batch_ramp": None, "optimizer_scaling": "none",
+                 "hyperparameters": {"betas": None, "eps": None, "weight_decay": 0.0,
+                                     "ema_decay": None, "clamped": []}}

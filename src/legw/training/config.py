@@ -197,6 +197,12 @@ class TrainConfig:
     clip_grad_norm: float | None = run_field("optimizer", metavar="C", check=NON_NEGATIVE,
                                              study=True)
     """Clip the global gradient norm to C; 0 turns clipping off (default: the task's)."""
+    optimizer_scaling: str = run_field("optimizer", "none", choices=("none", "srr"),
+                                       study=True)
+    """Scale the optimizer's other batch-dependent hyperparameters with k = B / B0: srr
+    (Adam/AdamW/LAMB betas 1 - k (1 - beta) and epsilon / sqrt(k), Malladi et al. 2022; weight
+    decay kept at its timescale in epochs, lambda x k / (LR ratio)) or none (default: only the
+    LR and warmup follow the batch; legw.hyper)."""
     sharding: str = run_field("run", "ddp", choices=SHARDINGS, study=True)
     """How the ranks hold the model: ddp (a replica each; DistributedDataParallel) or fsdp
     (parameters, gradients and optimizer state sharded; FSDP2's fully_shard per block and at
@@ -351,6 +357,10 @@ class TrainConfig:
         if ramp is not None:  # the LR rule of a ramp knows the optimizer (legw.adaptive.ramp)
             ramp_power = (default_lr_power(optimizer) if self.scaling is None
                           else scaling_power(self.scaling))
+        if self.optimizer_scaling != "none" and (adaptive or ramp is not None):
+            raise ValueError("--optimizer-scaling: not yet with --scaling adaptive or "
+                             "--batch-ramp, whose batch or effective batch changes during the "
+                             "run; use it with sqrt or linear scaling at a fixed batch")
         if ramp is not None and self.ramp_budget == "tau" and source is None:
             raise ValueError("--ramp-budget tau: counts each step's gain from the gradient "
                              "noise, measured from two or more micro-gradients a step: keep "
@@ -372,7 +382,7 @@ class TrainConfig:
             adaptive_lr_power=power, adaptive_warmup=self.adaptive_warmup if adaptive else None,
             run_dir=self.out_dir or f"runs/{self.task}-b{b}-s{self.seed}", batch_ramp=ramp,
             ramp_factor=self.ramp_factor, ramp_budget=self.ramp_budget,
-            ramp_lr_power=ramp_power)
+            ramp_lr_power=ramp_power, optimizer_scaling=self.optimizer_scaling)
 
     def _default_micro(self, base: BaseRecipe, b: int, world_size: int) -> int:
         """The micro batch when none is given: ``B / W``; with a batch ramp, the first batch

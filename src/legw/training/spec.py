@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from legw.training.config import TrainConfig
 
 MOMENTUM_OPTIMIZERS = ("sgd", "lars")
+MOMENT_OPTIMIZERS = {"adam": 1e-8, "adamw": 1e-8, "lamb": 1e-6}
+"""Optimizers with Adam's moments (betas) and epsilon, and their default epsilon."""
 """Optimizers that take ``momentum`` (the Adam family has its own betas)."""
 
 
@@ -63,6 +65,8 @@ class RunSpec:
     ``global_batch_size`` is then the largest batch."""
     ramp_factor: float = 1.0
     ramp_budget: str = "epochs"
+    optimizer_scaling: str = "none"
+    """``srr``: betas, epsilon and weight decay scaled to the batch (:mod:`legw.hyper`)."""
     ramp_lr_power: float | None = None
     """A ramp's LR is the schedule x (B / B_start) ** this: by the optimizer (1 for SGD and
     LARS, 0.5 for Adam-type), or --scaling's power when given; Seesaw's is 0.5."""
@@ -89,17 +93,38 @@ class RunSpec:
         """The LR rule: ``adaptive`` or the base recipe's."""
         return "adaptive" if self.is_adaptive else self.base.scaling
 
-    def optimizer_kwargs(self) -> dict[str, float]:
+    def hyperparameters(self) -> Any:
+        """The optimizer's batch-dependent hyperparameters at this run's batch
+        (:class:`legw.hyper.Hyperparameters`): the base values (torch's betas and epsilon,
+        the weight decay) scaled by ``--optimizer-scaling`` with ``k = B / B0`` and the LR rule's
+        ratio."""
+        from legw.hyper import Hyperparameters, scale_hyperparameters
+
+        moments = self.optimizer in MOMENT_OPTIMIZERS
+        base = Hyperparameters(betas=(0.9, 0.999) if moments else None,
+                               eps=MOMENT_OPTIMIZERS.get(self.optimizer),
+                               weight_decay=self.weight_decay)
+        b, b0 = self.global_batch_size, self.base.base_batch_size
+        return scale_hyperparameters(base, b / b0, self.base.scaled_peak_lr(b) /
+                                     self.base.peak_lr, self.optimizer_scaling)
+
+    def optimizer_kwargs(self) -> dict[str, Any]:
         """Hyperparameters :func:`legw.optim.build_optimizer` takes besides the LR and the
-        groups: momentum for SGD and LARS only."""
-        return {"momentum": self.momentum} if self.optimizer in MOMENTUM_OPTIMIZERS else {}
+        groups: momentum for SGD and LARS; betas and epsilon of Adam-type optimizers when
+        ``--optimizer-scaling`` scales them."""
+        if self.optimizer in MOMENTUM_OPTIMIZERS:
+            return {"momentum": self.momentum}
+        if self.optimizer_scaling != "none" and self.optimizer in MOMENT_OPTIMIZERS:
+            h = self.hyperparameters()
+            return {"betas": h.betas, "eps": h.eps}
+        return {}
 
     def build_optimizer(self, model: Any, lr: float) -> tuple[Any, Any]:
         """``(optimizer, param report)`` for ``model``: decay and the trust ratio excluded from
         bias and normalisation parameters (:func:`legw.optim.param_groups`)."""
         from legw.optim import build_optimizer, param_groups
 
-        groups, report = param_groups(model, self.weight_decay)
+        groups, report = param_groups(model, self.hyperparameters().weight_decay)
         return build_optimizer(self.optimizer, groups, lr=lr, **self.optimizer_kwargs()), report
 
     def recipe(self, dataset_size: int) -> Recipe:
@@ -146,7 +171,8 @@ class RunSpec:
                 "batch_ramp": None if self.batch_ramp is None else str(self.batch_ramp),
                 "ramp_factor": self.ramp_factor if self.batch_ramp is not None else None,
                 "ramp_budget": self.ramp_budget if self.batch_ramp is not None else None,
-                "ramp_lr_power": self.ramp_lr_power}
+                "ramp_lr_power": self.ramp_lr_power,
+                "optimizer_scaling": self.optimizer_scaling}
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"resolved"`` block of ``config.json``."""
@@ -160,7 +186,9 @@ class RunSpec:
                 "noise_window": self.noise_window,
                 "adaptive_lr_power": self.adaptive_lr_power,
                 "adaptive_warmup": self.adaptive_warmup, "run_dir": self.run_dir,
-                "batch_ramp": None if self.batch_ramp is None else str(self.batch_ramp)}
+                "batch_ramp": None if self.batch_ramp is None else str(self.batch_ramp),
+                "optimizer_scaling": self.optimizer_scaling,
+                "hyperparameters": self.hyperparameters().to_dict()}
 
     def check_resume(self, saved_config: dict[str, Any], saved_recipe: dict[str, Any],
                      source: str) -> None:
