@@ -310,18 +310,8 @@ class _Trainer:
     def _step(self) -> None:
         """One optimizer step; the LR of an adaptive run is its gain's (see legw.adaptive), a
         ramp's batch and LR are the ramp's (legw.adaptive.ramp)."""
-        step, spe = self.pos.step, self.recipe.steps_per_epoch
-        batch, accum = self.B, self.accum
-        if self.ramp is not None:
-            batch = self.ramp_batch = self.ramp.batch
-            accum = self.meter.accumulation_steps = batch // (self.micro * self.env.world_size)
-            lr = self.ramp.lr()
-            set_lr(self.optimizer, lr)
-        elif self.adaptive is None:
-            lr = apply_recipe(self.optimizer, self.recipe, step)
-        else:
-            lr = self.adaptive.lr()
-            set_lr(self.optimizer, lr)
+        step = self.pos.step
+        lr, batch, accum = self._schedule()
         text = self.task.kind == "text"
         if text and (self.pos.step_in_epoch == 0 or self.hidden is None):
             self.hidden = [hidden_to(self.model.init_hidden(self.micro), self.device)
@@ -366,24 +356,40 @@ class _Trainer:
         rec = {"kind": "train", "step": step, "epoch": epoch_position, "lr": lr,
                "loss": m.loss, "grad_norm": m.grad_norm,
                "samples_per_s": batch / dt if dt > 0 else float("nan")}
-        if self.ramp is not None:
-            rec["batch_size"] = batch
         if self.adaptive is not None:
             rec.update(gain=self.adaptive.gain, tau=self.adaptive.tau)
         if self.noise is not None:
             rec.update(self.noise.update(m.small_sq, m.big_sq, batch))
         if self.adaptive is not None:
             self.adaptive.advance(self.noise)
-        if self.ramp is not None:  # the noise ramp reads a full window only
-            full = self.noise is not None and self.noise.full
-            self.ramp.advance(batch, rec.get("b_noise") if full else None,
-                              self._gain(batch))
-            if self.ramp.budget_kind == "tau":
-                rec["tau"] = self.ramp.tau
-            self.pos.advance_samples(batch, self.batches.dataset_size)
+        if self.ramp is not None:
+            rec.update(self._advance_ramp(batch, rec.get("b_noise")))
         else:
-            self.pos.advance(self.B, spe)
+            self.pos.advance(self.B, self.recipe.steps_per_epoch)
         self.log.record(rec)
+
+    def _schedule(self) -> tuple[float, int, int]:
+        """The coming step's LR (written into the optimizer), global batch and micro-steps per
+        rank: the recipe's, the adaptive gain's, or the ramp's."""
+        if self.ramp is not None:
+            batch = self.ramp_batch = self.ramp.batch
+            accum = self.meter.accumulation_steps = batch // (self.micro * self.env.world_size)
+            lr = self.ramp.lr()
+        elif self.adaptive is not None:
+            lr, batch, accum = self.adaptive.lr(), self.B, self.accum
+        else:
+            return apply_recipe(self.optimizer, self.recipe, self.pos.step), self.B, self.accum
+        set_lr(self.optimizer, lr)
+        return lr, batch, accum
+
+    def _advance_ramp(self, batch: int, b_noise: float | None) -> dict[str, Any]:
+        """After a ramp's step on ``batch`` samples: the rule grows the batch (the noise rule
+        reads a full window only), the position moves; returns what the step's record adds."""
+        full = self.noise is not None and self.noise.full
+        self.ramp.advance(batch, b_noise if full else None, self._gain(batch))
+        self.pos.advance_samples(batch, self.batches.dataset_size)
+        return {"batch_size": batch, **({"tau": self.ramp.tau}
+                                        if self.ramp.budget_kind == "tau" else {})}
 
     def _gain(self, batch: int) -> float:
         """The step's progress in base steps (the AdaScale gain at ``batch``) from the noise
