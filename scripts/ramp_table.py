@@ -77,11 +77,13 @@ def figure(drawn, base_errors, path: str) -> None:
 
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    colors = plt.get_cmap("tab20").colors
     for i, (label, error, steps, epochs, sizes) in enumerate(drawn):
-        color = f"C{i % 10}"
+        color, marker = colors[(2 * i) % 20 + (i // 10) % 2], "osD^vPX*<>h"[i % 11]
         if len(set(sizes)) > 1:  # a ramp
             left.step(epochs, sizes, where="post", color=color, label=label)
-        right.scatter([steps], [error], color=color, label=label, zorder=3)
+        right.scatter([steps], [error], color=color, marker=marker, s=45, label=label,
+                      zorder=3)
     if base_errors:
         mean = statistics.mean(base_errors)
         right.axhspan(mean - 0.5, mean + 0.5, color="0.85", label="base ± 0.5 points")
