@@ -57,9 +57,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from legw.adaptive.rule import gain
 from legw.schedule import BaseRecipe, Recipe
+
+if TYPE_CHECKING:
+    from legw.adaptive.noise import OnlineNoiseScale
 
 RAMP_RULES = ("noise", "seesaw")
 """The named ramps; anything else is parsed as a fixed ramp ``B1@E1,B2@E2,...``."""
@@ -206,6 +210,21 @@ class BatchRamp:
         self.step += 1
         self.tau += min(max(gain, 1.0), max(1.0, samples / self.base_batch))
         self.current = max(self.current, min(self.max_batch, self._target(b_noise)))
+
+    def advance_from(self, samples: int, noise: OnlineNoiseScale | None) -> None:
+        """:meth:`advance` with what it needs read from the noise window (``None``: no noise
+        measured): the rule's ``B_noise``, ``tr(Sigma) / |G|^2`` of the window, once the window
+        is full (a single noisy early estimate would ratchet the batch up for good), and, for
+        the tau budget, the step's gain at ``samples`` (:func:`legw.adaptive.rule.gain`)."""
+        means = noise.means() if noise is not None else None
+        b_noise, step_gain = None, 1.0
+        if means is not None:
+            grad_sq, trace_sigma = means
+            if noise.full:
+                b_noise = trace_sigma / grad_sq if grad_sq != 0 else math.inf
+            if self.budget_kind == "tau":
+                step_gain = gain(grad_sq, trace_sigma, self.base_batch, samples)
+        self.advance(samples, b_noise, step_gain)
 
     def _target(self, b_noise: float | None) -> int:
         if self.rule.kind == "fixed":

@@ -40,9 +40,26 @@ import torch.distributed as dist
 from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
 from legw.adaptive.ramp import BatchRamp, RampRule
-from legw.adaptive.rule import AdaptiveSchedule, default_lr_power, default_noise_window, gain
+from legw.adaptive.rule import AdaptiveSchedule, default_lr_power, default_noise_window
 from legw.lr_scheduler import set_lr
 from legw.schedule import BaseRecipe
+
+
+def _check_loop_arguments(max_grad_norm: float | None, **sizes: Any) -> int:
+    """The checks both scalers make on their arguments (``ValueError`` naming the argument);
+    returns the world size."""
+    for name, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+    if max_grad_norm is not None and not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
+        raise ValueError(f"max_grad_norm: must be a positive number, got {max_grad_norm!r}")
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def _default_lr_power(optimizer: torch.optim.Optimizer) -> float:
+    """:func:`default_lr_power` by the optimizer's class (Accelerate's wrapper holds one)."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    return default_lr_power(type(inner).__name__.lower())
 
 
 class AdaptiveScaler:
@@ -62,11 +79,9 @@ class AdaptiveScaler:
                  base: BaseRecipe, global_batch_size: int, micro_batch_size: int,
                  dataset_size: int, *, lr_power: float | None = None, warmup: str = "legw",
                  window: int | None = None, max_grad_norm: float | None = None) -> None:
-        world = dist.get_world_size() if dist.is_initialized() else 1
-        for name, v in (("global_batch_size", global_batch_size),
-                        ("micro_batch_size", micro_batch_size), ("dataset_size", dataset_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        world = _check_loop_arguments(max_grad_norm, global_batch_size=global_batch_size,
+                                      micro_batch_size=micro_batch_size,
+                                      dataset_size=dataset_size)
         if global_batch_size % (micro_batch_size * world):
             raise ValueError(f"global_batch_size: {global_batch_size} is not micro_batch_size "
                              f"{micro_batch_size} x world size {world} x a whole number of "
@@ -75,14 +90,11 @@ class AdaptiveScaler:
             raise ValueError(f"micro_batch_size: the gain needs 2+ micro-batches per step to "
                              f"measure the noise; {micro_batch_size} is the whole batch "
                              f"{global_batch_size} (accumulate smaller micro-batches)")
-        if max_grad_norm is not None and not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
-            raise ValueError(f"max_grad_norm: must be a positive number, got {max_grad_norm!r}")
         if global_batch_size < base.base_batch_size:
             raise ValueError(f"global_batch_size: adaptive scaling grows the batch; "
                              f"{global_batch_size} is below the base batch {base.base_batch_size}")
-        if lr_power is None:  # by the optimizer's class (Accelerate's wrapper holds one)
-            inner = getattr(optimizer, "optimizer", optimizer)
-            lr_power = default_lr_power(type(inner).__name__.lower())
+        if lr_power is None:
+            lr_power = _default_lr_power(optimizer)
         b0 = base.base_batch_size
         window = default_noise_window(b0, global_batch_size) if window is None else window
         self.schedule = AdaptiveSchedule.for_batch(base, global_batch_size, dataset_size,
@@ -203,18 +215,13 @@ class RampScaler:
                  dataset_size: int, *, rule: str = "noise", factor: float = 1.0,
                  budget: str = "epochs", lr_power: float | None = None, window: int = 50,
                  max_grad_norm: float | None = None) -> None:
-        world = dist.get_world_size() if dist.is_initialized() else 1
-        for name, v in (("max_batch_size", max_batch_size),
-                        ("micro_batch_size", micro_batch_size), ("dataset_size", dataset_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
-        if max_grad_norm is not None and not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
-            raise ValueError(f"max_grad_norm: must be a positive number, got {max_grad_norm!r}")
+        world = _check_loop_arguments(max_grad_norm, max_batch_size=max_batch_size,
+                                      micro_batch_size=micro_batch_size,
+                                      dataset_size=dataset_size)
         parsed = RampRule.parse(rule)
         unit = micro_batch_size * world
-        if lr_power is None:  # by the optimizer's class, as AdaptiveScaler's
-            inner = getattr(optimizer, "optimizer", optimizer)
-            lr_power = default_lr_power(type(inner).__name__.lower())
+        if lr_power is None:
+            lr_power = _default_lr_power(optimizer)
         self.ramp = BatchRamp(base, parsed, max_batch_size, unit, dataset_size, factor, budget,
                               lr_power)
         self.noise: OnlineNoiseScale | None = None
@@ -279,12 +286,9 @@ class RampScaler:
         if self._pending is None:
             raise RuntimeError("RampScaler.after_step: no before_step() for this step")
         (small_sq, batch, record), self._pending = self._pending, None
-        b_noise, step_gain = None, 1.0
         if self.noise is not None:
             record.update(self.noise.update(small_sq, record["grad_norm"] ** 2, batch))
-            b_noise = record.get("b_noise") if self.noise.full else None
-            step_gain = gain(*self.noise.means(), self.ramp.base_batch, batch)
-        self.ramp.advance(batch, b_noise, step_gain)
+        self.ramp.advance_from(batch, self.noise)
         if self.ramp.budget_kind == "tau":
             record["tau"] = self.ramp.tau
         return record

@@ -33,7 +33,6 @@ import torch.nn.functional as F
 
 from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
-from legw.adaptive.rule import gain as adaptive_gain
 from legw.io import check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
@@ -363,7 +362,7 @@ class _Trainer:
         if self.adaptive is not None:
             self.adaptive.advance(self.noise)
         if self.ramp is not None:
-            rec.update(self._advance_ramp(batch, rec.get("b_noise")))
+            rec.update(self._advance_ramp(batch))
         else:
             self.pos.advance(self.B, self.recipe.steps_per_epoch)
         self.log.record(rec)
@@ -382,22 +381,13 @@ class _Trainer:
         set_lr(self.optimizer, lr)
         return lr, batch, accum
 
-    def _advance_ramp(self, batch: int, b_noise: float | None) -> dict[str, Any]:
-        """After a ramp's step on ``batch`` samples: the rule grows the batch (the noise rule
-        reads a full window only), the position moves; returns what the step's record adds."""
-        full = self.noise is not None and self.noise.full
-        self.ramp.advance(batch, b_noise if full else None, self._gain(batch))
+    def _advance_ramp(self, batch: int) -> dict[str, Any]:
+        """After a ramp's step on ``batch`` samples: the rule grows the batch, the position
+        moves; returns what the step's record adds."""
+        self.ramp.advance_from(batch, self.noise)
         self.pos.advance_samples(batch, self.batches.dataset_size)
         return {"batch_size": batch, **({"tau": self.ramp.tau}
                                         if self.ramp.budget_kind == "tau" else {})}
-
-    def _gain(self, batch: int) -> float:
-        """The step's progress in base steps (the AdaScale gain at ``batch``) from the noise
-        window; 1 while nothing is measured."""
-        means = self.noise.means() if self.noise is not None else None
-        if means is None:
-            return 1.0
-        return adaptive_gain(*means, self.spec.base.base_batch_size, batch)
 
     def _evaluate(self, final: bool) -> None:
         task, rec = self.task, {}
