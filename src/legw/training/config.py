@@ -325,12 +325,17 @@ class TrainConfig:
         if self.micro_batch_size is None and b % world_size:
             raise ValueError(f"--batch-size: {b} is not divisible by the world size "
                              f"{world_size}")
-        micro = self.micro_batch_size or self._default_micro(base, b, world_size)
+        rule = None
+        if self.batch_ramp is not None:
+            from legw.adaptive.ramp import RampRule
+
+            rule = RampRule.parse(self.batch_ramp)
+        micro = self.micro_batch_size or self._default_micro(rule, base, b, world_size)
         if b % (micro * world_size):
             raise ValueError(f"--batch-size {b} is not --micro-batch-size {micro} x world size "
                              f"{world_size} x a whole number of accumulation steps")
         accum = b // (micro * world_size)
-        ramp = self._ramp(task, base, world_size, micro)
+        ramp = self._check_ramp(rule, task, base, b, world_size, micro)
         optimizer = self.optimizer or task.optimizer
         adaptive = self.scaling == "adaptive"
         if self.noise_window is not None:
@@ -384,15 +389,13 @@ class TrainConfig:
             ramp_factor=self.ramp_factor, ramp_budget=self.ramp_budget,
             ramp_lr_power=ramp_power, optimizer_scaling=self.optimizer_scaling)
 
-    def _default_micro(self, base: BaseRecipe, b: int, world_size: int) -> int:
-        """The micro batch when none is given: ``B / W``; with a batch ramp, the first batch
-        over the ranks (halved on one process for the noise ramp, which needs two
+    @staticmethod
+    def _default_micro(rule: Any, base: BaseRecipe, b: int, world_size: int) -> int:
+        """The micro batch when none is given: ``B / W``; with a batch ramp (``rule``), the
+        first batch over the ranks (halved on one process for the noise ramp, which needs two
         micro-gradients a step)."""
-        if self.batch_ramp is None:
+        if rule is None:
             return b // world_size
-        from legw.adaptive.ramp import RampRule
-
-        rule = RampRule.parse(self.batch_ramp)
         start = rule.start_batch(base.base_batch_size)
         parts = world_size * (2 if rule.needs_noise and world_size == 1 else 1)
         if start % parts:
@@ -400,13 +403,11 @@ class TrainConfig:
                              f"{parts} micro-batches; give --micro-batch-size")
         return start // parts
 
-    def _ramp(self, task: Any, base: BaseRecipe, world_size: int, micro: int) -> Any:
+    def _check_ramp(self, rule: Any, task: Any, base: BaseRecipe, b: int, world_size: int,
+                    micro: int) -> Any:
         """The parsed ``--batch-ramp`` (``None`` without one), checked against the run."""
-        if self.batch_ramp is None:
+        if rule is None:
             return None
-        from legw.adaptive.ramp import RampRule
-
-        rule = RampRule.parse(self.batch_ramp)
         if self.scaling == "adaptive":
             raise ValueError("--batch-ramp: grows the batch itself; use it with --scaling sqrt "
                              "or linear, not adaptive")
@@ -416,7 +417,6 @@ class TrainConfig:
         if rule.needs_noise and self.sharding == "fsdp":
             raise ValueError("--batch-ramp noise: not with --sharding fsdp yet (its noise is "
                              "read per rank, whose share changes with the batch); use ddp")
-        b = self.global_batch_size or base.base_batch_size
         start = rule.start_batch(base.base_batch_size)
         unit = micro * world_size
         if start % unit or start > b:
