@@ -185,13 +185,35 @@ def test_perplexity_axes_stop_where_a_blown_up_run_would_flatten_the_rest(monkey
     assert _fmt([3.09e82]) == "3.09e+82" and _fmt([150.0, 152.0]) == "151.00 ± 1.00"
 
 
-def test_online_noise_scale_is_plotted_when_runs_logged_it(records, tmp_path):
+def _edit_train_records(records, edit):
+    """Apply ``edit`` to each train record of the 256 legw run, as if the run had logged it."""
     run = records / "sweep" / "runs" / "legw-b256-s0"
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     for r in recs:
         if r["kind"] == "train":
-            r["b_noise"] = 100.0 + 10 * r["step"]
+            edit(r)
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+@pytest.fixture
+def plotted(monkeypatch):
+    """Figure file name -> ``(series, keyword arguments)`` of every ``plot_series`` call; the
+    figures are still drawn."""
+    from legw.experiments import plots
+
+    calls = {}
+    plot_series = plots.plot_series
+
+    def record_and_plot(series, ylabel, path, *args, **kwargs):
+        calls[path.name] = (series, kwargs)
+        plot_series(series, ylabel, path, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_series", record_and_plot)
+    return calls
+
+
+def test_online_noise_scale_is_plotted_when_runs_logged_it(records, tmp_path):
+    _edit_train_records(records, lambda r: r.update(b_noise=100.0 + 10 * r["step"]))
     out = tmp_path / "report"
     assert main(["report", str(records), "--out", str(out)]) == 0
     assert (out / "noise_scale.png").read_bytes()[:8] == PNG
@@ -205,54 +227,30 @@ def test_no_noise_or_gain_figure_without_their_measurements(records, tmp_path):
     assert "scaling adaptive" not in (tmp_path / "r" / "report.md").read_text()
 
 
-def test_adaptive_runs_get_their_gain_plotted(records, tmp_path, monkeypatch):
-    run = records / "sweep" / "runs" / "legw-b256-s0"
-    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    for r in recs:
-        if r["kind"] == "train":
-            r["gain"], r["tau"] = 1.0 + 0.1 * r["step"], 1.05 * r["step"]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    from legw.experiments import plots
+def test_adaptive_runs_get_their_gain_plotted(records, tmp_path, plotted):
+    def gain(r):
+        r["gain"], r["tau"] = 1.0 + 0.1 * r["step"], 1.05 * r["step"]
 
-    plotted = {}
-    plot_series = plots.plot_series
-
-    def record_and_plot(series, ylabel, path, *args, **kwargs):
-        plotted[path.name] = series
-        plot_series(series, ylabel, path, *args, **kwargs)
-
-    monkeypatch.setattr(plots, "plot_series", record_and_plot)
+    _edit_train_records(records, gain)
     out = tmp_path / "report"
     assert main(["report", str(records), "--out", str(out)]) == 0
     assert (out / "adaptive_gain.png").read_bytes()[:8] == PNG
     assert "![adaptive gain](adaptive_gain.png)" in (out / "report.md").read_text()
-    gains = plotted["adaptive_gain.png"]
+    gains = plotted["adaptive_gain.png"][0]
     assert list(gains) == ["legw"] and list(gains["legw"]) == [256]
     assert gains["legw"][256][:2] == [(0.0, 1.0), (0.125, 1.1)]  # (epoch, gain) per step
 
 
-def test_batch_ramps_get_their_batch_plotted_unclipped(records, tmp_path, monkeypatch):
-    run = records / "sweep" / "runs" / "legw-b256-s0"
-    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    for r in recs:
-        if r["kind"] == "train":  # 64 -> 4096: past OFF_SCALE x the smallest, still drawn
-            r["batch_size"] = 64 * 2 ** min(r["step"] // 2, 6)
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    from legw.experiments import plots
+def test_batch_ramps_get_their_batch_plotted_unclipped(records, tmp_path, plotted):
+    def batch(r):  # 64 -> 4096: past OFF_SCALE x the smallest, still drawn
+        r["batch_size"] = 64 * 2 ** min(r["step"] // 2, 6)
 
-    calls = {}
-    plot_series = plots.plot_series
-
-    def record_and_plot(series, ylabel, path, *args, **kwargs):
-        calls[path.name] = (series, kwargs)
-        plot_series(series, ylabel, path, *args, **kwargs)
-
-    monkeypatch.setattr(plots, "plot_series", record_and_plot)
+    _edit_train_records(records, batch)
     out = tmp_path / "report"
     assert main(["report", str(records), "--out", str(out)]) == 0
     assert (out / "batch_ramp.png").read_bytes()[:8] == PNG
     assert "![batch ramps](batch_ramp.png)" in (out / "report.md").read_text()
-    series, kwargs = calls["batch_ramp.png"]
+    series, kwargs = plotted["batch_ramp.png"]
     assert kwargs["log_y"] and not kwargs["clip"]
     assert series["legw"][256][:3] == [(0.0, 64), (0.125, 64), (0.25, 128)]
     assert max(b for _, b in series["legw"][256]) == 4096
