@@ -150,3 +150,30 @@ def test_seesaw_keeps_its_sqrt_rule_and_lr_powers_outside_0_1_are_refused():
     assert BatchRamp(_base(), RampRule.parse("seesaw"), 512, 32, N, lr_power=1.0).power == 0.5
     with pytest.raises(ValueError, match=r"lr_power: must lie in \[0, 1\], got 2"):
         BatchRamp(_base(), RampRule.parse("noise"), 512, 32, N, lr_power=2)
+
+
+def _stream_steps(batch):
+    """Steps of an epoch of 64,000 tokens cut into ``batch`` streams, windows of 10."""
+    return (64_000 // batch - 1) // 10
+
+
+def test_token_streams_change_their_batch_only_at_epoch_boundaries():
+    base = _base(decay="constant", milestones=(), epochs=3.0)
+    ramp = BatchRamp(base, RampRule.parse("noise"), 512, 32, _stream_steps(32) * 32,
+                     epoch_steps=_stream_steps)
+    seen = []  # (epoch index, batch) of every step, B_noise 1000 from the first step
+    while not ramp.done:
+        seen.append((ramp.epochs_done, ramp.batch))
+        ramp.advance(ramp.batch, 1000.0)
+    per_epoch = {e: {b for e2, b in seen if e2 == e} for e in range(3)}
+    assert per_epoch == {0: {32}, 1: {64}, 2: {128}}  # one change an epoch, at most doubled
+    assert [sum(1 for e2, _ in seen if e2 == e) for e in range(3)] == [
+        _stream_steps(32), _stream_steps(64), _stream_steps(128)]  # each epoch whole
+    assert ramp.epoch == 3.0 and ramp.step == len(seen)
+    state = ramp.state_dict()
+    again = BatchRamp(base, RampRule.parse("noise"), 512, 32, _stream_steps(32) * 32,
+                      epoch_steps=_stream_steps)
+    again.load_state_dict(state)
+    assert (again.epochs_done, again.in_epoch, again.batch) == (3, 0, 256)
+    with pytest.raises(ValueError, match="^--batch-ramp: token streams .* whole epochs"):
+        BatchRamp(base, RampRule.parse("32@0,64@1.5"), 512, 32, 6400, epoch_steps=_stream_steps)

@@ -6,10 +6,11 @@ import json
 
 import pytest
 import torch
-from helpers import final_params, make_mnist_dir, read_jsonl, run, torchrun_cmd
+from helpers import final_params, make_mnist_dir, make_ptb_dir, read_jsonl, run, torchrun_cmd
 
 from legw import RecipeWarning
-from legw.training.batches import RampBatches, permutation
+from legw.data.ptb import load_ptb
+from legw.training.batches import RampBatches, permutation, stream_steps_per_epoch
 from legw.training.config import TrainConfig
 from legw.training.trainer import train
 
@@ -107,8 +108,8 @@ def test_two_ranks_follow_the_same_ramp_as_one_process(data, tmp_path):
 
 @pytest.mark.parametrize("fields, message", [
     (dict(scaling="adaptive"), "--batch-ramp: grows the batch itself"),
-    (dict(task="ptb-small", global_batch_size=640, epochs=None, base_batch_size=None),
-     "--batch-ramp: ptb-small reads token"),
+    (dict(task="ptb-small", global_batch_size=640, epochs=None, base_batch_size=None,
+          batch_ramp="20@0,40@1.5"), "--batch-ramp: token streams .* whole epochs"),
     (dict(batch_ramp="24@0,128@1", micro_batch_size=16), "the first batch 24 must be"),
     (dict(batch_ramp="noise", micro_batch_size=16), "--batch-ramp noise: follows the gradient"),
     (dict(batch_ramp="1@0,2@x"), "--batch-ramp: expected noise, seesaw"),
@@ -161,3 +162,44 @@ def test_the_ramp_lr_rule_knows_the_optimizer_unless_scaling_is_given(data, tmp_
     assert power(scaling="sqrt") == 0.5
     with pytest.warns(RecipeWarning, match="scaling='linear' with warmup='legw'"):
         assert power(optimizer="adam", scaling="linear") == 1.0
+
+
+def test_token_streams_ramp_at_epoch_boundaries_read_every_window_and_resume_exactly(tmp_path):
+    ptb = make_ptb_dir(tmp_path / "ptb")
+    n_tokens = len(load_ptb(ptb).train)
+    common = dict(task="ptb-small", global_batch_size=8, base_batch_size=2, epochs=3.0,
+                  milestones=[2.0],
+                  base_lr=1.0, batch_ramp="2@0,4@1,8@2", micro_batch_size=2, data_dir=str(ptb))
+    whole = train(_config(ptb, tmp_path / "whole", **common))
+    steps = _steps(tmp_path / "whole")
+    per_epoch = [stream_steps_per_epoch(n_tokens, b, 20) for b in (2, 4, 8)]
+    # each epoch cut into its batch's streams and read to the end: every window once
+    assert [b for _, b, _, _ in steps] == [b for b, n in zip((2, 4, 8), per_epoch,
+                                                              strict=True) for _ in range(n)]
+    assert whole["status"] == "completed" and whole["epochs"] == 3.0
+    evals = [r["epoch"] for r in read_jsonl(tmp_path / "whole" / "metrics.jsonl")
+             if r["kind"] == "eval"]
+    assert evals == [1.0, 2.0, 3.0]
+    # cut mid-epoch 1 (hidden states of 2 micro-batches in the checkpoint), resumed: the same run
+    cut = per_epoch[0] + per_epoch[1] // 2
+    train(_config(ptb, tmp_path / "cut", **common, max_steps=cut, checkpoint_every=cut))
+    train(_config(ptb, tmp_path / "cut", **common, resume=True))
+    assert _steps(tmp_path / "cut") == steps
+    a, b = final_params(tmp_path / "cut"), final_params(tmp_path / "whole")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_noise_ramp_on_token_streams_grows_between_epochs_only(tmp_path):
+    ptb = make_ptb_dir(tmp_path / "ptb")
+    train(_config(ptb, tmp_path / "noise", task="ptb-small", global_batch_size=16,
+                  base_batch_size=2, epochs=3.0, milestones=[2.0], base_lr=1.0,
+                  batch_ramp="noise",
+                  micro_batch_size=1, noise_window=3, data_dir=str(ptb)))
+    rows = [r for r in read_jsonl(tmp_path / "noise" / "metrics.jsonl") if r["kind"] == "train"]
+    assert all("noise_grad_sq" in r for r in rows)
+    by_epoch = {}
+    for r in rows:
+        by_epoch.setdefault(int(r["epoch"] + 1e-9), set()).add(r["batch_size"])
+    assert all(len(batches) == 1 for batches in by_epoch.values())  # one batch an epoch
+    firsts = [min(by_epoch[e]) for e in sorted(by_epoch)]
+    assert firsts[0] == 2 and firsts == sorted(firsts) and firsts[-1] > 2  # grew, never shrank

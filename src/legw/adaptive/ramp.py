@@ -51,11 +51,19 @@ Three rules choose the batch:
     ``B_max`` and a whole number of units.
 
 :class:`BatchRamp` holds the position and the batch, and has a plain ``state_dict``.
+
+**Token streams** (language models read with truncated BPTT): the batch is the number of
+streams the epoch's tokens are cut into, and each stream's hidden state is carried from window
+to window, so the batch changes only **at epoch boundaries** (``epoch_steps``: the steps of an
+epoch at a batch). Within an epoch the noise window keeps measuring; at its end the rule is
+applied once, with the same cap (at most doubled per change), and the next epoch is cut at the
+new batch: every token is still read once per epoch. A fixed ramp's epochs must then be whole.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +118,13 @@ class RampRule:
     def needs_noise(self) -> bool:
         return self.kind == "noise"
 
+    def check_streams(self) -> None:
+        """``ValueError`` for a fixed ramp that token streams cannot follow: their batch
+        changes only at epoch boundaries."""
+        if any(e != int(e) for _, e in self.points):
+            raise ValueError(f"--batch-ramp: token streams change their batch only at epoch "
+                             f"boundaries; give whole epochs, got {self}")
+
     def start_batch(self, base_batch_size: int) -> int:
         """The batch of the first step: the fixed ramp's first, else the base batch."""
         return self.points[0][0] if self.kind == "fixed" else base_batch_size
@@ -131,7 +146,11 @@ class BatchRamp:
 
     def __init__(self, base: BaseRecipe, rule: RampRule, max_batch: int, unit: int,
                  dataset_size: int, factor: float = 1.0, budget: str = "epochs",
-                 lr_power: float = 1.0) -> None:
+                 lr_power: float = 1.0,
+                 epoch_steps: Callable[[int], int] | None = None) -> None:
+        """``epoch_steps``: for token streams, the steps of an epoch at a batch; the batch then
+        changes only at epoch boundaries and ``dataset_size`` is the first batch's samples
+        (stream windows) per epoch."""
         start = rule.start_batch(base.base_batch_size)
         if unit < 1 or max_batch < unit:
             raise ValueError(f"--batch-size: {max_batch} is less than one micro-batch per "
@@ -145,6 +164,8 @@ class BatchRamp:
                 raise ValueError(f"--batch-ramp: batch {b} is not a multiple of the micro "
                                  f"batch x world size ({unit}) at most --batch-size "
                                  f"{max_batch}")
+        if epoch_steps is not None:
+            rule.check_streams()
         if not factor > 0 or not math.isfinite(factor):
             raise ValueError(f"--ramp-factor: must be a positive number, got {factor!r}")
         if budget not in RAMP_BUDGETS:
@@ -164,9 +185,15 @@ class BatchRamp:
         self.power = 0.5 if rule.kind == "seesaw" else lr_power  # Seesaw's rule is its sqrt
         self.budget = round(base.epochs * dataset_size)
         """Samples the run trains on: the base recipe's epochs."""
+        self.base_epochs = base.epochs
+        self.epoch_steps = epoch_steps
         self.samples = 0
         self.step = 0
         self.current = start
+        self.epochs_done = 0
+        """Whole epochs done (token streams, whose batch changes at their boundaries)."""
+        self.in_epoch = 0
+        """Steps done in the current epoch (token streams)."""
 
     # --- position -------------------------------------------------------------------------
 
@@ -176,19 +203,23 @@ class BatchRamp:
         budget) base steps made / base steps per epoch."""
         if self.budget_kind == "tau":
             return self.tau / self.base_steps.steps_per_epoch
+        if self.epoch_steps is not None:
+            return self.epochs_done + self.in_epoch / self.epoch_steps(self.current)
         return self.samples / self.dataset_size
 
     @property
     def done(self) -> bool:
         if self.budget_kind == "tau":
             return self.tau >= self.base_steps.total_steps
+        if self.epoch_steps is not None:
+            return self.epoch >= self.base_epochs - 1e-12
         return self.samples >= self.budget
 
     @property
     def batch(self) -> int:
         """The global batch of the coming step: the rule's, the last step trimmed to the
         samples left (rounded up to a unit; the epochs budget)."""
-        if self.budget_kind == "tau":
+        if self.budget_kind == "tau" or self.epoch_steps is not None:
             return self.current
         left = self.budget - self.samples
         return max(self.unit, min(self.current, -(-left // self.unit) * self.unit))
@@ -209,6 +240,11 @@ class BatchRamp:
         self.samples += samples
         self.step += 1
         self.tau += min(max(gain, 1.0), max(1.0, samples / self.base_batch))
+        if self.epoch_steps is not None:  # token streams: the batch changes between epochs
+            self.in_epoch += 1
+            if self.in_epoch < self.epoch_steps(self.current):
+                return
+            self.epochs_done, self.in_epoch = self.epochs_done + 1, 0
         self.current = max(self.current, min(self.max_batch, self._target(b_noise)))
 
     def advance_from(self, samples: int, noise: OnlineNoiseScale | None) -> None:
@@ -249,7 +285,8 @@ class BatchRamp:
     def state_dict(self) -> dict[str, Any]:
         return {"rule": str(self.rule), "samples": self.samples, "step": self.step,
                 "batch": self.current, "max_batch": self.max_batch, "factor": self.factor,
-                "budget": self.budget_kind, "tau": self.tau}
+                "budget": self.budget_kind, "tau": self.tau,
+                "epochs_done": self.epochs_done, "in_epoch": self.in_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state``; a resume on another number of ranks keeps the batch, rounded
@@ -262,5 +299,7 @@ class BatchRamp:
                              f"this run's {self.budget_kind!r}")
         self.samples, self.step = int(state["samples"]), int(state["step"])
         self.tau = float(state.get("tau", 0.0))
+        self.epochs_done = int(state.get("epochs_done", 0))
+        self.in_epoch = int(state.get("in_epoch", 0))
         batch = -(-int(state["batch"]) // self.unit) * self.unit
         self.current = max(self.start_batch, min(batch, self._units(self.max_batch)))

@@ -412,8 +412,7 @@ class TrainConfig:
             raise ValueError("--batch-ramp: grows the batch itself; use it with --scaling sqrt "
                              "or linear, not adaptive")
         if task.kind != "image":
-            raise ValueError(f"--batch-ramp: {task.name} reads token streams, whose number is "
-                             f"its batch; ramps are for image tasks so far")
+            rule.check_streams()
         if rule.needs_noise and self.sharding == "fsdp":
             raise ValueError("--batch-ramp noise: not with --sharding fsdp yet (its noise is "
                              "read per rank, whose share changes with the batch); use ddp")

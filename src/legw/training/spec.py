@@ -144,9 +144,9 @@ class RunSpec:
         return AdaptiveSchedule.for_batch(self.base, self.global_batch_size, dataset_size,
                                           self.adaptive_lr_power, self.adaptive_warmup)
 
-    def ramp(self, dataset_size: int) -> Any:
+    def ramp(self, dataset_size: int, epoch_steps: Any = None) -> Any:
         """``--batch-ramp``: the :class:`~legw.adaptive.ramp.BatchRamp` of this run; else
-        ``None``."""
+        ``None`` (``epoch_steps``: a token-stream task's steps per epoch at a batch)."""
         if self.batch_ramp is None:
             return None
         from legw.adaptive.ramp import BatchRamp
@@ -155,7 +155,8 @@ class RunSpec:
         with recipe_errors_name_flags():
             return BatchRamp(self.base, self.batch_ramp, self.global_batch_size,
                              self.micro_batch_size * self.world_size, dataset_size,
-                             self.ramp_factor, self.ramp_budget, self.ramp_lr_power)
+                             self.ramp_factor, self.ramp_budget, self.ramp_lr_power,
+                             epoch_steps)
 
     def identity(self) -> dict[str, Any]:
         """What makes a run this run beyond its base recipe (compared on resume): the task,

@@ -24,6 +24,7 @@ import gc
 import math
 import random
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from legw.io import check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
-from legw.training.batches import ImageBatches, RampBatches, StreamBatches
+from legw.training.batches import (ImageBatches, RampBatches, StreamBatches,
+                                   stream_steps_per_epoch)
 from legw.training.config import TrainConfig
 from legw.training.device import (
     autocast,
@@ -101,16 +103,20 @@ class _Trainer:
         self.data = task.load(config.data_dir)
         if config.evaluate:
             check_eval_data(task, self.data)
-        if spec.batch_ramp is not None:  # the batch changes: a stream of samples
+        ramp = spec.batch_ramp
+        if ramp is not None and task.kind == "image":  # the batch changes: a stream of samples
             self.batches = RampBatches(self.data.train, self.micro, env.rank, env.world_size,
                                        config.seed)
         elif task.kind == "image":
             self.batches = ImageBatches(self.data.train, self.B, self.micro, env.rank,
                                         env.world_size, config.seed)
-        else:
-            self.batches = StreamBatches(self.data.train, self.B, self.micro, env.rank,
+        else:  # a ramp's streams are re-cut at its batch each epoch (_stream_batches)
+            first = self.B if ramp is None else ramp.start_batch(spec.base.base_batch_size)
+            self.batches = StreamBatches(self.data.train, first, self.micro, env.rank,
                                          env.world_size, task.bptt)
-        self.ramp = spec.ramp(self.batches.dataset_size)
+        self.ramp = spec.ramp(self.batches.dataset_size, None if task.kind == "image" else
+                              partial(stream_steps_per_epoch, len(self.data.train),
+                                      bptt=task.bptt))
         # a ramp's schedule is the recipe at its first batch, read at the epoch position
         self.recipe = self.ramp.schedule if self.ramp else spec.recipe(self.batches.dataset_size)
 
@@ -279,7 +285,7 @@ class _Trainer:
                 epoch_end = self.pos.step_in_epoch == 0
                 if (self.diverged is None and self.config.evaluate
                         and (epoch_end or self._eval_due())):
-                    self._evaluate(final=self.pos.step == self.stop_step)
+                    self._evaluate(final=self.pos.step == self.stop_step or self._complete())
                 every = self.config.checkpoint_every
                 if self.diverged is None and (epoch_end or self.pos.step == self.stop_step
                                               or self._complete()
@@ -293,17 +299,23 @@ class _Trainer:
         """``--eval-every E``: every ``round(E * steps_per_epoch)`` steps, besides epoch ends."""
         if not self.config.eval_every:
             return False
-        if self.ramp:  # a point passed by the last step's samples
+        if self.ramp and self.task.kind == "image":  # a point passed by the step's samples
             every = self.config.eval_every * self.batches.dataset_size
             last = self.pos.samples_seen - self.ramp_batch
             return math.floor(self.pos.samples_seen / every) > math.floor(last / every)
+        if self.ramp:  # token streams: the step's share of its epoch
+            every, now = self.config.eval_every, self._epoch()
+            before = now - 1 / self.batches.steps_per_epoch
+            return math.floor(now / every + 1e-9) > math.floor(before / every + 1e-9)
         every = max(1, round(self.config.eval_every * self.recipe.steps_per_epoch))
         return self.pos.step % every == 0
 
     def _epoch(self) -> float:
         """The position in epochs (a ramp's: samples used over samples per epoch)."""
-        if self.ramp:
+        if self.ramp and self.task.kind == "image":
             return self.pos.samples_seen / self.batches.dataset_size
+        if self.ramp:  # token streams: the epoch's steps at its batch
+            return self.pos.epoch + self.pos.step_in_epoch / self.batches.steps_per_epoch
         return self.pos.epoch_position(self.recipe)
 
     def _step(self) -> None:
@@ -312,13 +324,15 @@ class _Trainer:
         step = self.pos.step
         lr, batch, accum = self._schedule()
         text = self.task.kind == "text"
+        if text and self.ramp is not None and batch != self.batches.global_batch_size:
+            self.batches = self._stream_batches(batch)  # a ramp's new epoch, or a resume
         if text and (self.pos.step_in_epoch == 0 or self.hidden is None):
             self.hidden = [hidden_to(self.model.init_hidden(self.micro), self.device)
-                           for _ in range(self.accum)]
+                           for _ in range(accum)]
         tick = time.perf_counter()
         if self.fsdp:
             dist.broadcast_buffers(self.model)  # as DDP does: one set of BatchNorm statistics
-        if self.ramp is not None:
+        if self.ramp is not None and not text:
             micro_batches = self.batches.micro_batches(self.pos.samples_seen, batch)
         else:
             micro_batches = self.batches.micro_batches(self.pos.epoch, self.pos.step_in_epoch)
@@ -385,9 +399,17 @@ class _Trainer:
         """After a ramp's step on ``batch`` samples: the rule grows the batch, the position
         moves; returns what the step's record adds."""
         self.ramp.advance_from(batch, self.noise)
-        self.pos.advance_samples(batch, self.batches.dataset_size)
+        if self.task.kind == "image":
+            self.pos.advance_samples(batch, self.batches.dataset_size)
+        else:  # token streams: an epoch is its batch's steps
+            self.pos.advance(batch, self.batches.steps_per_epoch)
         return {"batch_size": batch, **({"tau": self.ramp.tau}
                                         if self.ramp.budget_kind == "tau" else {})}
+
+    def _stream_batches(self, batch: int) -> StreamBatches:
+        """A ramp's token streams at ``batch``: the epoch's tokens cut into ``batch`` streams."""
+        return StreamBatches(self.data.train, batch, self.micro, self.env.rank,
+                             self.env.world_size, self.task.bptt)
 
     def _evaluate(self, final: bool) -> None:
         task, rec = self.task, {}
