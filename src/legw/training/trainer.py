@@ -38,8 +38,7 @@ from legw.io import check_writable_dir, remove_temporaries
 from legw.lr_scheduler import apply_recipe, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
-from legw.training.batches import (ImageBatches, RampBatches, StreamBatches,
-                                   stream_steps_per_epoch)
+from legw.training.batches import ImageBatches, RampBatches, StreamBatches, stream_steps_per_epoch
 from legw.training.config import TrainConfig
 from legw.training.device import (
     autocast,
