@@ -59,6 +59,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from legw.hyper import Hyperparameters, scale_hyperparameters
+
 SCALING_RULES = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}
 """Named LR scaling rules and the power of ``k`` each stands for."""
 
@@ -401,6 +403,19 @@ class Recipe:
             return base.scale(d["global_batch_size"], steps_per_epoch=d["steps_per_epoch"])
         return base.scale(d["global_batch_size"], d["dataset_size"],
                           drop_last=bool(d["drop_last"]))
+
+    @property
+    def lr_ratio(self) -> float:
+        """The peak LR over the base's (``sqrt(k)`` under the sqrt rule)."""
+        return self.peak_lr / self.base.peak_lr
+
+    def hyperparameters(self, base: Hyperparameters, rule: str = "srr") -> Hyperparameters:
+        """The optimizer's other batch-dependent hyperparameters at this recipe's batch:
+        ``base`` (tuned at ``B0``: betas, epsilon, weight decay, an EMA's decay) scaled by
+        :func:`legw.hyper.scale_hyperparameters` with this recipe's ``k`` and LR ratio
+        (``rule="none"``: unchanged)."""
+        return scale_hyperparameters(base, self.base.k(self.global_batch_size), self.lr_ratio,
+                                     rule)
 
     def summary(self) -> dict[str, Any]:
         """The derived quantities, as printed by ``legw schedule --json``."""
