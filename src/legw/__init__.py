@@ -17,6 +17,7 @@ _LAZY = {
     "AdaptiveScaler": "legw.adaptive.scaler",
     "LEGWScheduler": "legw.lr_scheduler",
     "apply_recipe": "legw.lr_scheduler",
+    "ema_model": "legw.ema",
     "set_lr": "legw.lr_scheduler",
 }
 

@@ -98,6 +98,14 @@ def test_plot_writes_a_png(tmp_path, capsys):
                    "--batch-sizes", "32768"],
      "warmup_epochs (--base-warmup-epochs): at global_batch_size 32768 the warmup"),
     (TABLE6 + ["--task", "nonesuch"], None),   # whatever the message, one line
+    (TABLE6 + ["--optimizer-scaling", "cubic"], "argument --optimizer-scaling: invalid choice"),
+    (TABLE6 + ["--betas", "0.9", "1"], "--betas: must be a number in [0, 1), got 1"),
+    (TABLE6 + ["--betas", "0.9"], "argument --betas: expected 2 arguments"),
+    (TABLE6 + ["--eps=-1e-8"], "--eps: must be a non-negative number, got -1e-08"),
+    (TABLE6 + ["--weight-decay", "-0.1", "--optimizer-scaling", "srr"],
+     "--weight-decay: must be a non-negative number, got -0.1"),
+    (TABLE6 + ["--ema-decay", "1", "--optimizer-scaling", "srr"],
+     "--ema-decay: must be a number in [0, 1), got 1"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, needle):
     p = run_cli(*argv)
@@ -149,3 +157,59 @@ def test_the_old_batch_spelling_still_works_and_says_so(capsys):
     captured = capsys.readouterr()
     assert captured.err == "legw: --batch-size is deprecated; use --batch-sizes\n"
     assert json.loads(captured.out)[0]["batch_size"] == 256
+
+
+ADAM = ["--base-batch-size", "128", "--base-lr", "0.001", "--epochs", "10", "--dataset-size",
+        "60000", "--batch-sizes", "128", "256", "8192"]
+SRR = ["--optimizer-scaling", "srr", "--weight-decay", "0.01", "--ema-decay", "0.9999"]
+
+
+def test_optimizer_scaling_none_is_the_default_and_prints_the_recipe_only(cli):
+    code, table, _ = cli("schedule", *ADAM)
+    assert code == 0 and "beta1" not in table
+    assert cli("schedule", *ADAM, "--optimizer-scaling", "none", "--ema-decay", "0.9")[1] == table
+    code, out, _ = cli("schedule", *ADAM, "--json")
+    assert all("hyperparameters" not in row for row in json.loads(out))
+
+
+def test_srr_table_scales_the_hyperparameters_and_marks_the_clamp(cli):
+    code, out, err = cli("schedule", *ADAM, *SRR)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].endswith("; optimizer scaling srr from betas 0.9 0.999, eps 1e-08, weight "
+                             "decay 0.01, EMA decay 0.9999")
+    assert lines[1].split()[-7:] == ["beta1", "beta2", "eps", "weight", "decay", "EMA", "decay"]
+    assert len({len(line) for line in lines[1:5]}) == 1           # the columns line up
+    # k = 1: the base values; k = 2: 1 - beta doubled, eps / sqrt 2, decay x sqrt 2, rho ** 2
+    assert lines[2].split()[-5:] == ["0.9", "0.999", "1e-08", "0.01", "0.9999"]
+    assert lines[3].split()[-5:] == ["0.8", "0.998", "7.07107e-09", "0.0141421", "0.99980001"]
+    # k = 64: 64 x 0.1 > 0.5, beta1 clamped at 0.5 (marked); beta2 = 1 - 64 x 0.001
+    assert lines[4].split()[:2] == ["8192", "64"]
+    assert lines[4].split()[-5:] == ["0.5*", "0.936", "1.25e-09", "0.08",
+                                     f"{0.9999 ** 64:.8g}"]
+    assert lines[5] == ("* clamped: k (1 - beta) > 0.5 is past the square-root rule's limit; "
+                        "held at 1 - beta = 0.5")
+    assert len(lines) == 6
+
+
+def test_srr_table_without_an_ema_or_a_clamp(cli):
+    code, out, _ = cli("schedule", *ADAM[:-3], "128", "256", "--optimizer-scaling", "srr")
+    lines = out.splitlines()
+    assert lines[1].split()[-5:] == ["beta1", "beta2", "eps", "weight", "decay"]
+    assert lines[3].split()[-4:] == ["0.8", "0.998", "7.07107e-09", "0"]
+    assert len(lines) == 4 and "*" not in out
+
+
+def test_srr_json_has_the_hyperparameters_of_each_batch(cli):
+    code, out, _ = cli("schedule", *ADAM, *SRR, "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["batch_size"] for r in rows] == [128, 256, 8192]
+    assert rows[0]["hyperparameters"] == {"betas": [0.9, 0.999], "eps": 1e-8,
+                                          "weight_decay": 0.01, "ema_decay": 0.9999,
+                                          "clamped": []}
+    h = rows[2]["hyperparameters"]
+    assert set(h) == {"betas", "eps", "weight_decay", "ema_decay", "clamped"}
+    assert h["betas"] == pytest.approx([0.5, 0.936]) and h["clamped"] == ["betas[0]"]
+    assert h["eps"] == pytest.approx(1.25e-9) and h["weight_decay"] == pytest.approx(0.08)
+    assert h["ema_decay"] == pytest.approx(0.9999 ** 64)
+    assert rows[2]["peak_lr"] == pytest.approx(0.008)               # the recipe is unchanged

@@ -1,5 +1,10 @@
 """``legw schedule``: the scaled recipe for one or many batch sizes, as a table, JSON or plot.
 
+With ``--optimizer-scaling srr`` it also prints the optimizer's other batch-dependent
+hyperparameters at each batch (:mod:`legw.hyper`: Adam's betas ``1 - k (1 - beta)`` and
+``eps / sqrt(k)``, Malladi et al. 2022, arXiv 2205.10287; weight decay ``lambda k / r``; an EMA's
+``rho ** k``, Busbridge et al. 2023, arXiv 2307.13813).
+
 Pure python apart from the plot (matplotlib, imported only for ``--plot``); never imports torch.
 """
 
@@ -9,6 +14,7 @@ import argparse
 import json
 
 from legw import flags
+from legw.hyper import MAX_ONE_MINUS_BETA, OPTIMIZER_SCALINGS, Hyperparameters
 from legw.training.config import (
     TrainConfig,
     build_base_recipe,
@@ -35,6 +41,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          type=flags.integer, nargs="+", metavar="B")
     p.add_argument("--keep-last", action="store_true",
                    help="count a partial last batch per epoch (default: drop it)")
+    h = p.add_argument_group("the optimizer's other hyperparameters at B0 (legw.hyper)")
+    h.add_argument("--optimizer-scaling", choices=OPTIMIZER_SCALINGS, default="none",
+                   help="srr: also print the betas, epsilon, weight decay (and EMA decay) "
+                        "scaled to each batch; none (default): the LR recipe only")
+    h.add_argument("--betas", type=flags.number, nargs=2, default=(0.9, 0.999),
+                   metavar=("B1", "B2"), help="Adam/AdamW/LAMB betas at B0 (0.9 0.999)")
+    h.add_argument("--eps", type=flags.number, default=1e-8, help="their epsilon at B0 (1e-8)")
+    h.add_argument("--weight-decay", type=flags.number, default=0.0, metavar="WD",
+                   help="weight decay at B0 (0)")
+    h.add_argument("--ema-decay", type=flags.number, metavar="RHO",
+                   help="a model EMA's decay per step at B0 (default: no EMA column)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", metavar="FILE", help="draw the LR curves to a PNG")
 
@@ -53,12 +70,14 @@ def run(args: argparse.Namespace) -> int:
         missing = [flags.flag_name(TrainConfig, f) for f in _REQUIRED if f not in given]
         if missing:
             raise ValueError(f"missing {', '.join(missing)} (or give --task)")
+    hyper = _base_hyperparameters(args)
     recipe = build_base_recipe(base, given)
     if dataset_size is None:
         raise ValueError("missing --dataset-size (or give --task)")
     sizes = args.batch_size or [recipe.base_batch_size]
     with recipe_errors_name_flags(global_batch_size="--batch-sizes"):
         recipes = [recipe.scale(b, dataset_size, drop_last=not args.keep_last) for b in sizes]
+    scaled = [r.hyperparameters(hyper, args.optimizer_scaling) for r in recipes]
     from legw.analysis.recipes import format_table
 
     if args.plot:  # before printing, so a failed plot leaves no half-reported run
@@ -68,9 +87,53 @@ def run(args: argparse.Namespace) -> int:
         check_writable_file(args.plot, "--plot")
         plot_recipes(recipes, args.plot)
     if args.json:
-        print(json.dumps([r.summary() for r in recipes], indent=2))
+        rows = [r.summary() for r in recipes]
+        if args.optimizer_scaling != "none":
+            rows = [{**row, "hyperparameters": h.to_dict()} for row, h in zip(rows, scaled)]
+        print(json.dumps(rows, indent=2))
     else:
-        print(format_table(recipes))
+        table = format_table(recipes)
+        if args.optimizer_scaling != "none":
+            table = _with_hyperparameters(table, hyper, scaled)
+        print(table)
         if args.plot:
             print(f"wrote {args.plot}")
     return 0
+
+
+def _base_hyperparameters(args: argparse.Namespace) -> Hyperparameters:
+    """The base values of ``--betas --eps --weight-decay --ema-decay``, each checked."""
+    for beta in args.betas:
+        flags.interval(0, 1, "[)")(beta, "--betas")
+    flags.NON_NEGATIVE(args.eps, "--eps")
+    flags.NON_NEGATIVE(args.weight_decay, "--weight-decay")
+    if args.ema_decay is not None:
+        flags.interval(0, 1, "[)")(args.ema_decay, "--ema-decay")
+    return Hyperparameters(betas=tuple(args.betas), eps=args.eps,
+                           weight_decay=args.weight_decay, ema_decay=args.ema_decay)
+
+
+def _with_hyperparameters(table: str, base: Hyperparameters,
+                          scaled: list[Hyperparameters]) -> str:
+    """``format_table``'s table with a column per scaled hyperparameter appended (every line of
+    it has the same width), a clamped beta marked ``*`` and explained in a footnote."""
+    cols = ["beta1", "beta2", "eps", "weight decay"]
+    if base.ema_decay is not None:
+        cols.append("EMA decay")
+    rows = []
+    for h in scaled:
+        row = [f"{b:.6g}" + ("*" if f"betas[{i}]" in h.clamped else "")
+               for i, b in enumerate(h.betas)]
+        row += [f"{h.eps:.6g}", f"{h.weight_decay:.6g}"]
+        rows.append(row + ([f"{h.ema_decay:.8g}"] if h.ema_decay is not None else []))
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    head, *lines = table.splitlines()
+    head += (f"; optimizer scaling srr from betas {base.betas[0]:g} {base.betas[1]:g}, "
+             f"eps {base.eps:g}, weight decay {base.weight_decay:g}"
+             + (f", EMA decay {base.ema_decay:g}" if base.ema_decay is not None else ""))
+    out = [head] + [line + "  " + "  ".join(v.rjust(w) for v, w in zip(row, widths))
+                    for line, row in zip(lines, [cols, *rows])]
+    if any(h.clamped for h in scaled):
+        out.append(f"* clamped: k (1 - beta) > {MAX_ONE_MINUS_BETA:g} is past the square-root "
+                   f"rule's limit; held at 1 - beta = {MAX_ONE_MINUS_BETA:g}")
+    return "\n".join(out)
