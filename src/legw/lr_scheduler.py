@@ -10,6 +10,14 @@ optimizer's param groups. Two ways to use it:
 
 A param group may carry ``"lr_scale"`` (default 1): its LR is ``recipe_lr * lr_scale``, e.g.
 a smaller LR for a pretrained backbone. Tensor-valued group LRs are updated in place.
+
+The other hyperparameters the batch touches (Adam's betas and epsilon, the weight decay;
+:mod:`legw.hyper`) are written by :func:`apply_hyperparameters` (once, for a recipe's batch) or
+:func:`set_hyperparameters` (any ``k``: the adaptive rule's gain, a ramp's batch), and by
+``LEGWScheduler(..., optimizer_scaling="srr")``. Each group's values as the optimizer was built
+(the base run's, tuned at ``B0``) are kept in the group under ``"legw_base"`` the first time and
+every later call scales those, so the calls do not compound and a checkpointed optimizer
+(whose ``state_dict`` carries the key) rescales correctly at another batch.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from legw.hyper import OPTIMIZER_SCALINGS, Hyperparameters, scale_hyperparameters
 from legw.schedule import Recipe, RecipeWarning
 
 
@@ -42,6 +51,51 @@ def set_lr(optimizer: Optimizer, lr: float) -> None:
             group["lr"].fill_(value)  # keep the tensor (capturable / compiled optimizers)
         else:
             group["lr"] = value
+
+
+_SCALED = ("betas", "eps", "weight_decay")
+"""The param-group keys :func:`set_hyperparameters` scales (where a group has them)."""
+
+
+def _base_values(group: dict[str, Any]) -> dict[str, Any]:
+    """The group's base hyperparameters, remembered under ``"legw_base"`` on first use."""
+    if "legw_base" not in group:
+        keys = _SCALED if "betas" in group else ("weight_decay",)  # LARS's eps is its trust
+        group["legw_base"] = {key: (list(group[key]) if key == "betas" else group[key])
+                              for key in keys if key in group}  # ratio's, not a moment's
+    return group["legw_base"]
+
+
+def set_hyperparameters(optimizer: Optimizer, k: float, lr_ratio: float,
+                        rule: str = "srr") -> list[Hyperparameters]:
+    """Write every param group's base betas, epsilon and weight decay scaled to a ``k``-fold
+    batch whose LR is ``lr_ratio`` times the base's (:func:`legw.hyper.scale_hyperparameters`;
+    ``rule="none"``: the base values). Returns each group's scaled values. A group without
+    betas (SGD, LARS: its ``eps`` guards the trust ratio, not a second moment) gets only its
+    decay scaled; a group with decay 0 keeps 0."""
+    scaled = []
+    for group in optimizer.param_groups:
+        base = _base_values(group)
+        betas = base.get("betas")
+        h = scale_hyperparameters(
+            Hyperparameters(betas=tuple(betas) if betas is not None else None,
+                            eps=base.get("eps"), weight_decay=base.get("weight_decay", 0.0)),
+            k, lr_ratio, rule)
+        if betas is not None:
+            group["betas"] = h.betas
+        if "eps" in base:
+            group["eps"] = h.eps
+        if "weight_decay" in base:
+            group["weight_decay"] = h.weight_decay
+        scaled.append(h)
+    return scaled
+
+
+def apply_hyperparameters(optimizer: Optimizer, recipe: Recipe,
+                          rule: str = "srr") -> list[Hyperparameters]:
+    """:func:`set_hyperparameters` at ``recipe``'s batch: ``k = B / B0`` and its LR ratio."""
+    return set_hyperparameters(optimizer, recipe.base.k(recipe.global_batch_size),
+                               recipe.lr_ratio, rule)
 
 
 _PAST_END_HINT = (
@@ -87,6 +141,11 @@ class LEGWScheduler(LRScheduler):
     default ``"interval": "epoch"``); ``scheduler.step()`` called before any optimizer step
     was counted (the hook does not see the optimizer's steps, or the steps were skipped).
 
+    **Other hyperparameters.** ``optimizer_scaling="srr"`` also scales each group's betas,
+    epsilon and weight decay to the recipe's batch (:func:`apply_hyperparameters`; the values
+    the optimizer was built with are the base's), again on :meth:`retarget` and
+    :meth:`load_state_dict`. The default ``"none"`` leaves them as built.
+
     **State.** :meth:`state_dict` holds plain data only (the step count and the recipe's
     defining fields), so ``torch.load(..., weights_only=True)`` reads it. Load the optimizer's
     state first, then the scheduler's: into a scheduler built for another recipe (e.g.
@@ -94,11 +153,18 @@ class LEGWScheduler(LRScheduler):
     does the same mid-run.
     """
 
-    def __init__(self, optimizer: Optimizer, recipe: Recipe, last_epoch: int = -1) -> None:
+    def __init__(self, optimizer: Optimizer, recipe: Recipe, last_epoch: int = -1,
+                 optimizer_scaling: str = "none") -> None:
         if not isinstance(recipe, Recipe):
             raise ValueError(f"recipe: expected a legw Recipe (BaseRecipe.scale(...)), "
                              f"got {type(recipe).__name__}")
+        if optimizer_scaling not in OPTIMIZER_SCALINGS:
+            raise ValueError(f"optimizer_scaling: choose from {', '.join(OPTIMIZER_SCALINGS)}, "
+                             f"got {optimizer_scaling!r}")
         self.recipe = recipe
+        self.optimizer_scaling = optimizer_scaling
+        if optimizer_scaling != "none":
+            apply_hyperparameters(optimizer, recipe, optimizer_scaling)
         self._taken = last_epoch + 1   # optimizer steps taken: the position
         self._seen = self._taken       # ... at the previous scheduler.step()
         self._counted = 0              # optimizer steps the hook has seen (not saved)
@@ -153,7 +219,7 @@ class LEGWScheduler(LRScheduler):
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_epoch": self._taken, "_step_count": self._step_count,
-                "recipe": self.recipe.to_dict()}
+                "recipe": self.recipe.to_dict(), "optimizer_scaling": self.optimizer_scaling}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the position; map it through the epoch if the saved recipe differs."""
@@ -163,6 +229,8 @@ class LEGWScheduler(LRScheduler):
             step = self.recipe.step_at_epoch(saved.epoch_at_step(step))
         self._step_count = state_dict.get("_step_count", 1)
         self._move_to(step)
+        if self.optimizer_scaling != "none":  # the optimizer's state may be another batch's
+            apply_hyperparameters(self.optimizer, self.recipe, self.optimizer_scaling)
 
     def retarget(self, recipe: Recipe) -> None:
         """Switch to ``recipe`` (e.g. the base recipe scaled to a new batch size) at the
@@ -172,6 +240,8 @@ class LEGWScheduler(LRScheduler):
         step = recipe.step_at_epoch(self.recipe.epoch_at_step(self._taken))
         self.recipe = recipe
         self._move_to(step)
+        if self.optimizer_scaling != "none":
+            apply_hyperparameters(self.optimizer, recipe, self.optimizer_scaling)
 
     def _move_to(self, step: int) -> None:
         self._taken = self._seen = self.last_epoch = step

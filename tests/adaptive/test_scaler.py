@@ -141,6 +141,8 @@ def test_refusals_name_the_argument_and_change_nothing():
         AdaptiveScaler(model, opt, base, 4, 2, 640)
     with pytest.raises(ValueError, match="max_grad_norm"):
         AdaptiveScaler(model, opt, base, 64, 8, 640, max_grad_norm=0.0)
+    with pytest.raises(ValueError, match="^optimizer_scaling: choose from none, srr"):
+        AdaptiveScaler(model, opt, base, 64, 8, 640, optimizer_scaling="adam")
     scaler = AdaptiveScaler(model, opt, base, 64, 8, 640)
     scaler.check_accumulation_steps(8, "accumulate_grad_batches")
     with pytest.raises(ValueError, match=r"accumulate_grad_batches: 4, but global_batch_size 64 "
@@ -161,6 +163,27 @@ def test_refusals_name_the_argument_and_change_nothing():
     assert torch.equal(model.weight, before) and scaler.tau == 0 and scaler.steps == 0
     with pytest.raises(RuntimeError, match="after_step: no before_step"):
         scaler.after_step()
+
+
+def test_srr_sets_adams_moments_at_each_steps_gain():
+    model = linear_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    base = BaseRecipe(base_batch_size=8, peak_lr=1e-3, warmup_epochs=0.0, epochs=2)
+    scaler = AdaptiveScaler(model, opt, base, 64, 8, 640, window=3, optimizer_scaling="srr")
+    gains = []
+    for step in range(6):
+        model.zero_grad(set_to_none=True)
+        for x in known_noise_micro_batches(step, 8, 8):
+            (model(x).mean() / 8).backward()
+        record = scaler.before_step()
+        gains.append(record["gain"])
+        g = record["gain"]
+        assert opt.param_groups[0]["betas"] == pytest.approx((max(0.5, 1 - 0.1 * g),
+                                                              1 - 0.001 * g))
+        assert opt.param_groups[0]["eps"] == pytest.approx(1e-8 / g ** 0.5)
+        opt.step()
+        scaler.after_step()
+    assert gains[0] == 1 and max(gains) > 2  # B_noise 80 over B0 8: the gain grows
 
 
 def test_state_dict_resumes_bit_identically():

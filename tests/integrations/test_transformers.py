@@ -1,6 +1,7 @@
 """HF Trainer (transformers 5) with ``optimizers=(LAMB, LEGWScheduler)``: a tiny GPT-2 built
 from its config, synthetic token data, gradient accumulation. The LR of every optimizer step is
-the recipe's, a resumed run continues with the same LRs and weights, and a recipe shorter than
+the recipe's (LAMB's betas and decay scaled to the batch, ``optimizer_scaling="srr"``), a
+resumed run continues with the same LRs, hyperparameters and weights, and a recipe shorter than
 the Trainer's loop (its default ``dataloader_drop_last=False``) gives a RecipeWarning. The
 adaptive rule's callback stops at the budget, logs its LR and resumes."""
 
@@ -32,7 +33,8 @@ def token_data(n: int) -> list[dict[str, torch.Tensor]]:
     return [{"input_ids": row, "labels": row} for row in ids]
 
 
-def fit(tmp_path, recipe, *, save_steps: int = 0, resume: str | None = None):
+def fit(tmp_path, recipe, *, save_steps: int = 0, resume: str | None = None,
+        optimizer_scaling: str = "none"):
     """One Trainer run; returns (LRs of the optimizer steps, final weights, trainer)."""
     config = transformers.GPT2Config(vocab_size=32, n_positions=8, n_embd=16, n_layer=1,
                                      n_head=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
@@ -40,7 +42,7 @@ def fit(tmp_path, recipe, *, save_steps: int = 0, resume: str | None = None):
     model = transformers.GPT2LMHeadModel(config)
     groups, _ = param_groups(model, weight_decay=1e-2)
     optimizer = LAMB(groups, lr=0.0)
-    scheduler = LEGWScheduler(optimizer, recipe)
+    scheduler = LEGWScheduler(optimizer, recipe, optimizer_scaling=optimizer_scaling)
     lrs = lr_recorder(optimizer)
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=MICRO,
@@ -56,12 +58,17 @@ def fit(tmp_path, recipe, *, save_steps: int = 0, resume: str | None = None):
 def test_trainer_lr_per_optimizer_step_and_resume(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RecipeWarning)
-        lrs, weights, trainer = fit(tmp_path / "full", RECIPE, save_steps=5)
+        lrs, weights, trainer = fit(tmp_path / "full", RECIPE, save_steps=5,
+                                    optimizer_scaling="srr")
         assert trainer.state.global_step == RECIPE.total_steps == 16
         assert lrs == RECIPE.lrs()
-        resumed_lrs, resumed, _ = fit(tmp_path / "resumed", RECIPE,
-                                      resume=str(tmp_path / "full" / "checkpoint-5"))
+        resumed_lrs, resumed, again = fit(tmp_path / "resumed", RECIPE, optimizer_scaling="srr",
+                                          resume=str(tmp_path / "full" / "checkpoint-5"))
     assert resumed_lrs == RECIPE.lrs()[5:]
+    for t in (trainer, again):  # k = 2: LAMB's betas 1 - 2 (1 - beta), decay x sqrt(2)
+        groups = t.optimizer.param_groups
+        assert all(g["betas"] == pytest.approx((0.8, 0.998)) for g in groups)
+        assert max(g["weight_decay"] for g in groups) == pytest.approx(1e-2 * 2 ** 0.5)
     for a, b in zip(resumed, weights):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 

@@ -5,9 +5,9 @@ import json
 import math
 
 import pytest
-import torch
-from helpers import make_mnist_dir
+from helpers import make_mnist_dir, read_jsonl
 
+from legw.training.checkpoint import list_checkpoints, load
 from legw.training.config import TrainConfig
 from legw.training.trainer import train
 
@@ -18,30 +18,57 @@ def _spec(**kw):
     return TrainConfig(**{**fields, **kw}).resolve(1)
 
 
-def test_srr_scales_adams_moments_epsilon_and_decay_at_k_4():
-    spec = _spec(optimizer_scaling="srr")
-    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
-    opt, _ = spec.build_optimizer(model, lr=1e-3)
-    decayed = [g for g in opt.param_groups if g["weight_decay"] > 0]
-    assert decayed[0]["betas"] == pytest.approx((0.6, 0.996))      # 1 - 4 (1 - beta)
-    assert decayed[0]["eps"] == pytest.approx(1e-8 / 2)             # / sqrt(4)
-    assert decayed[0]["weight_decay"] == pytest.approx(0.01 * 2)    # x k / sqrt(k)
-    plain, _ = _spec().build_optimizer(model, lr=1e-3)  # the default: only the LR moves
-    assert plain.param_groups[0]["betas"] == (0.9, 0.999)
-    assert max(g["weight_decay"] for g in plain.param_groups) == 0.01
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_mnist_dir(tmp_path_factory.mktemp("mnist"))  # 256 train samples
+
+
+def _groups(run_dir):
+    """The param groups of the run's last checkpoint's optimizer."""
+    return load(list_checkpoints(run_dir)[-1])["optimizer"]["param_groups"]
+
+
+def test_srr_scales_adams_moments_epsilon_and_decay_at_k_4(data, tmp_path):
+    spec = _spec(optimizer_scaling="srr").hyperparameters()
+    assert spec.betas == pytest.approx((0.6, 0.996))      # 1 - 4 (1 - beta)
+    assert spec.eps == pytest.approx(1e-8 / 2)             # / sqrt(4)
+    assert spec.weight_decay == pytest.approx(0.01 * 2)    # x k / sqrt(k)
     lamb = _spec(optimizer="lamb", optimizer_scaling="srr").hyperparameters()
     assert lamb.eps == pytest.approx(1e-6 / 2) and lamb.betas == pytest.approx((0.6, 0.996))
+    # what the trainer's optimizer holds: the base scaled once, the decay only where it decays
+    for rule, betas, decay in (("srr", (0.6, 0.996), 0.02), ("none", (0.9, 0.999), 0.01)):
+        train(TrainConfig(task="fashion-mnist-lstm", global_batch_size=64, base_batch_size=16,
+                          optimizer="adamw", base_lr=1e-3, weight_decay=0.01,
+                          optimizer_scaling=rule, epochs=1.0, max_steps=1, num_threads=1,
+                          quiet=True, data_dir=str(data), out_dir=str(tmp_path / rule)))
+        groups = _groups(tmp_path / rule)
+        assert all(g["betas"] == pytest.approx(betas) for g in groups)
+        assert sorted(g["weight_decay"] for g in groups) == pytest.approx([0.0, decay])
 
 
-def test_srr_is_refused_where_the_batch_changes_during_the_run():
-    with pytest.raises(ValueError, match="--optimizer-scaling: not yet with --scaling adaptive"):
-        _spec(optimizer_scaling="srr", scaling="adaptive", micro_batch_size=128)
-    with pytest.raises(ValueError, match="--optimizer-scaling: not yet"):
-        _spec(optimizer_scaling="srr", batch_ramp="seesaw")
+def test_adaptive_runs_and_ramps_scale_them_at_each_steps_effective_batch(data, tmp_path):
+    common = dict(task="fashion-mnist-lstm", base_batch_size=16, optimizer="adam",
+                  base_lr=1e-3, optimizer_scaling="srr", epochs=2.0, base_warmup_epochs=0.1,
+                  num_threads=1, quiet=True, data_dir=str(data))
+    train(TrainConfig(**common, global_batch_size=64, batch_ramp="16@0,32@1",
+                      micro_batch_size=16, out_dir=str(tmp_path / "ramp")))
+    # the last steps ran at 32 = 2 B0: 1 - 2 (1 - beta); checkpointed after them
+    assert _groups(tmp_path / "ramp")[0]["betas"] == pytest.approx((0.8, 0.998))
+    train(TrainConfig(**common, global_batch_size=64, scaling="adaptive", micro_batch_size=16,
+                      noise_window=3, out_dir=str(tmp_path / "adaptive")))
+    rows = [r for r in read_jsonl(tmp_path / "adaptive" / "metrics.jsonl") if r["kind"] == "train"]
+    gain = rows[-1]["gain"]  # the last step's gain set its betas
+    assert gain > 1
+    beta1, beta2 = _groups(tmp_path / "adaptive")[0]["betas"]
+    assert beta2 == pytest.approx(1 - gain * 0.001) and beta1 == pytest.approx(
+        max(0.5, 1 - gain * 0.1))
+    resolved = json.loads((tmp_path / "adaptive" / "config.json").read_text())["resolved"]
+    assert resolved["hyperparameters_per_step"] is True
+    assert resolved["hyperparameters"]["betas"] == [0.9, 0.999]  # the base, scaled per step
 
 
-def test_a_run_records_its_scaled_hyperparameters_and_resumes_only_with_the_same_rule(tmp_path):
-    data = make_mnist_dir(tmp_path / "data")
+def test_a_run_records_its_scaled_hyperparameters_and_resumes_only_with_the_same_rule(
+        data, tmp_path):
     config = TrainConfig(task="fashion-mnist-lstm", global_batch_size=64, base_batch_size=16,
                          optimizer="adam", base_lr=1e-3, optimizer_scaling="srr", epochs=1.0,
                          max_steps=2, num_threads=1, quiet=True, data_dir=str(data),

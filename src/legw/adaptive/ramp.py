@@ -230,6 +230,14 @@ class BatchRamp:
         return self.schedule.lr_at_epoch(self.epoch) * (self.current / self.start_batch
                                                          ) ** self.power
 
+    @property
+    def effective_scale(self) -> tuple[float, float]:
+        """``(k, lr_ratio)`` of the coming step for :mod:`legw.hyper`: ``k = B / B0`` and the
+        LR over the base's (the schedule's peak ratio at ``B_start`` times ``(B / B_start) **
+        p``)."""
+        return (self.current / self.base_batch,
+                self.schedule.lr_ratio * (self.current / self.start_batch) ** self.power)
+
     # --- the rule -------------------------------------------------------------------------
 
     def advance(self, samples: int, b_noise: float | None = None, gain: float = 1.0) -> None:

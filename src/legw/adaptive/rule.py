@@ -126,6 +126,13 @@ class AdaptiveSchedule:
         """The LR of the coming step: the base LR at ``tau`` times ``gain ** lr_power``."""
         return self.base.lr_at_step(self.tau) * self.gain ** self.lr_power
 
+    @property
+    def effective_scale(self) -> tuple[float, float]:
+        """``(k, lr_ratio)`` of the coming step for :mod:`legw.hyper`: a step at gain ``r``
+        makes ``r`` base steps of progress, so the other hyperparameters follow a batch of
+        ``r B0`` (``k = r``) whose LR is ``r ** lr_power`` times the base's."""
+        return self.gain, self.gain ** self.lr_power
+
     def set_gain(self, r: float) -> None:
         """The gain of the coming step (from the noise measured so far)."""
         k = self.batch_size / self.base.global_batch_size

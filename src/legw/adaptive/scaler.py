@@ -41,13 +41,18 @@ from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
 from legw.adaptive.ramp import BatchRamp, RampRule
 from legw.adaptive.rule import AdaptiveSchedule, default_lr_power, default_noise_window
-from legw.lr_scheduler import set_lr
+from legw.hyper import OPTIMIZER_SCALINGS
+from legw.lr_scheduler import set_hyperparameters, set_lr
 from legw.schedule import BaseRecipe
 
 
-def _check_loop_arguments(max_grad_norm: float | None, **sizes: Any) -> int:
+def _check_loop_arguments(max_grad_norm: float | None, optimizer_scaling: str,
+                          **sizes: Any) -> int:
     """The checks both scalers make on their arguments (``ValueError`` naming the argument);
     returns the world size."""
+    if optimizer_scaling not in OPTIMIZER_SCALINGS:
+        raise ValueError(f"optimizer_scaling: choose from {', '.join(OPTIMIZER_SCALINGS)}, "
+                         f"got {optimizer_scaling!r}")
     for name, v in sizes.items():
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name}: must be a positive integer, got {v!r}")
@@ -71,15 +76,19 @@ class AdaptiveScaler:
     micro-batches in all (the noise is measured between them). ``lr_power`` defaults by the
     optimizer's class (:func:`legw.adaptive.default_lr_power`: 0.5 for Adam-type, 1 else);
     ``window`` (steps the noise is averaged over) defaults to ``1000 * B0 / B``, at least 10;
-    ``max_grad_norm`` clips the global gradient norm after it is measured.
-    ``ValueError`` names the argument at fault.
+    ``max_grad_norm`` clips the global gradient norm after it is measured;
+    ``optimizer_scaling="srr"`` scales the optimizer's betas, epsilon and weight decay each step
+    to the gain's effective batch ``r B0`` (:mod:`legw.hyper`; the values the optimizer was built
+    with are the base's). ``ValueError`` names the argument at fault.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  base: BaseRecipe, global_batch_size: int, micro_batch_size: int,
                  dataset_size: int, *, lr_power: float | None = None, warmup: str = "legw",
-                 window: int | None = None, max_grad_norm: float | None = None) -> None:
-        world = _check_loop_arguments(max_grad_norm, global_batch_size=global_batch_size,
+                 window: int | None = None, max_grad_norm: float | None = None,
+                 optimizer_scaling: str = "none") -> None:
+        world = _check_loop_arguments(max_grad_norm, optimizer_scaling,
+                                      global_batch_size=global_batch_size,
                                       micro_batch_size=micro_batch_size,
                                       dataset_size=dataset_size)
         if global_batch_size % (micro_batch_size * world):
@@ -100,7 +109,7 @@ class AdaptiveScaler:
         self.schedule = AdaptiveSchedule.for_batch(base, global_batch_size, dataset_size,
                                                    lr_power, warmup)
         self.noise = OnlineNoiseScale(micro_batch_size, global_batch_size, window)
-        self.optimizer = optimizer
+        self.optimizer, self.optimizer_scaling = optimizer, optimizer_scaling
         self.accumulation_steps = global_batch_size // (micro_batch_size * world)
         self.steps = 0
         self._pending: tuple[float, dict[str, float]] | None = None  # from before_step
@@ -152,6 +161,9 @@ class AdaptiveScaler:
                                      f"{self.steps}: the run diverged")
         lr = self.schedule.lr()
         set_lr(self.optimizer, lr)
+        if self.optimizer_scaling != "none":
+            set_hyperparameters(self.optimizer, *self.schedule.effective_scale,
+                                self.optimizer_scaling)
         record = {"lr": lr, "gain": self.schedule.gain, "tau": self.schedule.tau,
                   "grad_norm": m.grad_norm}
         self._pending = (m.small_sq, record)
@@ -207,15 +219,17 @@ class RampScaler:
     ``seesaw`` or ``"B1@E1,B2@E2,..."``; the LR follows the batch as ``(B / B_start) **
     lr_power``, by default by the optimizer's class (1 for SGD and LARS, 0.5 for Adam-type).
     ``legw train --batch-ramp`` runs the same rule on the same meter (tested to agree step for
-    step). ``ValueError`` names the argument at fault.
+    step). ``optimizer_scaling="srr"`` scales the optimizer's betas, epsilon and weight decay
+    to each step's batch (:mod:`legw.hyper`). ``ValueError`` names the argument at fault.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  base: BaseRecipe, max_batch_size: int, micro_batch_size: int,
                  dataset_size: int, *, rule: str = "noise", factor: float = 1.0,
                  budget: str = "epochs", lr_power: float | None = None, window: int = 50,
-                 max_grad_norm: float | None = None) -> None:
-        world = _check_loop_arguments(max_grad_norm, max_batch_size=max_batch_size,
+                 max_grad_norm: float | None = None, optimizer_scaling: str = "none") -> None:
+        world = _check_loop_arguments(max_grad_norm, optimizer_scaling,
+                                      max_batch_size=max_batch_size,
                                       micro_batch_size=micro_batch_size,
                                       dataset_size=dataset_size)
         parsed = RampRule.parse(rule)
@@ -232,6 +246,7 @@ class RampScaler:
                                  f"first batch {self.ramp.start_batch}")
             self.noise = OnlineNoiseScale(micro_batch_size, max_batch_size, window)
         self.optimizer, self.micro_batch_size, self.world_size = optimizer, micro_batch_size, world
+        self.optimizer_scaling = optimizer_scaling
         self._pending: tuple[float | None, int, dict[str, float]] | None = None
         self.meter = NoiseMeter(model.parameters(), self.accumulation_steps,
                                 noise=self.noise is not None, max_grad_norm=max_grad_norm)
@@ -276,6 +291,9 @@ class RampScaler:
                                      f"{self.ramp.step}: the run diverged")
         lr = self.ramp.lr()
         set_lr(self.optimizer, lr)
+        if self.optimizer_scaling != "none":
+            set_hyperparameters(self.optimizer, *self.ramp.effective_scale,
+                                self.optimizer_scaling)
         record = {"lr": lr, "batch_size": batch, "grad_norm": m.grad_norm}
         self._pending = (m.small_sq, batch, record)
         return dict(record)

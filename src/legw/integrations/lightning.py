@@ -27,7 +27,8 @@ from legw.schedule import BaseRecipe
 
 class AdaptiveScaling(L.Callback):
     """Adaptive batch scaling under ``lightning.Trainer``; ``scaler_kwargs`` go to
-    :class:`~legw.AdaptiveScaler` (``lr_power``, ``warmup``, ``window``, ``max_grad_norm``).
+    :class:`~legw.AdaptiveScaler` (``lr_power``, ``warmup``, ``window``, ``max_grad_norm``,
+    ``optimizer_scaling``).
     ``records`` holds every step's record (LR, gain, position, noise)."""
 
     def __init__(self, base: BaseRecipe, global_batch_size: int, micro_batch_size: int,

@@ -36,7 +36,8 @@ from legw.schedule import BaseRecipe
 
 class AdaptiveScalingCallback(transformers.TrainerCallback, ExportableState):
     """Adaptive batch scaling under ``transformers.Trainer``; ``scaler_kwargs`` go to
-    :class:`~legw.AdaptiveScaler` (``lr_power``, ``warmup``, ``window``, ``max_grad_norm``).
+    :class:`~legw.AdaptiveScaler` (``lr_power``, ``warmup``, ``window``, ``max_grad_norm``,
+    ``optimizer_scaling``).
     ``records`` holds every step's record (LR, gain, position, noise). ``base`` may be given
     as :meth:`BaseRecipe.to_dict`'s dict (how the Trainer rebuilds the callback on resume)."""
 

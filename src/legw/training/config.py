@@ -362,10 +362,6 @@ class TrainConfig:
         if ramp is not None:  # the LR rule of a ramp knows the optimizer (legw.adaptive.ramp)
             ramp_power = (default_lr_power(optimizer) if self.scaling is None
                           else scaling_power(self.scaling))
-        if self.optimizer_scaling != "none" and (adaptive or ramp is not None):
-            raise ValueError("--optimizer-scaling: not yet with --scaling adaptive or "
-                             "--batch-ramp, whose batch or effective batch changes during the "
-                             "run; use it with sqrt or linear scaling at a fixed batch")
         if ramp is not None and self.ramp_budget == "tau" and source is None:
             raise ValueError("--ramp-budget tau: counts each step's gain from the gradient "
                              "noise, measured from two or more micro-gradients a step: keep "

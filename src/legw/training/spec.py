@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from legw.training.config import TrainConfig
 
 MOMENTUM_OPTIMIZERS = ("sgd", "lars")
+"""Optimizers that take ``momentum`` (the Adam family has its own betas)."""
 MOMENT_OPTIMIZERS = {"adam": 1e-8, "adamw": 1e-8, "lamb": 1e-6}
 """Optimizers with Adam's moments (betas) and epsilon, and their default epsilon."""
-"""Optimizers that take ``momentum`` (the Adam family has its own betas)."""
 
 
 @dataclass(frozen=True)
@@ -93,38 +93,51 @@ class RunSpec:
         """The LR rule: ``adaptive`` or the base recipe's."""
         return "adaptive" if self.is_adaptive else self.base.scaling
 
-    def hyperparameters(self) -> Any:
-        """The optimizer's batch-dependent hyperparameters at this run's batch
-        (:class:`legw.hyper.Hyperparameters`): the base values (torch's betas and epsilon,
-        the weight decay) scaled by ``--optimizer-scaling`` with ``k = B / B0`` and the LR rule's
-        ratio."""
-        from legw.hyper import Hyperparameters, scale_hyperparameters
+    def base_hyperparameters(self) -> Any:
+        """The optimizer's batch-dependent hyperparameters as tuned at ``B0``
+        (:class:`legw.hyper.Hyperparameters`): torch's betas and epsilon, the weight decay."""
+        from legw.hyper import Hyperparameters
 
         moments = self.optimizer in MOMENT_OPTIMIZERS
-        base = Hyperparameters(betas=(0.9, 0.999) if moments else None,
+        return Hyperparameters(betas=(0.9, 0.999) if moments else None,
                                eps=MOMENT_OPTIMIZERS.get(self.optimizer),
                                weight_decay=self.weight_decay)
+
+    @property
+    def scales_per_step(self) -> bool:
+        """The hyperparameters follow each step's effective batch (the adaptive gain, a ramp's
+        batch) instead of being set once for the run's batch."""
+        return self.optimizer_scaling != "none" and (self.is_adaptive
+                                                     or self.batch_ramp is not None)
+
+    def hyperparameters(self) -> Any:
+        """The optimizer's batch-dependent hyperparameters at this run's batch: the base values
+        scaled by ``--optimizer-scaling`` with ``k = B / B0`` and the LR rule's ratio (an
+        adaptive run or a ramp: the base values, scaled each step instead)."""
+        from legw.hyper import scale_hyperparameters
+
+        if self.scales_per_step:
+            return self.base_hyperparameters()
         b, b0 = self.global_batch_size, self.base.base_batch_size
-        return scale_hyperparameters(base, b / b0, self.base.scaled_peak_lr(b) /
-                                     self.base.peak_lr, self.optimizer_scaling)
+        return scale_hyperparameters(self.base_hyperparameters(), b / b0,
+                                     self.base.scaled_peak_lr(b) / self.base.peak_lr,
+                                     self.optimizer_scaling)
 
     def optimizer_kwargs(self) -> dict[str, Any]:
         """Hyperparameters :func:`legw.optim.build_optimizer` takes besides the LR and the
-        groups: momentum for SGD and LARS; betas and epsilon of Adam-type optimizers when
-        ``--optimizer-scaling`` scales them."""
+        groups: momentum for SGD and LARS. The Adam family is built with torch's betas and
+        epsilon, the base values :mod:`legw.hyper` scales in the trainer."""
         if self.optimizer in MOMENTUM_OPTIMIZERS:
             return {"momentum": self.momentum}
-        if self.optimizer_scaling != "none" and self.optimizer in MOMENT_OPTIMIZERS:
-            h = self.hyperparameters()
-            return {"betas": h.betas, "eps": h.eps}
         return {}
 
     def build_optimizer(self, model: Any, lr: float) -> tuple[Any, Any]:
-        """``(optimizer, param report)`` for ``model``: decay and the trust ratio excluded from
-        bias and normalisation parameters (:func:`legw.optim.param_groups`)."""
+        """``(optimizer, param report)`` for ``model`` with the base hyperparameters: decay and
+        the trust ratio excluded from bias and normalisation parameters
+        (:func:`legw.optim.param_groups`)."""
         from legw.optim import build_optimizer, param_groups
 
-        groups, report = param_groups(model, self.hyperparameters().weight_decay)
+        groups, report = param_groups(model, self.weight_decay)
         return build_optimizer(self.optimizer, groups, lr=lr, **self.optimizer_kwargs()), report
 
     def recipe(self, dataset_size: int) -> Recipe:
@@ -189,7 +202,8 @@ class RunSpec:
                 "adaptive_warmup": self.adaptive_warmup, "run_dir": self.run_dir,
                 "batch_ramp": None if self.batch_ramp is None else str(self.batch_ramp),
                 "optimizer_scaling": self.optimizer_scaling,
-                "hyperparameters": self.hyperparameters().to_dict()}
+                "hyperparameters": self.hyperparameters().to_dict(),
+                "hyperparameters_per_step": self.scales_per_step}
 
     def check_resume(self, saved_config: dict[str, Any], saved_recipe: dict[str, Any],
                      source: str) -> None:

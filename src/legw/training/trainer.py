@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
 from legw.io import check_writable_dir, remove_temporaries
-from legw.lr_scheduler import apply_recipe, set_lr
+from legw.lr_scheduler import apply_hyperparameters, apply_recipe, set_hyperparameters, set_lr
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, RampBatches, StreamBatches, stream_steps_per_epoch
@@ -134,6 +134,7 @@ class _Trainer:
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer, self.param_report = spec.build_optimizer(
             self.model, self.ramp.lr() if self.ramp else self.recipe.lr_at_step(0))
+        self._scale_hyperparameters()
         self.meter = NoiseMeter(self.model.parameters(), self.accum,
                                 noise=spec.noise_source is not None,
                                 max_grad_norm=spec.clip_grad_norm, fsdp_modules=self.fsdp)
@@ -179,6 +180,7 @@ class _Trainer:
                 self.model.load_state_dict(state["model"])
                 self.optimizer.load_state_dict(state["optimizer"])
             match_param_layout(self.optimizer)  # a resume may switch --channels-last
+            self._scale_hyperparameters()  # from the saved base values: another batch's
         except (RuntimeError, KeyError, ValueError) as e:
             raise ValueError(f"--resume: {path} does not fit this run's model and optimizer "
                              f"({type(e).__name__}); train into a new --out") from None
@@ -239,6 +241,13 @@ class _Trainer:
             state.update(model=self.model.state_dict(), optimizer=self.optimizer.state_dict())
             checkpoint.save(self.run_dir, state, self.pos.step, self.config.keep_checkpoints)
         dist.barrier()
+
+    def _scale_hyperparameters(self) -> None:
+        """``--optimizer-scaling`` at a fixed batch: the optimizer's betas, epsilon and decay
+        scaled once to the run's batch (an adaptive run or a ramp: each step, _schedule)."""
+        rule = self.spec.optimizer_scaling
+        if rule != "none" and not self.spec.scales_per_step:
+            apply_hyperparameters(self.optimizer, self.recipe, rule)
 
     def _wall(self) -> float:
         return self.wall_before + time.perf_counter() - self.t0
@@ -392,6 +401,9 @@ class _Trainer:
         else:
             return apply_recipe(self.optimizer, self.recipe, self.pos.step), self.B, self.accum
         set_lr(self.optimizer, lr)
+        if self.spec.scales_per_step:  # betas, epsilon, decay at the step's effective batch
+            set_hyperparameters(self.optimizer, *(self.ramp or self.adaptive).effective_scale,
+                                self.spec.optimizer_scaling)
         return lr, batch, accum
 
     def _advance_ramp(self, batch: int) -> dict[str, Any]:
