@@ -21,7 +21,7 @@ from legw.commands._study import (
 from legw.experiments.launcher import LAUNCH_FIELDS, RUN_OVERRIDES
 
 SWEEP_FIELDS = ("batch_sizes", "methods", "seeds")
-LR_OPTIMIZERS = ("adam", "lars", "lamb")
+LR_OPTIMIZERS = ("adam", "adamw", "lars", "lamb")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

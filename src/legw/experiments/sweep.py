@@ -46,8 +46,10 @@ METHODS: dict[str, dict[str, Any]] = {
     # the batch grows during training up to B (legw.adaptive.ramp): with the noise, by Seesaw
     "ramp": {"batch_ramp": "noise"},
     "seesaw": {"batch_ramp": "seesaw"},
-    # other optimizers with sqrt + LEGW; base LR from --adam-lr / --lars-lr / --lamb-lr
+    # other optimizers with sqrt + LEGW; base LR from --adam-lr / --adamw-lr / --lars-lr /
+    # --lamb-lr
     "adam": {"optimizer": "adam", **schedule.METHODS["legw"]},
+    "adamw": {"optimizer": "adamw", **schedule.METHODS["legw"]},
     "lars": {"optimizer": "lars", **schedule.METHODS["legw"]},
     "lamb": {"optimizer": "lamb", **schedule.METHODS["legw"]},
 }
@@ -67,7 +69,7 @@ class SweepSpec(LaunchOptions):
     """Global batch sizes to train at."""
     methods: list[str] = field(metadata=flag(metavar="M"))
     """Scaling methods: legw (sqrt + LEGW), linear (linear + constant-epoch warmup),
-    sqrt-nowarmup, unscaled, adam / lars / lamb (sqrt + LEGW), adaptive (the gain from the
+    sqrt-nowarmup, unscaled, adam / adamw / lars / lamb (sqrt + LEGW), adaptive (the gain from the
     gradient noise; needs --micro-batch-size), ramp / seesaw (the batch grows from the base to
     B: with the measured noise, or where the schedule halves the LR) (default: legw linear
     sqrt-nowarmup)."""
@@ -76,7 +78,7 @@ class SweepSpec(LaunchOptions):
     overrides: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields applied to every run (the base recipe, epochs, max_steps, ...)."""
     optimizer_lrs: dict[str, float] = field(default_factory=dict)
-    """Base LR (at the base batch) per optimizer of the adam / lars / lamb methods."""
+    """Base LR (at the base batch) per optimizer of the adam / adamw / lars / lamb methods."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Study 13: every hyperparameter the batch touches (--optimizer-scaling srr: Adam/AdamW/LAMB betas
+# 1 - k (1 - beta), eps / sqrt(k), weight decay x k / sqrt(k); legw.hyper) against the LR rule
+# alone, on the Fashion-MNIST LSTM with each optimizer's base tuned at 128 (study 8: Adam LR
+# 0.008; LAMB 0.01, wd 0.01; AdamW: Adam's LR with wd 0.01, not tuned separately).
+# Phases, most decisive first (the goal is Adam at 8192, 25 epochs); every sweep and run is
+# resumable: rerun the script to continue where it stopped (finished runs are skipped).
+#   1  srr at 8192, 25 and 10 epochs (Adam's are records/hyper)       AdamW, LAMB
+#   2  srr under --scaling adaptive at 8192 (the gain's effective batch), Adam, AdamW, LAMB
+#   3  LR-only and srr at 1024 and 4096, 10 and 25 epochs; AdamW's LR-only at 8192 and base
+#   4  second seed at 8192 (LR-only and srr, 10 and 25 epochs)
+# Adam's srr at 8192 (phase 3) resumes records/hyper's runs if they are copied to OUT first.
+# One thread, one run at a time. Usage: bash scripts/reproduce_hyper.sh [OUT_DIR] [PHASE...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LEGW="${LEGW_VENV:-.venv}/bin/legw"
+R=${1:-runs/reproduce/hyper}
+shift || true
+PHASES=${*:-1 2 3 4}
+T=fashion-mnist-lstm
+COMMON=(--base-warmup-epochs 0.1 --micro-batch-size 512 --jobs 1 --threads 1)
+LRS=(--adam-lr 0.008 --adamw-lr 0.008 --lamb-lr 0.01)
+sweep() {  # sweep OUT METHOD SCALING EPOCHS SEEDS BATCHES...
+    local out=$1 method=$2 scaling=$3 epochs=$4 seeds=$5; shift 5
+    local wd=(); [ "$method" = adam ] || wd=(--weight-decay 0.01)
+    "$LEGW" sweep "$T" --out "$R/$out" --methods "$method" "${LRS[@]}" "${wd[@]}" \
+        --batch-sizes "$@" --epochs "$epochs" --seeds $seeds --optimizer-scaling "$scaling" \
+        "${COMMON[@]}"
+}
+adaptive() {  # adaptive OPTIMIZER LR
+    local wd=(); [ "$1" = adam ] || wd=(--weight-decay 0.01)
+    "$LEGW" train "$T" --out "$R/adaptive-srr/$1-b8192" --optimizer "$1" --base-lr "$2" "${wd[@]}" \
+        --batch-size 8192 --base-batch-size 128 --epochs 10 --base-warmup-epochs 0.1 \
+        --scaling adaptive --micro-batch-size 512 --optimizer-scaling srr --threads 1 --resume
+}
+for phase in $PHASES; do
+    case $phase in
+        1) for ep in 25 10; do for m in adamw lamb; do
+               sweep "$m-srr-${ep}ep" "$m" srr "$ep" 0 8192; done; done ;;
+        2) adaptive adam 0.008; adaptive adamw 0.008; adaptive lamb 0.01 ;;
+        3) for ep in 25 10; do
+               for m in adam lamb; do sweep "$m-lr-${ep}ep" "$m" none "$ep" 0 1024 4096; done
+               sweep "adamw-lr-${ep}ep" adamw none "$ep" 0 128 1024 4096 8192
+               for m in adam adamw lamb; do sweep "$m-srr-${ep}ep" "$m" srr "$ep" 0 1024 4096 8192
+           done; done ;;
+        4) for ep in 25 10; do for m in adam adamw lamb; do
+               sweep "$m-srr-${ep}ep-seed1" "$m" srr "$ep" 1 8192
+               sweep "$m-lr-${ep}ep-seed1" "$m" none "$ep" 1 8192
+           done; done ;;
+        *) echo "reproduce_hyper.sh: PHASE must be 1-4, got '$phase'" >&2; exit 2 ;;
+    esac
+done
