@@ -166,3 +166,12 @@ def test_the_rules_at_the_largest_batch_and_the_recommended_one():
     assert below["recommended"] == "legw"  # equal epochs suffice below the critical batch
     text = "\n".join(planner.format_rules(plan))
     assert "recommended rule: --batch-ramp noise" in text and "its batch from epoch: 32@0" in text
+
+
+def test_a_token_stream_ramp_is_planned_with_one_batch_an_epoch():
+    plan = planner.rule_plan(flat(1000.0), BASE, 6400, 1024, 8, lambda b: 0.01, streams=True)
+    ramp = plan["rules"]["ramp"]["ramp"]  # (epoch, batch) where it changes: epoch boundaries
+    assert [b for _, b in ramp] == [32, 64, 128, 256, 512, 992]
+    assert [e for e, _ in ramp] == [0, 1, 2, 3, 4, 5]
+    # 10 epochs; one at 992 streams reads 6 x 992 of its 6400 windows (the tail is dropped)
+    assert 9.5 < plan["rules"]["ramp"]["epochs"] < 10.0

@@ -139,11 +139,12 @@ class PlanRow:
 def make_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, *,
               batch_sizes: Sequence[int] | None, workers: Sequence[int], model_bytes: float,
               compute_time: Callable[[float], float], latency: float = DEFAULT_LATENCY,
-              bandwidth: float = TEN_GBE_BANDWIDTH, cost_limit: float | None = None
-              ) -> dict[str, Any]:
+              bandwidth: float = TEN_GBE_BANDWIDTH, cost_limit: float | None = None,
+              streams: bool = False) -> dict[str, Any]:
     """Every ``(B, p)``: epochs and steps to match the base run, the LEGW recipe for that
     budget, wall time and worker-hours; the recommendation; warnings. JSON-able.
-    ``batch_sizes`` defaults to the base batch x 1, 2, 4, ... 64."""
+    ``batch_sizes`` defaults to the base batch x 1, 2, 4, ... 64. ``streams``: a token-stream
+    task, whose ramps change the batch at epoch boundaries only."""
     batch_sizes = batch_sizes or [base.base_batch_size * 2 ** k for k in range(7)]
     scaling, skipped = predict_scaling(batch_sizes, workers, model_bytes=model_bytes,
                                        dataset_size=dataset_size, compute_time=compute_time,
@@ -191,13 +192,13 @@ def make_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, *,
             "rows": [r.to_dict() for r in rows], "skipped": skipped,
             "recommended": best.to_dict() if best else None, "warnings": warnings,
             "rules": _rules_at_largest(profile, base, dataset_size, rows, scaling, model_bytes,
-                                       compute_time, latency, bandwidth)}
+                                       compute_time, latency, bandwidth, streams)}
 
 
 def _rules_at_largest(profile: NoiseProfile, base: BaseRecipe, dataset_size: int,
                       rows: list[PlanRow], scaling: list[Any], model_bytes: float,
                       compute_time: Callable[[float], float], latency: float,
-                      bandwidth: float) -> dict[str, Any]:
+                      bandwidth: float, streams: bool = False) -> dict[str, Any]:
     """:func:`rule_plan` at the largest batch planned, on the most workers planned for it."""
     from legw.analysis.comm import ring_allreduce_time
 
@@ -205,7 +206,7 @@ def _rules_at_largest(profile: NoiseProfile, base: BaseRecipe, dataset_size: int
     p = max(r.workers for r in rows if r.global_batch_size == largest)
     comm = ring_allreduce_time(p, model_bytes, latency=latency, bandwidth=bandwidth)
     return rule_plan(profile, base, dataset_size, largest, p,
-                     lambda b: compute_time(b / p) + comm)
+                     lambda b: compute_time(b / p) + comm, streams)
 
 
 HELD = {
@@ -222,7 +223,8 @@ HELD = {
 
 
 def rule_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, batch_size: int,
-              workers: int, step_time: Callable[[float], float]) -> dict[str, Any]:
+              workers: int, step_time: Callable[[float], float],
+              streams: bool = False) -> dict[str, Any]:
     """The rules that train at (or up to) ``batch_size``, side by side: optimizer steps,
     epochs of samples and wall time on ``workers`` (``step_time(B)``: one step at global batch
     B), each rule's batch for a ramp, and the recommendation: the fastest rule legw measured
@@ -232,7 +234,9 @@ def rule_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, batch_
     The noise ramp is walked by its own rule (:class:`legw.adaptive.ramp.BatchRamp`) with
     ``B_noise`` read from the profile at each step's position; adaptive's steps integrate the
     gain ``r = (1 + B_noise/B0) / (1 + B_noise/B)`` over the base run (``tau`` advances by
-    ``r`` a step); each step's batch is spread over all ``workers`` (the time model)."""
+    ``r`` a step); each step's batch is spread over all ``workers`` (the time model). With
+    ``streams`` (token streams) a ramp's batch changes only at epoch boundaries, an epoch being
+    ``dataset_size // B`` steps (its windows over the streams)."""
     from legw.adaptive.ramp import BatchRamp, RampRule
 
     b0, n, epochs = base.base_batch_size, dataset_size, base.epochs
@@ -258,7 +262,8 @@ def rule_plan(profile: NoiseProfile, base: BaseRecipe, dataset_size: int, batch_
         count += 1
     add("adaptive", [batch_size] * count, count * batch_size)
     for name, rule in (("ramp", "noise"), ("seesaw", "seesaw")):
-        walk = BatchRamp(base, RampRule.parse(rule), batch_size, unit, n)
+        walk = BatchRamp(base, RampRule.parse(rule), batch_size, unit, n,
+                         epoch_steps=(lambda b: max(1, n // b)) if streams else None)
         batches, changes = [], []
         while not walk.done:
             b = walk.batch

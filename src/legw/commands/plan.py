@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
 def plan(spec: PlanSpec) -> int:
     from legw.analysis import planner
     from legw.io import atomic_write_json
+    from legw.tasks import get_task
 
     rate = spec.given_compute_time()
     if spec.from_run:
@@ -123,7 +124,8 @@ def plan(spec: PlanSpec) -> int:
     result = planner.make_plan(profile, base, dataset_size, batch_sizes=spec.batch_sizes,
                                workers=spec.workers, model_bytes=model_bytes,
                                compute_time=compute_time, latency=latency,
-                               bandwidth=bandwidth, cost_limit=spec.cost_limit)
+                               bandwidth=bandwidth, cost_limit=spec.cost_limit,
+                               streams=get_task(task).kind == "text")
     result.update(task=task, throughput=rate_source,
                   noise_source=spec.from_run or str(spec.measurement_dir()))
     atomic_write_json(spec.out, result)
