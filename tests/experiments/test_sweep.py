@@ -118,8 +118,8 @@ def test_continuing_a_missing_sweep_asks_for_a_task(tmp_path, capsys):
 def test_methods_set_the_rules_and_micro_batch_cap():
     fixed = [m for m in METHODS if m not in ("ramp", "seesaw")]
     spec = SweepSpec(task="fashion-mnist-lstm", batch_sizes=[128, 4096],
-                     methods=fixed, optimizer_lrs={"adam": 1e-3, "lars": 1.0,
-                                                   "lamb": 0.01},
+                     methods=fixed, optimizer_lrs={"adam": 1e-3, "adamw": 2e-3,
+                                                   "lars": 1.0, "lamb": 0.01},
                      micro_batch_size=1024, overrides={"epochs": 3.0})
     from pathlib import Path
 
@@ -131,6 +131,7 @@ def test_methods_set_the_rules_and_micro_batch_cap():
     assert runs["sqrt-nowarmup b=128 s=0"].resolve().base.warmup == "none"
     adam = runs["adam b=4096 s=0"]
     assert (adam.optimizer, adam.base_lr, adam.resolve().base.warmup) == ("adam", 1e-3, "legw")
+    assert (runs["adamw b=128 s=0"].optimizer, runs["adamw b=128 s=0"].base_lr) == ("adamw", 2e-3)
     assert runs["legw b=4096 s=0"].micro_batch_size == 1024
     assert runs["legw b=128 s=0"].micro_batch_size is None  # min(B, cap) = B
     assert runs["lamb b=128 s=0"].out_dir == "d/runs/lamb-b128-s0"
