@@ -9,27 +9,28 @@
 #   2  srr under --scaling adaptive at 8192 (the gain's effective batch), Adam, AdamW, LAMB
 #   3  LR-only and srr at 1024 and 4096, 10 and 25 epochs; AdamW's LR-only at 8192 and base
 #   4  second seed at 8192 (LR-only and srr, 10 and 25 epochs)
-# Adam's srr at 8192 (phase 3) resumes records/hyper's runs if they are copied to OUT first.
-# One thread, one run at a time. Usage: bash scripts/reproduce_hyper.sh [OUT_DIR] [PHASE...]
+# One thread, one run at a time.
+# Usage: [PHASES="1 2"] bash scripts/reproduce_hyper.sh [OUT_DIR]   (default: all four phases)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LEGW="${LEGW_VENV:-.venv}/bin/legw"
 R=${1:-runs/reproduce/hyper}
-shift || true
-PHASES=${*:-1 2 3 4}
+PHASES=${PHASES:-1 2 3 4}
 T=fashion-mnist-lstm
 COMMON=(--base-warmup-epochs 0.1 --micro-batch-size 512 --jobs 1 --threads 1)
-LRS=(--adam-lr 0.008 --adamw-lr 0.008 --lamb-lr 0.01)
+declare -A LR=([adam]=0.008 [adamw]=0.008 [lamb]=0.01)
 sweep() {  # sweep OUT METHOD SCALING EPOCHS SEEDS BATCHES...
     local out=$1 method=$2 scaling=$3 epochs=$4 seeds=$5; shift 5
-    local wd=(); [ "$method" = adam ] || wd=(--weight-decay 0.01)
-    "$LEGW" sweep "$T" --out "$R/$out" --methods "$method" "${LRS[@]}" "${wd[@]}" \
+    local wd=(); [ "$method" = adam ] || wd=(--weight-decay 0.01)  # study 8: Adam without
+    "$LEGW" sweep "$T" --out "$R/$out" --methods "$method" "--$method-lr" "${LR[$method]}" \
+        ${wd[@]+"${wd[@]}"} \
         --batch-sizes "$@" --epochs "$epochs" --seeds $seeds --optimizer-scaling "$scaling" \
         "${COMMON[@]}"
 }
 adaptive() {  # adaptive OPTIMIZER LR
     local wd=(); [ "$1" = adam ] || wd=(--weight-decay 0.01)
-    "$LEGW" train "$T" --out "$R/adaptive-srr/$1-b8192" --optimizer "$1" --base-lr "$2" "${wd[@]}" \
+    "$LEGW" train "$T" --out "$R/adaptive-srr/$1-b8192" --optimizer "$1" --base-lr "$2" \
+        ${wd[@]+"${wd[@]}"} \
         --batch-size 8192 --base-batch-size 128 --epochs 10 --base-warmup-epochs 0.1 \
         --scaling adaptive --micro-batch-size 512 --optimizer-scaling srr --threads 1 --resume
 }

@@ -56,11 +56,12 @@ def test_the_scheduler_scales_at_build_retarget_and_load_into_another_batch():
     assert opt.param_groups[0]["betas"] == pytest.approx((0.96, 0.996))
     state, opt_state = sched.state_dict(), opt.state_dict()
     assert state["optimizer_scaling"] == "srr"
-    # a checkpoint of the 512 run resumed at 1024: rescaled from the base it carries
+    # a checkpoint of the 512 run resumed at 1024 (built, then loaded: the frameworks' order)
     fresh = _adamw()
-    fresh.load_state_dict(opt_state)
     again = LEGWScheduler(fresh, BASE.scale(1024, 60_000), optimizer_scaling="srr")
-    again.load_state_dict(state)
+    fresh.load_state_dict(opt_state)  # the 512 run's scaled values and the base it carries
+    assert fresh.param_groups[0]["betas"] == pytest.approx((0.96, 0.996))
+    again.load_state_dict(state)  # rescaled from that base for 1024
     assert fresh.param_groups[0]["betas"] == pytest.approx((0.92, 0.992))
     assert fresh.param_groups[0]["eps"] == pytest.approx(1e-8 / math.sqrt(8))
     # the default leaves the optimizer as built

@@ -16,8 +16,10 @@ from legw.schedule import BaseRecipe, Recipe, RecipeWarning
 _LAZY = {
     "AdaptiveScaler": "legw.adaptive.scaler",
     "LEGWScheduler": "legw.lr_scheduler",
+    "apply_hyperparameters": "legw.lr_scheduler",
     "apply_recipe": "legw.lr_scheduler",
     "ema_model": "legw.ema",
+    "set_hyperparameters": "legw.lr_scheduler",
     "set_lr": "legw.lr_scheduler",
 }
 

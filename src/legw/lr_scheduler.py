@@ -57,8 +57,9 @@ _SCALED = ("betas", "eps", "weight_decay")
 """The param-group keys :func:`set_hyperparameters` scales (where a group has them)."""
 
 
-def _base_values(group: dict[str, Any]) -> dict[str, Any]:
-    """The group's base hyperparameters, remembered under ``"legw_base"`` on first use."""
+def base_values(group: dict[str, Any]) -> dict[str, Any]:
+    """The group's base hyperparameters (betas, epsilon, weight decay as the optimizer was
+    built), remembered under ``"legw_base"`` on first use."""
     if "legw_base" not in group:
         keys = _SCALED if "betas" in group else ("weight_decay",)  # LARS's eps is its trust
         group["legw_base"] = {key: (list(group[key]) if key == "betas" else group[key])
@@ -75,7 +76,7 @@ def set_hyperparameters(optimizer: Optimizer, k: float, lr_ratio: float,
     decay scaled; a group with decay 0 keeps 0."""
     scaled = []
     for group in optimizer.param_groups:
-        base = _base_values(group)
+        base = base_values(group)
         betas = base.get("betas")
         h = scale_hyperparameters(
             Hyperparameters(betas=tuple(betas) if betas is not None else None,

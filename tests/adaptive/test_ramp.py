@@ -177,3 +177,22 @@ def test_token_streams_change_their_batch_only_at_epoch_boundaries():
     assert (again.epochs_done, again.in_epoch, again.batch) == (3, 0, 256)
     with pytest.raises(ValueError, match="^--batch-ramp: token streams .* whole epochs"):
         BatchRamp(base, RampRule.parse("32@0,64@1.5"), 512, 32, 6400, epoch_steps=_stream_steps)
+
+
+def test_a_token_stream_ramp_keeps_its_streams_on_a_resume_mid_epoch():
+    base = _base(decay="constant", milestones=(), epochs=3.0)
+
+    def ramp(unit):
+        return BatchRamp(base, RampRule.parse("32@0,96@1"), 512, unit, _stream_steps(32) * 32,
+                         epoch_steps=_stream_steps)
+
+    cut = ramp(16)
+    for _ in range(_stream_steps(32) + 5):  # 5 steps into epoch 1, at 96 streams
+        cut.advance(cut.batch)
+    state = cut.state_dict()
+    again = ramp(32)  # other ranks whose unit divides 96: the same streams
+    again.load_state_dict(state)
+    assert (again.batch, again.in_epoch, again.epochs_done) == (96, 5, 1)
+    state["batch"] = 80  # a noise ramp's batch of 5 units of 16, on ranks whose unit is 32
+    with pytest.raises(ValueError, match="^--resume: a token-stream ramp stopped mid-epoch at 80"):
+        ramp(32).load_state_dict(state)  # 80 streams would become 96 mid-epoch

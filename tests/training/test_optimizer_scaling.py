@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+import torch
 from helpers import make_mnist_dir, read_jsonl
 
 from legw.training.checkpoint import list_checkpoints, load
@@ -81,3 +82,21 @@ def test_a_run_records_its_scaled_hyperparameters_and_resumes_only_with_the_same
     with pytest.raises(ValueError, match="--optimizer-scaling: 'none' differs from 'srr'"):
         train(TrainConfig(**{**config.to_dict(), "optimizer_scaling": "none", "resume": True,
                              "max_steps": 4}))
+
+
+def test_a_resume_rescales_from_the_runs_own_base_values(data, tmp_path):
+    common = dict(task="fashion-mnist-lstm", base_batch_size=16, optimizer="adamw",
+                  base_lr=1e-3, weight_decay=0.01, optimizer_scaling="srr", epochs=2.0,
+                  num_threads=1, quiet=True, data_dir=str(data), out_dir=str(tmp_path / "run"))
+    train(TrainConfig(**common, global_batch_size=32, max_steps=2))
+    ckpt = list_checkpoints(tmp_path / "run")[-1]
+    state = load(ckpt)
+    for group in state["optimizer"]["param_groups"]:  # as saved before legw_base existed
+        del group["legw_base"]
+    torch.save(state, ckpt)
+    # resumed at 64 (an elastic resume): k = 4 from the base, not from k = 2's values
+    train(TrainConfig(**common, global_batch_size=64, max_steps=4, resume=True))
+    groups = _groups(tmp_path / "run")
+    assert all(g["betas"] == pytest.approx((0.6, 0.996)) for g in groups)
+    assert sorted(g["weight_decay"] for g in groups) == pytest.approx([0.0, 0.02])
+    assert all(g["eps"] == pytest.approx(1e-8 / 2) for g in groups)

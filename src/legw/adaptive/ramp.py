@@ -298,7 +298,8 @@ class BatchRamp:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state``; a resume on another number of ranks keeps the batch, rounded
-        up to this run's unit (at most ``max_batch``)."""
+        up to this run's unit (at most ``max_batch``) -- token streams mid-epoch only if it
+        stays the same, else ``ValueError`` (their epoch is cut into that many streams)."""
         if state["rule"] != str(self.rule):
             raise ValueError(f"--batch-ramp: the checkpoint's ramp is {state['rule']!r}, this "
                              f"run's {str(self.rule)!r}")
@@ -310,4 +311,9 @@ class BatchRamp:
         self.epochs_done = int(state.get("epochs_done", 0))
         self.in_epoch = int(state.get("in_epoch", 0))
         batch = -(-int(state["batch"]) // self.unit) * self.unit
-        self.current = max(self.start_batch, min(batch, self._units(self.max_batch)))
+        batch = max(self.start_batch, min(batch, self._units(self.max_batch)))
+        if self.epoch_steps is not None and self.in_epoch and batch != int(state["batch"]):
+            raise ValueError(f"--resume: a token-stream ramp stopped mid-epoch at {state['batch']}"
+                             f" streams, which this run's micro batch x world size ({self.unit})"
+                             " cannot split; resume on the same ranks or from an epoch's end")
+        self.current = batch

@@ -35,7 +35,13 @@ import torch.nn.functional as F
 from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
 from legw.io import check_writable_dir, remove_temporaries
-from legw.lr_scheduler import apply_hyperparameters, apply_recipe, set_hyperparameters, set_lr
+from legw.lr_scheduler import (
+    apply_hyperparameters,
+    apply_recipe,
+    base_values,
+    set_hyperparameters,
+    set_lr,
+)
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
 from legw.training.batches import ImageBatches, RampBatches, StreamBatches, stream_steps_per_epoch
@@ -116,6 +122,10 @@ class _Trainer:
         self.ramp = spec.ramp(self.batches.dataset_size, None if task.kind == "image" else
                               partial(stream_steps_per_epoch, len(self.data.train),
                                       bptt=task.bptt))
+        if self.ramp and task.kind == "text" and stream_steps_per_epoch(
+                len(self.data.train), self.B, task.bptt) <= 0:
+            raise ValueError(f"--batch-size: {self.B} streams of {len(self.data.train)} tokens "
+                             f"leave no window of {task.bptt} tokens")
         # a ramp's schedule is the recipe at its first batch, read at the epoch position
         self.recipe = self.ramp.schedule if self.ramp else spec.recipe(self.batches.dataset_size)
 
@@ -134,6 +144,7 @@ class _Trainer:
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer, self.param_report = spec.build_optimizer(
             self.model, self.ramp.lr() if self.ramp else self.recipe.lr_at_step(0))
+        self._hyper_bases = [dict(base_values(g)) for g in self.optimizer.param_groups]
         self._scale_hyperparameters()
         self.meter = NoiseMeter(self.model.parameters(), self.accum,
                                 noise=spec.noise_source is not None,
@@ -184,6 +195,9 @@ class _Trainer:
         except (RuntimeError, KeyError, ValueError) as e:
             raise ValueError(f"--resume: {path} does not fit this run's model and optimizer "
                              f"({type(e).__name__}); train into a new --out") from None
+        if self.ramp is not None and state["position"]["global_batch_size"] != self.B:
+            raise ValueError(f"--batch-size: a batch ramp resumes at its own largest batch "
+                             f"{state['position']['global_batch_size']}, not {self.B}")
         self.pos, elastic = resume_position(state["position"], self.B, self.recipe)
         extra = state["extra"]
         if self.noise is not None and extra.get("noise") and not elastic \
@@ -191,6 +205,8 @@ class _Trainer:
             self.noise.load_state_dict(extra["noise"])
         if self.ramp is not None:
             self.ramp.load_state_dict(extra["ramp"])
+            if self.task.kind == "text":  # the streams of the epoch it stands in
+                self.batches = self._stream_batches(self.ramp.batch)
         if self.adaptive is not None and extra.get("adaptive"):
             self.adaptive.load_state_dict(extra["adaptive"])  # tau is in base steps: elastic
             if elastic:  # the window was measured at the old batch; k may be smaller now
@@ -244,9 +260,15 @@ class _Trainer:
 
     def _scale_hyperparameters(self) -> None:
         """``--optimizer-scaling`` at a fixed batch: the optimizer's betas, epsilon and decay
-        scaled once to the run's batch (an adaptive run or a ramp: each step, _schedule)."""
+        scaled once to the run's batch (an adaptive run or a ramp: each step, _schedule). The
+        base values are the run's own, put back after a load: a checkpoint's groups hold
+        scaled values, and a sharded (DCP) load brings back only the keys torch knows."""
         rule = self.spec.optimizer_scaling
-        if rule != "none" and not self.spec.scales_per_step:
+        if rule == "none":
+            return
+        for group, base in zip(self.optimizer.param_groups, self._hyper_bases, strict=True):
+            group["legw_base"] = dict(base)
+        if not self.spec.scales_per_step:
             apply_hyperparameters(self.optimizer, self.recipe, rule)
 
     def _wall(self) -> float:
@@ -333,7 +355,7 @@ class _Trainer:
         lr, batch, accum = self._schedule()
         text = self.task.kind == "text"
         if text and self.ramp is not None and batch != self.batches.global_batch_size:
-            self.batches = self._stream_batches(batch)  # a ramp's new epoch, or a resume
+            self.batches = self._stream_batches(batch)  # a ramp's new epoch
         if text and (self.pos.step_in_epoch == 0 or self.hidden is None):
             self.hidden = [hidden_to(self.model.init_hidden(self.micro), self.device)
                            for _ in range(accum)]
