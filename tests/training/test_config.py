@@ -164,4 +164,5 @@ def test_the_resolved_record_holds_every_derived_value():
                  "adaptive_warmup": None, "run_dir": "runs/mnist-lstm-b512-s0",
                  "batch_ramp": None, "optimizer_scaling": "none",
                  "hyperparameters": {"betas": None, "eps": None, "weight_decay": 0.0,
-                                     "ema_decay": None, "clamped": []}}
+                                     "ema_decay": None, "clamped": []},
+                 "hyperparameters_per_step": False}
