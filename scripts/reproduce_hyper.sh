@@ -5,7 +5,8 @@
 # 0.008; LAMB 0.01, wd 0.01; AdamW: Adam's LR with wd 0.01, not tuned separately).
 # Phases, most decisive first (the goal is Adam at 8192, 25 epochs); every sweep and run is
 # resumable: rerun the script to continue where it stopped (finished runs are skipped).
-#   1  srr at 8192, 25 and 10 epochs (Adam's are records/hyper)       AdamW, LAMB
+#   1  at 8192, 25 and 10 epochs: srr for AdamW and LAMB (Adam's are records/hyper), AdamW's
+#      LR-only (Adam's and LAMB's are study 8's)
 #   2  srr under --scaling adaptive at 8192 (the gain's effective batch), Adam, AdamW, LAMB
 #   3  LR-only and srr at 1024 and 4096, 10 and 25 epochs; AdamW's LR-only at 8192 and base
 #   4  second seed at 8192 (LR-only and srr, 10 and 25 epochs)
@@ -36,8 +37,10 @@ adaptive() {  # adaptive OPTIMIZER LR
 }
 for phase in $PHASES; do
     case $phase in
-        1) for ep in 25 10; do for m in adamw lamb; do
-               sweep "$m-srr-${ep}ep" "$m" srr "$ep" 0 8192; done; done ;;
+        1) for ep in 25 10; do
+               for m in adamw lamb; do sweep "$m-srr-${ep}ep" "$m" srr "$ep" 0 8192; done
+               sweep "adamw-lr-${ep}ep" adamw none "$ep" 0 8192
+           done ;;
         2) adaptive adam 0.008; adaptive adamw 0.008; adaptive lamb 0.01 ;;
         3) for ep in 25 10; do
                for m in adam lamb; do sweep "$m-lr-${ep}ep" "$m" none "$ep" 0 1024 4096; done
