@@ -61,9 +61,10 @@ def base_values(group: dict[str, Any]) -> dict[str, Any]:
     """The group's base hyperparameters (betas, epsilon, weight decay as the optimizer was
     built), remembered under ``"legw_base"`` on first use."""
     if "legw_base" not in group:
-        keys = _SCALED if "betas" in group else ("weight_decay",)  # LARS's eps is its trust
+        # without betas (SGD, LARS) only the decay: LARS's eps guards its trust ratio
+        keys = _SCALED if "betas" in group else ("weight_decay",)
         group["legw_base"] = {key: (list(group[key]) if key == "betas" else group[key])
-                              for key in keys if key in group}  # ratio's, not a moment's
+                              for key in keys if key in group}
     return group["legw_base"]
 
 

@@ -117,6 +117,16 @@ def stream_steps_per_epoch(n_tokens: int, n_streams: int, bptt: int) -> int:
     return (n_tokens // n_streams - 1) // bptt
 
 
+def check_stream_batch(n_tokens: int, n_streams: int, bptt: int) -> int:
+    """:func:`stream_steps_per_epoch`, or ``ValueError`` naming ``--batch-size`` when the
+    streams leave no window."""
+    steps = stream_steps_per_epoch(n_tokens, n_streams, bptt)
+    if steps <= 0:
+        raise ValueError(f"--batch-size: {n_streams} streams of {n_tokens} tokens leave no "
+                         f"window of {bptt} tokens")
+    return steps
+
+
 class StreamBatches:
     """Rank ``rank``'s token windows of every step (see the module docstring)."""
 
@@ -126,10 +136,7 @@ class StreamBatches:
         self.global_batch_size = global_batch_size
         start, self.accumulation_steps = _shard(global_batch_size, micro_batch_size, rank,
                                                 world_size)
-        self.steps_per_epoch = stream_steps_per_epoch(len(tokens), global_batch_size, bptt)
-        if self.steps_per_epoch <= 0:
-            raise ValueError(f"--batch-size: {global_batch_size} streams of "
-                             f"{len(tokens)} tokens leave no window of {bptt} tokens")
+        self.steps_per_epoch = check_stream_batch(len(tokens), global_batch_size, bptt)
         cols = batchify(tokens, global_batch_size)
         width = micro_batch_size * self.accumulation_steps
         self.columns = cols[:, start:start + width].contiguous()

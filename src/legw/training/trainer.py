@@ -44,7 +44,13 @@ from legw.lr_scheduler import (
 )
 from legw.models.lstm import detach_hidden, hidden_to
 from legw.training import checkpoint, dist
-from legw.training.batches import ImageBatches, RampBatches, StreamBatches, stream_steps_per_epoch
+from legw.training.batches import (
+    ImageBatches,
+    RampBatches,
+    StreamBatches,
+    check_stream_batch,
+    stream_steps_per_epoch,
+)
 from legw.training.config import TrainConfig
 from legw.training.device import (
     autocast,
@@ -115,17 +121,14 @@ class _Trainer:
         elif task.kind == "image":
             self.batches = ImageBatches(self.data.train, self.B, self.micro, env.rank,
                                         env.world_size, config.seed)
-        else:  # a ramp's streams are re-cut at its batch each epoch (_stream_batches)
-            first = self.B if ramp is None else ramp.start_batch(spec.base.base_batch_size)
-            self.batches = StreamBatches(self.data.train, first, self.micro, env.rank,
-                                         env.world_size, task.bptt)
+        else:  # a ramp's streams are re-cut at its batch each epoch
+            self.batches = self._stream_batches(
+                self.B if ramp is None else ramp.start_batch(spec.base.base_batch_size))
         self.ramp = spec.ramp(self.batches.dataset_size, None if task.kind == "image" else
                               partial(stream_steps_per_epoch, len(self.data.train),
                                       bptt=task.bptt))
-        if self.ramp and task.kind == "text" and stream_steps_per_epoch(
-                len(self.data.train), self.B, task.bptt) <= 0:
-            raise ValueError(f"--batch-size: {self.B} streams of {len(self.data.train)} tokens "
-                             f"leave no window of {task.bptt} tokens")
+        if self.ramp and task.kind == "text":  # its largest batch too must leave a window
+            check_stream_batch(len(self.data.train), self.B, task.bptt)
         # a ramp's schedule is the recipe at its first batch, read at the epoch position
         self.recipe = self.ramp.schedule if self.ramp else spec.recipe(self.batches.dataset_size)
 
