@@ -10,13 +10,15 @@
 #   2  srr under --scaling adaptive at 8192 (the gain's effective batch), Adam, AdamW, LAMB
 #   3  LR-only and srr at 1024 and 4096, 10 and 25 epochs; AdamW's LR-only at 8192 and base
 #   4  second seed at 8192 (LR-only and srr, 10 and 25 epochs)
-# One thread, one run at a time.
-# Usage: [PHASES="1 2"] bash scripts/reproduce_hyper.sh [OUT_DIR]   (default: all four phases)
+# One thread, one run at a time; EPOCHS (default "25 10") picks the budgets of phases 1, 3 and 4,
+# so two processes can share the study without sharing a sweep (e.g. EPOCHS=25 and EPOCHS=10).
+# Usage: [PHASES="1 2"] [EPOCHS=25] bash scripts/reproduce_hyper.sh [OUT_DIR]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LEGW="${LEGW_VENV:-.venv}/bin/legw"
 R=${1:-runs/reproduce/hyper}
 PHASES=${PHASES:-1 2 3 4}
+EPOCHS=${EPOCHS:-25 10}
 T=fashion-mnist-lstm
 COMMON=(--base-warmup-epochs 0.1 --micro-batch-size 512 --jobs 1 --threads 1)
 declare -A LR=([adam]=0.008 [adamw]=0.008 [lamb]=0.01)
@@ -37,17 +39,17 @@ adaptive() {  # adaptive OPTIMIZER LR
 }
 for phase in $PHASES; do
     case $phase in
-        1) for ep in 25 10; do
+        1) for ep in $EPOCHS; do
                for m in adamw lamb; do sweep "$m-srr-${ep}ep" "$m" srr "$ep" 0 8192; done
                sweep "adamw-lr-${ep}ep" adamw none "$ep" 0 8192
            done ;;
         2) adaptive adam 0.008; adaptive adamw 0.008; adaptive lamb 0.01 ;;
-        3) for ep in 25 10; do
+        3) for ep in $EPOCHS; do
                for m in adam lamb; do sweep "$m-lr-${ep}ep" "$m" none "$ep" 0 1024 4096; done
                sweep "adamw-lr-${ep}ep" adamw none "$ep" 0 128 1024 4096 8192
                for m in adam adamw lamb; do sweep "$m-srr-${ep}ep" "$m" srr "$ep" 0 1024 4096 8192
            done; done ;;
-        4) for ep in 25 10; do for m in adam adamw lamb; do
+        4) for ep in $EPOCHS; do for m in adam adamw lamb; do
                sweep "$m-srr-${ep}ep-seed1" "$m" srr "$ep" 1 8192
                sweep "$m-lr-${ep}ep-seed1" "$m" none "$ep" 1 8192
            done; done ;;

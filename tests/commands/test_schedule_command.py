@@ -213,3 +213,33 @@ def test_srr_json_has_the_hyperparameters_of_each_batch(cli):
     assert h["eps"] == pytest.approx(1.25e-9) and h["weight_decay"] == pytest.approx(0.08)
     assert h["ema_decay"] == pytest.approx(0.9999 ** 64)
     assert rows[2]["peak_lr"] == pytest.approx(0.008)               # the recipe is unchanged
+
+
+def test_srr_columns_follow_the_optimizer_and_the_tasks_decay(cli):
+    # fashion-mnist-resnet trains with LARS, weight decay 5e-4: no betas or epsilon columns,
+    # its decay x k / sqrt(k) = sqrt(8) at 1024
+    code, out, _ = cli("schedule", "--task", "fashion-mnist-resnet", "--batch-sizes", "128",
+                       "1024", "--optimizer-scaling", "srr")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].endswith("; optimizer scaling srr from weight decay 0.0005")
+    assert lines[1].split()[-4:] == ["total", "steps", "weight", "decay"]
+    assert float(lines[3].split()[-1]) == pytest.approx(5e-4 * math.sqrt(8), rel=1e-5)
+    # --optimizer picks another family on the task's recipe; LAMB's epsilon is 1e-6
+    code, out, _ = cli("schedule", "--task", "fashion-mnist-resnet", "--optimizer", "lamb",
+                       "--batch-sizes", "1024", "--optimizer-scaling", "srr", "--json")
+    h = json.loads(out)[0]["hyperparameters"]
+    assert h["betas"] == pytest.approx([0.5, 0.992]) and h["eps"] == pytest.approx(1e-6 / 8**0.5)
+
+
+@pytest.mark.parametrize("flag", [["--betas", "0.9", "0.99"], ["--eps", "1e-8"]])
+def test_moment_flags_for_an_optimizer_without_moments_are_refused(cli, flag):
+    code, out, err = cli("schedule", "--task", "fashion-mnist-lstm", *flag)
+    assert code == 2 and out == ""
+    assert err.startswith(f"legw: error: {flag[0]}: sgd has no {flag[0][2:]}")
+
+
+def test_the_optimizer_choices_are_legws_optimizers():
+    from legw.commands.schedule import OPTIMIZER_NAMES
+    from legw.optim import OPTIMIZERS
+
+    assert sorted(OPTIMIZER_NAMES) == sorted(OPTIMIZERS)

@@ -15,12 +15,17 @@ import json
 
 from legw import flags
 from legw.hyper import MAX_ONE_MINUS_BETA, OPTIMIZER_SCALINGS, Hyperparameters
+from legw.tasks import Task
 from legw.training.config import (
     TrainConfig,
     build_base_recipe,
     config_fields,
     recipe_errors_name_flags,
 )
+from legw.training.spec import MOMENT_OPTIMIZERS
+
+OPTIMIZER_NAMES = ("sgd", "lars", *MOMENT_OPTIMIZERS)
+"""``legw.optim.OPTIMIZERS``' names (this command does not import torch)."""
 
 RECIPE_FIELDS = config_fields(group="recipe")
 
@@ -45,11 +50,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--optimizer-scaling", choices=OPTIMIZER_SCALINGS, default="none",
                    help="srr: also print the betas, epsilon, weight decay (and EMA decay) "
                         "scaled to each batch; none (default): the LR recipe only")
-    h.add_argument("--betas", type=flags.number, nargs=2, default=(0.9, 0.999),
-                   metavar=("B1", "B2"), help="Adam/AdamW/LAMB betas at B0 (0.9 0.999)")
-    h.add_argument("--eps", type=flags.number, default=1e-8, help="their epsilon at B0 (1e-8)")
-    h.add_argument("--weight-decay", type=flags.number, default=0.0, metavar="WD",
-                   help="weight decay at B0 (0)")
+    h.add_argument("--optimizer", choices=OPTIMIZER_NAMES,
+                   help="whose hyperparameters: the Adam family has betas and an epsilon, SGD "
+                        "and LARS only a weight decay (default: the task's, else adam)")
+    h.add_argument("--betas", type=flags.number, nargs=2, metavar=("B1", "B2"),
+                   help="Adam/AdamW/LAMB betas at B0 (0.9 0.999)")
+    h.add_argument("--eps", type=flags.number,
+                   help="their epsilon at B0 (torch's default: 1e-8; LAMB 1e-6)")
+    h.add_argument("--weight-decay", type=flags.number, metavar="WD",
+                   help="weight decay at B0 (default: the task's, else 0)")
     h.add_argument("--ema-decay", type=flags.number, metavar="RHO",
                    help="a model EMA's decay per step at B0 (default: no EMA column)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -57,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    base, dataset_size = {"warmup_epochs": 0.0}, args.dataset_size
+    base, dataset_size, task = {"warmup_epochs": 0.0}, args.dataset_size, None
     if args.task:
         from legw.tasks import get_task
 
@@ -70,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         missing = [flags.flag_name(TrainConfig, f) for f in _REQUIRED if f not in given]
         if missing:
             raise ValueError(f"missing {', '.join(missing)} (or give --task)")
-    hyper = _base_hyperparameters(args)
+    hyper = _base_hyperparameters(args, task)
     recipe = build_base_recipe(base, given)
     if dataset_size is None:
         raise ValueError("missing --dataset-size (or give --task)")
@@ -101,35 +110,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _base_hyperparameters(args: argparse.Namespace) -> Hyperparameters:
-    """The base values of ``--betas --eps --weight-decay --ema-decay``, each checked."""
-    for beta in args.betas:
-        flags.interval(0, 1, "[)")(beta, "--betas")
-    flags.NON_NEGATIVE(args.eps, "--eps")
-    flags.NON_NEGATIVE(args.weight_decay, "--weight-decay")
+def _base_hyperparameters(args: argparse.Namespace, task: Task | None) -> Hyperparameters:
+    """The base values of ``--betas --eps --weight-decay --ema-decay`` for ``--optimizer``
+    (defaults: torch's betas and epsilon, the task's decay), each checked."""
+    optimizer = args.optimizer or (task.optimizer if task else "adam")
+    if optimizer not in MOMENT_OPTIMIZERS:
+        for flag in ("betas", "eps"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag}: {optimizer} has no {flag} (only the Adam family: "
+                                 f"{', '.join(MOMENT_OPTIMIZERS)}); drop it or give --optimizer")
+    betas = eps = None
+    if optimizer in MOMENT_OPTIMIZERS:
+        betas = tuple(args.betas) if args.betas is not None else (0.9, 0.999)
+        eps = args.eps if args.eps is not None else MOMENT_OPTIMIZERS[optimizer]
+        for beta in betas:
+            flags.interval(0, 1, "[)")(beta, "--betas")
+        flags.NON_NEGATIVE(eps, "--eps")
+    weight_decay = args.weight_decay
+    if weight_decay is None:
+        weight_decay = task.weight_decay if task else 0.0
+    flags.NON_NEGATIVE(weight_decay, "--weight-decay")
     if args.ema_decay is not None:
         flags.interval(0, 1, "[)")(args.ema_decay, "--ema-decay")
-    return Hyperparameters(betas=tuple(args.betas), eps=args.eps,
-                           weight_decay=args.weight_decay, ema_decay=args.ema_decay)
+    return Hyperparameters(betas=betas, eps=eps, weight_decay=weight_decay,
+                           ema_decay=args.ema_decay)
 
 
 def _with_hyperparameters(table: str, base: Hyperparameters,
                           scaled: list[Hyperparameters]) -> str:
     """``format_table``'s table with a column per scaled hyperparameter appended (every line of
     it has the same width), a clamped beta marked ``*`` and explained in a footnote."""
-    cols = ["beta1", "beta2", "eps", "weight decay"]
+    moments = base.betas is not None
+    cols = (["beta1", "beta2", "eps"] if moments else []) + ["weight decay"]
     if base.ema_decay is not None:
         cols.append("EMA decay")
     rows = []
     for h in scaled:
-        row = [f"{b:.6g}" + ("*" if f"betas[{i}]" in h.clamped else "")
-               for i, b in enumerate(h.betas)]
-        row += [f"{h.eps:.6g}", f"{h.weight_decay:.6g}"]
+        row = []
+        if moments:
+            row += [f"{b:.6g}" + ("*" if f"betas[{i}]" in h.clamped else "")
+                    for i, b in enumerate(h.betas)] + [f"{h.eps:.6g}"]
+        row.append(f"{h.weight_decay:.6g}")
         rows.append(row + ([f"{h.ema_decay:.8g}"] if h.ema_decay is not None else []))
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     head, *lines = table.splitlines()
-    head += (f"; optimizer scaling srr from betas {base.betas[0]:g} {base.betas[1]:g}, "
-             f"eps {base.eps:g}, weight decay {base.weight_decay:g}"
+    head += ("; optimizer scaling srr from "
+             + (f"betas {base.betas[0]:g} {base.betas[1]:g}, eps {base.eps:g}, " if moments else "")
+             + f"weight decay {base.weight_decay:g}"
              + (f", EMA decay {base.ema_decay:g}" if base.ema_decay is not None else ""))
     out = [head] + [line + "  " + "  ".join(v.rjust(w) for v, w in zip(row, widths))
                     for line, row in zip(lines, [cols, *rows])]
