@@ -161,6 +161,7 @@ class _Trainer:
         self.ramp_batch = 0  # the global batch of a ramp's last step
         self.hidden: list[Any] | None = None
         self.last_eval: dict[str, float] = {}
+        self.eval_step: int | None = None  # the step last_eval was measured at
         self.wall_before = 0.0
         self.diverged: dict[str, Any] | None = None
         # adaptive: at most the base run's steps (the gain is >= 1); a ramp: until its
@@ -218,6 +219,9 @@ class _Trainer:
             elif self.noise is not None:  # the coming step's gain, as advance() left it
                 self.adaptive.set_gain_from(self.noise)
         self.last_eval, self.wall_before = dict(extra["last_eval"]), extra["wall_time_s"]
+        self.eval_step = None if elastic else extra.get("eval_step")
+        if self.eval_step is None and self.pos.step_in_epoch == 0 and self.last_eval:
+            self.eval_step = self.pos.step  # an epoch end's (a checkpoint without eval_step)
         ranks = state["ranks"]
         if len(ranks) == self.env.world_size:
             checkpoint.set_rng_state(ranks[self.env.rank]["rng"])
@@ -248,7 +252,8 @@ class _Trainer:
             state = {"position": self.pos.to_dict(self.B, self.recipe.steps_per_epoch),
                      "ranks": ranks, "recipe": self.spec.base.to_dict(),
                      "config": self.config.to_dict(),
-                     "extra": {"last_eval": self.last_eval, "wall_time_s": self._wall(),
+                     "extra": {"last_eval": self.last_eval, "eval_step": self.eval_step,
+                               "wall_time_s": self._wall(),
                                "noise": self.noise.state_dict() if self.noise else None,
                                "adaptive": self.adaptive.state_dict() if self.adaptive
                                else None,
@@ -461,7 +466,7 @@ class _Trainer:
                 rec["test_perplexity"] = perplexity(self.model, self.data.test,
                                                     task.eval_batch_size, task.bptt, self.device,
                                                     sharded)
-        self.last_eval = rec
+        self.last_eval, self.eval_step = rec, self.pos.step
         epoch = self._epoch()
         self.log.record({"kind": "eval", "step": self.pos.step, "epoch": epoch, **rec})
         self.log.result(f"epoch {epoch:.3f} step {self.pos.step}: "
@@ -470,7 +475,7 @@ class _Trainer:
     def _finish(self) -> dict[str, Any]:
         if self.diverged is None and self.config.evaluate:
             need_test = self.task.kind == "text" and "test_perplexity" not in self.last_eval
-            if self.pos.step_in_epoch != 0 or not self.last_eval or need_test:
+            if self.eval_step != self.pos.step or need_test:
                 self._evaluate(final=True)
         complete = self._complete()
         summary = {"status": "diverged" if self.diverged else
