@@ -3,6 +3,7 @@
 Real parts: the trainer on tiny generated Fashion-MNIST-shaped data, torchrun (gloo)."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -203,3 +204,23 @@ def test_a_noise_ramp_on_token_streams_grows_between_epochs_only(tmp_path):
     assert all(len(batches) == 1 for batches in by_epoch.values())  # one batch an epoch
     firsts = [min(by_epoch[e]) for e in sorted(by_epoch)]
     assert firsts[0] == 2 and firsts == sorted(firsts) and firsts[-1] > 2  # grew, never shrank
+
+
+def test_eval_every_follows_the_epochs_of_data_as_the_batch_grows(data, tmp_path):
+    # images: 256 samples at 16, 64, 128 (16, 4, 2 steps an epoch); half epochs fall on steps
+    train(_config(data, tmp_path / "img", batch_ramp="16@0,64@1,128@2", eval_every=0.5,
+                  micro_batch_size=16))
+    evals = [r["epoch"] for r in read_jsonl(tmp_path / "img" / "metrics.jsonl")
+             if r["kind"] == "eval"]
+    assert evals == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    # token streams: the first step past each half epoch, at that epoch's number of steps
+    ptb_dir = make_ptb_dir(tmp_path / "ptb-data")
+    n_tokens = len(load_ptb(ptb_dir).train)
+    train(_config(ptb_dir, tmp_path / "ptb", task="ptb-small", global_batch_size=8,
+                  base_batch_size=2, epochs=3.0, milestones=[2.0], base_lr=1.0,
+                  batch_ramp="2@0,4@1,8@2", micro_batch_size=2, eval_every=0.5))
+    evals = [r["epoch"] for r in read_jsonl(tmp_path / "ptb" / "metrics.jsonl")
+             if r["kind"] == "eval"]
+    halves = [e + math.ceil(n / 2) / n for e, n in
+              enumerate(stream_steps_per_epoch(n_tokens, b, 20) for b in (2, 4, 8))]
+    assert evals == pytest.approx([x for h, e in zip(halves, (1.0, 2.0, 3.0)) for x in (h, e)])

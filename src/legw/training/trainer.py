@@ -158,7 +158,7 @@ class _Trainer:
         torch.manual_seed(config.seed + 1 + env.rank)  # dropout streams differ per rank
 
         self.pos = Position()
-        self.ramp_batch = 0  # the global batch of a ramp's last step
+        self.epoch_before_step = 0.0  # the epoch position its last step started at
         self.hidden: list[Any] | None = None
         self.last_eval: dict[str, float] = {}
         self.eval_step: int | None = None  # the step last_eval was measured at
@@ -334,19 +334,15 @@ class _Trainer:
             self.log.close()
 
     def _eval_due(self) -> bool:
-        """``--eval-every E``: every ``round(E * steps_per_epoch)`` steps, besides epoch ends."""
-        if not self.config.eval_every:
+        """``--eval-every E``: every ``round(E * steps_per_epoch)`` steps (a ramp's: when its
+        step passed a multiple of ``E`` epochs), besides epoch ends."""
+        every = self.config.eval_every
+        if not every:
             return False
-        if self.ramp and self.task.kind == "image":  # a point passed by the step's samples
-            every = self.config.eval_every * self.batches.dataset_size
-            last = self.pos.samples_seen - self.ramp_batch
-            return math.floor(self.pos.samples_seen / every) > math.floor(last / every)
-        if self.ramp:  # token streams: the step's share of its epoch
-            every, now = self.config.eval_every, self._epoch()
-            before = now - 1 / self.batches.steps_per_epoch
-            return math.floor(now / every + 1e-9) > math.floor(before / every + 1e-9)
-        every = max(1, round(self.config.eval_every * self.recipe.steps_per_epoch))
-        return self.pos.step % every == 0
+        if self.ramp is None:
+            return self.pos.step % max(1, round(every * self.recipe.steps_per_epoch)) == 0
+        return (math.floor(self._epoch() / every + 1e-9)
+                > math.floor(self.epoch_before_step / every + 1e-9))
 
     def _epoch(self) -> float:
         """The position in epochs (a ramp's: samples used over samples per epoch)."""
@@ -359,7 +355,7 @@ class _Trainer:
     def _step(self) -> None:
         """One optimizer step; the LR of an adaptive run is its gain's (see legw.adaptive), a
         ramp's batch and LR are the ramp's (legw.adaptive.ramp)."""
-        step = self.pos.step
+        step, self.epoch_before_step = self.pos.step, self._epoch()
         lr, batch, accum = self._schedule()
         text = self.task.kind == "text"
         if text and self.ramp is not None and batch != self.batches.global_batch_size:
@@ -423,7 +419,7 @@ class _Trainer:
         """The coming step's LR (written into the optimizer), global batch and micro-steps per
         rank: the recipe's, the adaptive gain's, or the ramp's."""
         if self.ramp is not None:
-            batch = self.ramp_batch = self.ramp.batch
+            batch = self.ramp.batch
             accum = self.meter.accumulation_steps = batch // (self.micro * self.env.world_size)
             lr = self.ramp.lr()
         elif self.adaptive is not None:
