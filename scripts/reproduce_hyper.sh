@@ -7,7 +7,8 @@
 # resumable: rerun the script to continue where it stopped (finished runs are skipped).
 #   1  at 8192, 25 and 10 epochs: srr for AdamW and LAMB (Adam's are records/hyper), AdamW's
 #      LR-only (Adam's and LAMB's are study 8's)
-#   2  srr under --scaling adaptive at 8192 (the gain's effective batch), Adam, AdamW, LAMB
+#   2  --scaling adaptive at 8192, Adam, AdamW, LAMB: srr at the gain's effective batch, then
+#      the LR rule alone (the control)
 #   3  LR-only and srr at 1024 and 4096, 10 and 25 epochs; AdamW's LR-only at 8192 and base
 #   4  second seed at 8192 (LR-only and srr, 10 and 25 epochs)
 # One thread, one run at a time; EPOCHS (default "25 10") picks the budgets of phases 1, 3 and 4,
@@ -30,12 +31,12 @@ sweep() {  # sweep OUT METHOD SCALING EPOCHS SEEDS BATCHES...
         --batch-sizes "$@" --epochs "$epochs" --seeds $seeds --optimizer-scaling "$scaling" \
         "${COMMON[@]}"
 }
-adaptive() {  # adaptive OPTIMIZER LR
+adaptive() {  # adaptive OPTIMIZER LR SCALING
     local wd=(); [ "$1" = adam ] || wd=(--weight-decay 0.01)
-    "$LEGW" train "$T" --out "$R/adaptive-srr/$1-b8192" --optimizer "$1" --base-lr "$2" \
+    "$LEGW" train "$T" --out "$R/adaptive-$3/$1-b8192" --optimizer "$1" --base-lr "$2" \
         ${wd[@]+"${wd[@]}"} \
         --batch-size 8192 --base-batch-size 128 --epochs 10 --base-warmup-epochs 0.1 \
-        --scaling adaptive --micro-batch-size 512 --optimizer-scaling srr --threads 1 --resume
+        --scaling adaptive --micro-batch-size 512 --optimizer-scaling "$3" --threads 1 --resume
 }
 for phase in $PHASES; do
     case $phase in
@@ -43,7 +44,9 @@ for phase in $PHASES; do
                for m in adamw lamb; do sweep "$m-srr-${ep}ep" "$m" srr "$ep" 0 8192; done
                sweep "adamw-lr-${ep}ep" adamw none "$ep" 0 8192
            done ;;
-        2) adaptive adam 0.008; adaptive adamw 0.008; adaptive lamb 0.01 ;;
+        2) for scaling in srr none; do
+               adaptive adam 0.008 $scaling; adaptive adamw 0.008 $scaling; adaptive lamb 0.01 $scaling
+           done ;;
         3) for ep in $EPOCHS; do
                for m in adam lamb; do sweep "$m-lr-${ep}ep" "$m" none "$ep" 0 1024 4096; done
                sweep "adamw-lr-${ep}ep" adamw none "$ep" 0 128 1024 4096 8192
