@@ -38,6 +38,22 @@ def test_k_64_clamps_beta1_past_the_rules_limit_and_says_so():
     assert scale_beta(0.99, 51.0) == (0.5, True)
 
 
+def test_a_beta_below_the_limit_is_never_raised_by_the_clamp():
+    assert scale_beta(0.0, 1.0) == (0.0, False)   # beta1 = 0 (RMSprop-like) stays 0
+    assert scale_beta(0.0, 4.0) == (0.0, True)    # 1 - beta would pass 1: held where it is
+    assert scale_beta(0.3, 2.0) == (pytest.approx(0.3), True)
+    assert scale_beta(0.3, 0.5) == (pytest.approx(0.65), False)  # a smaller batch raises it
+    h = scale_hyperparameters(Hyperparameters(betas=(0.0, 0.99)), 1.0, 1.0)
+    assert h.betas == (0.0, pytest.approx(0.99)) and h.clamped == ()
+
+
+def test_an_l2_decay_is_not_scaled_the_decoupled_one_is():
+    l2 = Hyperparameters(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, decay_is_l2=True)
+    assert scale_hyperparameters(l2, 4.0, 2.0).weight_decay == 0.01
+    assert scale_hyperparameters(l2, 4.0, 2.0).decay_is_l2
+    assert scale_hyperparameters(ADAM, 4.0, 2.0).weight_decay == pytest.approx(0.02)
+
+
 def test_a_smaller_batch_scales_the_other_way_and_round_trips():
     up = scale_hyperparameters(ADAM, 4.0, 2.0)
     back = scale_hyperparameters(up, 0.25, 0.5)

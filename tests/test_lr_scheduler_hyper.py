@@ -85,3 +85,61 @@ def test_scaled_groups_still_train_and_save_plain_data(tmp_path):
     torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp_path / "c.pt")
     loaded = torch.load(tmp_path / "c.pt", weights_only=True)
     assert loaded["opt"]["param_groups"][0]["legw_base"]["betas"] == [0.99, 0.999]
+
+
+def test_adams_l2_decay_is_part_of_the_loss_and_keeps_its_value():
+    model = torch.nn.Linear(3, 3)
+    coupled = torch.optim.Adam(model.parameters(), weight_decay=0.1)
+    decoupled = torch.optim.AdamW(model.parameters(), weight_decay=0.1)
+    (h,) = set_hyperparameters(coupled, k=4, lr_ratio=2)
+    assert coupled.param_groups[0]["weight_decay"] == 0.1 and h.decay_is_l2
+    assert coupled.param_groups[0]["betas"] == pytest.approx((0.6, 0.996))
+    set_hyperparameters(decoupled, k=4, lr_ratio=2)
+    assert decoupled.param_groups[0]["weight_decay"] == pytest.approx(0.2)
+
+
+def _without_legw_base(state):
+    """``state`` as a load that knows only torch's keys brings it back (DCP's set_state_dict)."""
+    groups = [{k: v for k, v in g.items() if k != "legw_base"} for g in state["param_groups"]]
+    return {**state, "param_groups": groups}
+
+
+def test_the_scheduler_keeps_the_base_when_the_optimizer_load_drops_it():
+    opt = _adamw()
+    sched = LEGWScheduler(opt, BASE.scale(512, 60_000), optimizer_scaling="srr")
+    state, opt_state = sched.state_dict(), _without_legw_base(opt.state_dict())
+    fresh = _adamw()
+    again = LEGWScheduler(fresh, BASE.scale(512, 60_000), optimizer_scaling="srr")
+    fresh.load_state_dict(opt_state)  # scaled values, no base: they must not be scaled again
+    again.load_state_dict(state)
+    assert fresh.param_groups[0]["betas"] == pytest.approx((0.96, 0.996))
+    assert fresh.param_groups[0]["weight_decay"] == pytest.approx(0.2)
+    # built after the load (the base it sees is scaled): the state's base wins on load
+    late = _adamw()
+    late.load_state_dict(opt_state)
+    LEGWScheduler(late, BASE.scale(512, 60_000), optimizer_scaling="srr").load_state_dict(state)
+    assert late.param_groups[0]["betas"] == pytest.approx((0.96, 0.996))
+
+
+def test_a_none_scheduler_loading_an_srr_state_puts_back_the_base_values():
+    opt = _adamw()
+    sched = LEGWScheduler(opt, BASE.scale(512, 60_000), optimizer_scaling="srr")
+    state, opt_state = sched.state_dict(), opt.state_dict()
+    fresh = _adamw()
+    plain = LEGWScheduler(fresh, BASE.scale(512, 60_000))
+    fresh.load_state_dict(opt_state)
+    plain.load_state_dict(state)
+    assert fresh.param_groups[0]["betas"] == pytest.approx((0.99, 0.999))
+    assert fresh.param_groups[0]["weight_decay"] == pytest.approx(0.1)
+
+
+def test_a_param_group_added_later_is_scaled_from_its_own_values():
+    opt = _adamw()
+    sched = LEGWScheduler(opt, BASE.scale(512, 60_000), optimizer_scaling="srr")
+    head = torch.nn.Linear(4, 2)
+    opt.add_param_group({"params": head.parameters(), "betas": (0.9, 0.99)})
+    opt.step()
+    sched.step()
+    assert opt.param_groups[2]["betas"] == pytest.approx((0.6, 0.96))
+    assert opt.param_groups[0]["betas"] == pytest.approx((0.96, 0.996))  # not compounded
+    assert sched.state_dict()["hyperparameter_bases"][2]["betas"] == [0.9, 0.99]

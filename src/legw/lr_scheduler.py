@@ -17,11 +17,14 @@ The other hyperparameters the batch touches (Adam's betas and epsilon, the weigh
 ``LEGWScheduler(..., optimizer_scaling="srr")``. Each group's values as the optimizer was built
 (the base run's, tuned at ``B0``) are kept in the group under ``"legw_base"`` the first time and
 every later call scales those, so the calls do not compound and a checkpointed optimizer
-(whose ``state_dict`` carries the key) rescales correctly at another batch.
+(whose ``state_dict`` carries the key) rescales correctly at another batch. An optimizer load
+that drops the key (DCP's ``set_state_dict``) would lose them, so whoever owns the scaling
+keeps a copy in its own state (:func:`hyperparameter_bases`, passed back as ``bases=``).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import Any
@@ -30,7 +33,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from legw.hyper import OPTIMIZER_SCALINGS, Hyperparameters, scale_hyperparameters
+from legw.hyper import Hyperparameters, check_rule, scale_hyperparameters
 from legw.schedule import Recipe, RecipeWarning
 
 
@@ -68,20 +71,43 @@ def base_values(group: dict[str, Any]) -> dict[str, Any]:
     return group["legw_base"]
 
 
-def set_hyperparameters(optimizer: Optimizer, k: float, lr_ratio: float,
-                        rule: str = "srr") -> list[Hyperparameters]:
+def hyperparameter_bases(optimizer: Optimizer) -> list[dict[str, Any]]:
+    """A copy of every group's :func:`base_values`: what the owner of the scaling keeps in its
+    own state (``LEGWScheduler``, the scalers, the trainer) and passes back as ``bases=``, since
+    an optimizer load may bring back groups without ``"legw_base"`` (a sharded DCP load, a
+    checkpoint written without legw), whose scaled values would otherwise be taken for the
+    base and scaled twice."""
+    return [copy.deepcopy(base_values(group)) for group in optimizer.param_groups]
+
+
+def set_hyperparameters(optimizer: Optimizer, k: float, lr_ratio: float, rule: str = "srr",
+                        bases: list[dict[str, Any]] | None = None) -> list[Hyperparameters]:
     """Write every param group's base betas, epsilon and weight decay scaled to a ``k``-fold
     batch whose LR is ``lr_ratio`` times the base's (:func:`legw.hyper.scale_hyperparameters`;
     ``rule="none"``: the base values). Returns each group's scaled values. A group without
     betas (SGD, LARS: its ``eps`` guards the trust ratio, not a second moment) gets only its
-    decay scaled; a group with decay 0 keeps 0."""
+    decay scaled; a group with decay 0 keeps 0; an Adam-type group whose decay is an L2 term
+    (``decoupled_weight_decay=False``, torch's ``Adam``) keeps its decay.
+
+    ``bases`` (:func:`hyperparameter_bases`): the base values to scale, put back into the
+    groups first; extended in place with the groups added to the optimizer since."""
+    groups = optimizer.param_groups
+    if bases is not None:
+        if len(bases) > len(groups):
+            raise ValueError(f"bases: {len(bases)} param groups' base values for an optimizer "
+                             f"with {len(groups)}; was the optimizer replaced?")
+        bases.extend(copy.deepcopy(base_values(g)) for g in groups[len(bases):])
+        for group, base in zip(groups, bases):
+            group["legw_base"] = copy.deepcopy(base)
     scaled = []
-    for group in optimizer.param_groups:
+    for group in groups:
         base = base_values(group)
         betas = base.get("betas")
         h = scale_hyperparameters(
             Hyperparameters(betas=tuple(betas) if betas is not None else None,
-                            eps=base.get("eps"), weight_decay=base.get("weight_decay", 0.0)),
+                            eps=base.get("eps"), weight_decay=base.get("weight_decay", 0.0),
+                            decay_is_l2=betas is not None
+                            and group.get("decoupled_weight_decay") is False),
             k, lr_ratio, rule)
         if betas is not None:
             group["betas"] = h.betas
@@ -93,11 +119,11 @@ def set_hyperparameters(optimizer: Optimizer, k: float, lr_ratio: float,
     return scaled
 
 
-def apply_hyperparameters(optimizer: Optimizer, recipe: Recipe,
-                          rule: str = "srr") -> list[Hyperparameters]:
+def apply_hyperparameters(optimizer: Optimizer, recipe: Recipe, rule: str = "srr",
+                          bases: list[dict[str, Any]] | None = None) -> list[Hyperparameters]:
     """:func:`set_hyperparameters` at ``recipe``'s batch: ``k = B / B0`` and its LR ratio."""
     return set_hyperparameters(optimizer, recipe.base.k(recipe.global_batch_size),
-                               recipe.lr_ratio, rule)
+                               recipe.lr_ratio, rule, bases)
 
 
 _PAST_END_HINT = (
@@ -145,8 +171,10 @@ class LEGWScheduler(LRScheduler):
 
     **Other hyperparameters.** ``optimizer_scaling="srr"`` also scales each group's betas,
     epsilon and weight decay to the recipe's batch (:func:`apply_hyperparameters`; the values
-    the optimizer was built with are the base's), again on :meth:`retarget` and
-    :meth:`load_state_dict`. The default ``"none"`` leaves them as built.
+    the optimizer was built with are the base's, kept in the scheduler's state), again on
+    :meth:`retarget`, on :meth:`load_state_dict` and for a param group added later. The
+    default ``"none"`` leaves them as built (and puts back the base values when it loads an
+    ``srr`` scheduler's state).
 
     **State.** :meth:`state_dict` holds plain data only (the step count and the recipe's
     defining fields), so ``torch.load(..., weights_only=True)`` reads it. Load the optimizer's
@@ -160,13 +188,12 @@ class LEGWScheduler(LRScheduler):
         if not isinstance(recipe, Recipe):
             raise ValueError(f"recipe: expected a legw Recipe (BaseRecipe.scale(...)), "
                              f"got {type(recipe).__name__}")
-        if optimizer_scaling not in OPTIMIZER_SCALINGS:
-            raise ValueError(f"optimizer_scaling: choose from {', '.join(OPTIMIZER_SCALINGS)}, "
-                             f"got {optimizer_scaling!r}")
+        check_rule(optimizer_scaling)
         self.recipe = recipe
         self.optimizer_scaling = optimizer_scaling
+        self._bases = hyperparameter_bases(optimizer)  # as built: the base run's
         if optimizer_scaling != "none":
-            apply_hyperparameters(optimizer, recipe, optimizer_scaling)
+            apply_hyperparameters(optimizer, recipe, optimizer_scaling, self._bases)
         self._taken = last_epoch + 1   # optimizer steps taken: the position
         self._seen = self._taken       # ... at the previous scheduler.step()
         self._counted = 0              # optimizer steps the hook has seen (not saved)
@@ -221,7 +248,8 @@ class LEGWScheduler(LRScheduler):
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_epoch": self._taken, "_step_count": self._step_count,
-                "recipe": self.recipe.to_dict(), "optimizer_scaling": self.optimizer_scaling}
+                "recipe": self.recipe.to_dict(), "optimizer_scaling": self.optimizer_scaling,
+                "hyperparameter_bases": copy.deepcopy(self._bases)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the position; map it through the epoch if the saved recipe differs."""
@@ -231,8 +259,13 @@ class LEGWScheduler(LRScheduler):
             step = self.recipe.step_at_epoch(saved.epoch_at_step(step))
         self._step_count = state_dict.get("_step_count", 1)
         self._move_to(step)
-        if self.optimizer_scaling != "none":  # the optimizer's state may be another batch's
-            apply_hyperparameters(self.optimizer, self.recipe, self.optimizer_scaling)
+        if "hyperparameter_bases" in state_dict:
+            self._bases = copy.deepcopy(state_dict["hyperparameter_bases"])
+        saved_rule = state_dict.get("optimizer_scaling", "none")
+        if self.optimizer_scaling != "none" or saved_rule != "none":
+            # the optimizer's state may hold another batch's (or another rule's) values
+            apply_hyperparameters(self.optimizer, self.recipe, self.optimizer_scaling,
+                                  self._bases)
 
     def retarget(self, recipe: Recipe) -> None:
         """Switch to ``recipe`` (e.g. the base recipe scaled to a new batch size) at the
@@ -243,13 +276,17 @@ class LEGWScheduler(LRScheduler):
         self.recipe = recipe
         self._move_to(step)
         if self.optimizer_scaling != "none":
-            apply_hyperparameters(self.optimizer, recipe, self.optimizer_scaling)
+            apply_hyperparameters(self.optimizer, recipe, self.optimizer_scaling, self._bases)
 
     def _move_to(self, step: int) -> None:
         self._taken = self._seen = self.last_epoch = step
         self._write_lr()
 
     def _write_lr(self) -> None:
+        if (self.optimizer_scaling != "none"
+                and len(self.optimizer.param_groups) != len(self._bases)):  # a group was added
+            apply_hyperparameters(self.optimizer, self.recipe, self.optimizer_scaling,
+                                  self._bases)
         set_lr(self.optimizer, self.recipe.lr_at_step(self.last_epoch))
         self._last_lr = [g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"]
                          for g in self.optimizer.param_groups]

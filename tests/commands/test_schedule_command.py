@@ -99,9 +99,11 @@ def test_plot_writes_a_png(tmp_path, capsys):
      "warmup_epochs (--base-warmup-epochs): at global_batch_size 32768 the warmup"),
     (TABLE6 + ["--task", "nonesuch"], None),   # whatever the message, one line
     (TABLE6 + ["--optimizer-scaling", "cubic"], "argument --optimizer-scaling: invalid choice"),
-    (TABLE6 + ["--betas", "0.9", "1"], "--betas: must be a number in [0, 1), got 1"),
+    (TABLE6 + ["--betas", "0.9", "1", "--optimizer-scaling", "srr"],
+     "--betas: must be a number in [0, 1), got 1"),
     (TABLE6 + ["--betas", "0.9"], "argument --betas: expected 2 arguments"),
-    (TABLE6 + ["--eps=-1e-8"], "--eps: must be a non-negative number, got -1e-08"),
+    (TABLE6 + ["--eps=-1e-8", "--optimizer-scaling", "srr"],
+     "--eps: must be a non-negative number, got -1e-08"),
     (TABLE6 + ["--weight-decay", "-0.1", "--optimizer-scaling", "srr"],
      "--weight-decay: must be a non-negative number, got -0.1"),
     (TABLE6 + ["--ema-decay", "1", "--optimizer-scaling", "srr"],
@@ -167,7 +169,10 @@ SRR = ["--optimizer-scaling", "srr", "--weight-decay", "0.01", "--ema-decay", "0
 def test_optimizer_scaling_none_is_the_default_and_prints_the_recipe_only(cli):
     code, table, _ = cli("schedule", *ADAM)
     assert code == 0 and "beta1" not in table
-    assert cli("schedule", *ADAM, "--optimizer-scaling", "none", "--ema-decay", "0.9")[1] == table
+    assert cli("schedule", *ADAM, "--optimizer-scaling", "none")[1] == table
+    code, out, err = cli("schedule", *ADAM, "--ema-decay", "0.9")  # would print nothing
+    assert code == 2 and err == ("legw: error: --ema-decay: prints nothing without "
+                                 "--optimizer-scaling srr; add it, or drop --ema-decay\n")
     code, out, _ = cli("schedule", *ADAM, "--json")
     assert all("hyperparameters" not in row for row in json.loads(out))
 
@@ -205,10 +210,10 @@ def test_srr_json_has_the_hyperparameters_of_each_batch(cli):
     rows = json.loads(out)
     assert code == 0 and [r["batch_size"] for r in rows] == [128, 256, 8192]
     assert rows[0]["hyperparameters"] == {"betas": [0.9, 0.999], "eps": 1e-8,
-                                          "weight_decay": 0.01, "ema_decay": 0.9999,
-                                          "clamped": []}
+                                          "weight_decay": 0.01, "decay_is_l2": False,
+                                          "ema_decay": 0.9999, "clamped": []}
     h = rows[2]["hyperparameters"]
-    assert set(h) == {"betas", "eps", "weight_decay", "ema_decay", "clamped"}
+    assert set(h) == {"betas", "eps", "weight_decay", "decay_is_l2", "ema_decay", "clamped"}
     assert h["betas"] == pytest.approx([0.5, 0.936]) and h["clamped"] == ["betas[0]"]
     assert h["eps"] == pytest.approx(1.25e-9) and h["weight_decay"] == pytest.approx(0.08)
     assert h["ema_decay"] == pytest.approx(0.9999 ** 64)
@@ -229,11 +234,15 @@ def test_srr_columns_follow_the_optimizer_and_the_tasks_decay(cli):
                        "--batch-sizes", "1024", "--optimizer-scaling", "srr", "--json")
     h = json.loads(out)[0]["hyperparameters"]
     assert h["betas"] == pytest.approx([0.5, 0.992]) and h["eps"] == pytest.approx(1e-6 / 8**0.5)
+    # Adam's decay is an L2 term: kept as it is (AdamW's, the default without a task, scales)
+    code, out, _ = cli("schedule", *ADAM, *SRR, "--optimizer", "adam", "--json")
+    assert [r["hyperparameters"]["weight_decay"] for r in json.loads(out)] == [0.01] * 3
 
 
 @pytest.mark.parametrize("flag", [["--betas", "0.9", "0.99"], ["--eps", "1e-8"]])
 def test_moment_flags_for_an_optimizer_without_moments_are_refused(cli, flag):
-    code, out, err = cli("schedule", "--task", "fashion-mnist-lstm", *flag)
+    code, out, err = cli("schedule", "--task", "fashion-mnist-lstm", *flag,
+                         "--optimizer-scaling", "srr")
     assert code == 2 and out == ""
     assert err.startswith(f"legw: error: {flag[0]}: sgd has no {flag[0][2:]}")
 

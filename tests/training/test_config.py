@@ -163,6 +163,9 @@ def test_the_resolved_record_holds_every_derived_value():
                  "adaptive_lr_power": None,
                  "adaptive_warmup": None, "run_dir": "runs/mnist-lstm-b512-s0",
                  "batch_ramp": None, "optimizer_scaling": "none",
+                 "base_hyperparameters": {"betas": None, "eps": None, "weight_decay": 0.0,
+                                          "decay_is_l2": False, "ema_decay": None,
+                                          "clamped": []},
                  "hyperparameters": {"betas": None, "eps": None, "weight_decay": 0.0,
-                                     "ema_decay": None, "clamped": []},
+                                     "decay_is_l2": False, "ema_decay": None, "clamped": []},
                  "hyperparameters_per_step": False}

@@ -48,24 +48,31 @@ def test_srr_scales_adams_moments_epsilon_and_decay_at_k_4(data, tmp_path):
 
 
 def test_adaptive_runs_and_ramps_scale_them_at_each_steps_effective_batch(data, tmp_path):
-    common = dict(task="fashion-mnist-lstm", base_batch_size=16, optimizer="adam",
-                  base_lr=1e-3, optimizer_scaling="srr", epochs=2.0, base_warmup_epochs=0.1,
-                  num_threads=1, quiet=True, data_dir=str(data))
+    # AdamW with decay: the decay checks the LR ratio, lambda k / r, r = (k-fold LR) ** 0.5,
+    # the Adam family's LR power under a ramp and the adaptive rule
+    common = dict(task="fashion-mnist-lstm", base_batch_size=16, optimizer="adamw",
+                  base_lr=1e-3, weight_decay=0.01, optimizer_scaling="srr", epochs=2.0,
+                  base_warmup_epochs=0.1, num_threads=1, quiet=True, data_dir=str(data))
     train(TrainConfig(**common, global_batch_size=64, batch_ramp="16@0,32@1",
                       micro_batch_size=16, out_dir=str(tmp_path / "ramp")))
-    # the last steps ran at 32 = 2 B0: 1 - 2 (1 - beta); checkpointed after them
-    assert _groups(tmp_path / "ramp")[0]["betas"] == pytest.approx((0.8, 0.998))
+    # the last steps ran at 32 = 2 B0 (LR x 2 ** 0.5): 1 - 2 (1 - beta); checkpointed after
+    groups = _groups(tmp_path / "ramp")
+    assert all(g["betas"] == pytest.approx((0.8, 0.998)) for g in groups)
+    assert sorted(g["weight_decay"] for g in groups) == pytest.approx([0.0, 0.01 * 2 ** 0.5])
     train(TrainConfig(**common, global_batch_size=64, scaling="adaptive", micro_batch_size=16,
                       noise_window=3, out_dir=str(tmp_path / "adaptive")))
     rows = [r for r in read_jsonl(tmp_path / "adaptive" / "metrics.jsonl") if r["kind"] == "train"]
-    gain = rows[-1]["gain"]  # the last step's gain set its betas
+    gain = rows[-1]["gain"]  # the last step's gain set its betas and decay
     assert gain > 1
-    beta1, beta2 = _groups(tmp_path / "adaptive")[0]["betas"]
+    groups = _groups(tmp_path / "adaptive")
+    beta1, beta2 = groups[0]["betas"]
     assert beta2 == pytest.approx(1 - gain * 0.001) and beta1 == pytest.approx(
         max(0.5, 1 - gain * 0.1))
+    assert sorted(g["weight_decay"] for g in groups) == pytest.approx([0.0, 0.01 * gain ** 0.5])
     resolved = json.loads((tmp_path / "adaptive" / "config.json").read_text())["resolved"]
     assert resolved["hyperparameters_per_step"] is True
-    assert resolved["hyperparameters"]["betas"] == [0.9, 0.999]  # the base, scaled per step
+    assert resolved["hyperparameters"] is None  # scaled per step, from the base
+    assert resolved["base_hyperparameters"]["betas"] == [0.9, 0.999]
 
 
 def test_a_run_records_its_scaled_hyperparameters_and_resumes_only_with_the_same_rule(

@@ -234,7 +234,7 @@ class BatchRamp:
     def effective_scale(self) -> tuple[float, float]:
         """``(k, lr_ratio)`` of the coming step for :mod:`legw.hyper`: ``k = B / B0`` and the
         LR over the base's (the schedule's peak ratio at ``B_start`` times ``(B / B_start) **
-        p``)."""
+        p``); under the tau budget too, as the LR follows the batch there, not the gain."""
         return (self.current / self.base_batch,
                 self.schedule.lr_ratio * (self.current / self.start_batch) ** self.power)
 

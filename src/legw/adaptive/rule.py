@@ -128,9 +128,11 @@ class AdaptiveSchedule:
 
     @property
     def effective_scale(self) -> tuple[float, float]:
-        """``(k, lr_ratio)`` of the coming step for :mod:`legw.hyper`: a step at gain ``r``
-        makes ``r`` base steps of progress, so the other hyperparameters follow a batch of
-        ``r B0`` (``k = r``) whose LR is ``r ** lr_power`` times the base's."""
+        """``(k, lr_ratio)`` of the coming step for :mod:`legw.hyper`: the gain ``r`` is the
+        step's effective batch ``r B0`` (its gradient noise is that batch's), so the other
+        hyperparameters follow ``k = r`` at an LR ``r ** lr_power`` times the base's. In the
+        base warmup (``warmup="legw"``) too, although ``tau`` counts such a step as one base
+        step: the moments average the noise of the batch the step has."""
         return self.gain, self.gain ** self.lr_power
 
     def set_gain(self, r: float) -> None:

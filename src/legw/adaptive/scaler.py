@@ -31,6 +31,7 @@ autocast is fine) and an elastic resume at another batch (``legw train`` does th
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -41,8 +42,8 @@ from legw.adaptive.meter import NoiseMeter
 from legw.adaptive.noise import OnlineNoiseScale
 from legw.adaptive.ramp import BatchRamp, RampRule
 from legw.adaptive.rule import AdaptiveSchedule, default_lr_power, default_noise_window
-from legw.hyper import OPTIMIZER_SCALINGS
-from legw.lr_scheduler import set_hyperparameters, set_lr
+from legw.hyper import check_rule
+from legw.lr_scheduler import hyperparameter_bases, set_hyperparameters, set_lr
 from legw.schedule import BaseRecipe
 
 
@@ -50,9 +51,7 @@ def _check_loop_arguments(max_grad_norm: float | None, optimizer_scaling: str,
                           **sizes: Any) -> int:
     """The checks both scalers make on their arguments (``ValueError`` naming the argument);
     returns the world size."""
-    if optimizer_scaling not in OPTIMIZER_SCALINGS:
-        raise ValueError(f"optimizer_scaling: choose from {', '.join(OPTIMIZER_SCALINGS)}, "
-                         f"got {optimizer_scaling!r}")
+    check_rule(optimizer_scaling)
     for name, v in sizes.items():
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name}: must be a positive integer, got {v!r}")
@@ -110,6 +109,7 @@ class AdaptiveScaler:
                                                    lr_power, warmup)
         self.noise = OnlineNoiseScale(micro_batch_size, global_batch_size, window)
         self.optimizer, self.optimizer_scaling = optimizer, optimizer_scaling
+        self.hyperparameter_bases = hyperparameter_bases(optimizer)  # as built: the base's
         self.accumulation_steps = global_batch_size // (micro_batch_size * world)
         self.steps = 0
         self._pending: tuple[float, dict[str, float]] | None = None  # from before_step
@@ -163,7 +163,7 @@ class AdaptiveScaler:
         set_lr(self.optimizer, lr)
         if self.optimizer_scaling != "none":
             set_hyperparameters(self.optimizer, *self.schedule.effective_scale,
-                                self.optimizer_scaling)
+                                self.optimizer_scaling, self.hyperparameter_bases)
         record = {"lr": lr, "gain": self.schedule.gain, "tau": self.schedule.tau,
                   "grad_norm": m.grad_norm}
         self._pending = (m.small_sq, record)
@@ -182,9 +182,11 @@ class AdaptiveScaler:
         return record
 
     def state_dict(self) -> dict[str, Any]:
-        """The position, the gain and the noise window: save it with the model and optimizer."""
+        """The position, the gain, the noise window and the optimizer's base hyperparameters:
+        save it with the model and optimizer."""
         return {"schedule": self.schedule.state_dict(), "noise": self.noise.state_dict(),
-                "steps": self.steps}
+                "steps": self.steps,
+                "hyperparameter_bases": copy.deepcopy(self.hyperparameter_bases)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue a run saved by :meth:`state_dict` at the same batch sizes."""
@@ -194,6 +196,8 @@ class AdaptiveScaler:
         self.schedule.load_state_dict(state["schedule"])
         self.noise.load_state_dict(state["noise"])
         self.steps = int(state["steps"])
+        self.hyperparameter_bases = copy.deepcopy(state.get("hyperparameter_bases",
+                                                            self.hyperparameter_bases))
 
     def remove_hooks(self) -> None:
         """Detach the gradient hooks (the scaler cannot step afterwards)."""
@@ -247,6 +251,7 @@ class RampScaler:
             self.noise = OnlineNoiseScale(micro_batch_size, max_batch_size, window)
         self.optimizer, self.micro_batch_size, self.world_size = optimizer, micro_batch_size, world
         self.optimizer_scaling = optimizer_scaling
+        self.hyperparameter_bases = hyperparameter_bases(optimizer)  # as built: the base's
         self._pending: tuple[float | None, int, dict[str, float]] | None = None
         self.meter = NoiseMeter(model.parameters(), self.accumulation_steps,
                                 noise=self.noise is not None, max_grad_norm=max_grad_norm)
@@ -293,7 +298,7 @@ class RampScaler:
         set_lr(self.optimizer, lr)
         if self.optimizer_scaling != "none":
             set_hyperparameters(self.optimizer, *self.ramp.effective_scale,
-                                self.optimizer_scaling)
+                                self.optimizer_scaling, self.hyperparameter_bases)
         record = {"lr": lr, "batch_size": batch, "grad_norm": m.grad_norm}
         self._pending = (m.small_sq, batch, record)
         return dict(record)
@@ -314,10 +319,13 @@ class RampScaler:
     def state_dict(self) -> dict[str, Any]:
         """The position, the batch and the noise window: save it with the model."""
         return {"ramp": self.ramp.state_dict(),
-                "noise": self.noise.state_dict() if self.noise else None}
+                "noise": self.noise.state_dict() if self.noise else None,
+                "hyperparameter_bases": copy.deepcopy(self.hyperparameter_bases)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ramp.load_state_dict(state["ramp"])
+        self.hyperparameter_bases = copy.deepcopy(state.get("hyperparameter_bases",
+                                                            self.hyperparameter_bases))
         if self.noise is not None and state.get("noise"):
             self.noise.load_state_dict(state["noise"])
 

@@ -52,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "scaled to each batch; none (default): the LR recipe only")
     h.add_argument("--optimizer", choices=OPTIMIZER_NAMES,
                    help="whose hyperparameters: the Adam family has betas and an epsilon, SGD "
-                        "and LARS only a weight decay (default: the task's, else adam)")
+                        "and LARS only a weight decay, Adam's an L2 term kept as it is "
+                        "(default: the task's, else adamw)")
     h.add_argument("--betas", type=flags.number, nargs=2, metavar=("B1", "B2"),
                    help="Adam/AdamW/LAMB betas at B0 (0.9 0.999)")
     h.add_argument("--eps", type=flags.number,
@@ -113,7 +114,13 @@ def run(args: argparse.Namespace) -> int:
 def _base_hyperparameters(args: argparse.Namespace, task: Task | None) -> Hyperparameters:
     """The base values of ``--betas --eps --weight-decay --ema-decay`` for ``--optimizer``
     (defaults: torch's betas and epsilon, the task's decay), each checked."""
-    optimizer = args.optimizer or (task.optimizer if task else "adam")
+    if args.optimizer_scaling == "none":
+        for flag in ("optimizer", "betas", "eps", "weight_decay", "ema_decay"):
+            if getattr(args, flag) is not None:
+                name = "--" + flag.replace("_", "-")
+                raise ValueError(f"{name}: prints nothing without --optimizer-scaling srr; "
+                                 f"add it, or drop {name}")
+    optimizer = args.optimizer or (task.optimizer if task else "adamw")
     if optimizer not in MOMENT_OPTIMIZERS:
         for flag in ("betas", "eps"):
             if getattr(args, flag) is not None:
@@ -133,7 +140,7 @@ def _base_hyperparameters(args: argparse.Namespace, task: Task | None) -> Hyperp
     if args.ema_decay is not None:
         flags.interval(0, 1, "[)")(args.ema_decay, "--ema-decay")
     return Hyperparameters(betas=betas, eps=eps, weight_decay=weight_decay,
-                           ema_decay=args.ema_decay)
+                           decay_is_l2=optimizer == "adam", ema_decay=args.ema_decay)
 
 
 def _with_hyperparameters(table: str, base: Hyperparameters,

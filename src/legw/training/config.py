@@ -37,6 +37,7 @@ from legw.flags import (
     flag_name,
     interval,
 )
+from legw.hyper import OPTIMIZER_SCALINGS
 from legw.schedule import (
     DECAYS,
     WARMUP_RULES,
@@ -197,12 +198,12 @@ class TrainConfig:
     clip_grad_norm: float | None = run_field("optimizer", metavar="C", check=NON_NEGATIVE,
                                              study=True)
     """Clip the global gradient norm to C; 0 turns clipping off (default: the task's)."""
-    optimizer_scaling: str = run_field("optimizer", "none", choices=("none", "srr"),
+    optimizer_scaling: str = run_field("optimizer", "none", choices=OPTIMIZER_SCALINGS,
                                        study=True)
     """Scale the optimizer's other batch-dependent hyperparameters with k = B / B0: srr
     (Adam/AdamW/LAMB betas 1 - k (1 - beta) and epsilon / sqrt(k), Malladi et al. 2022; weight
-    decay kept at its timescale in epochs, lambda x k / (LR ratio)) or none (default: only the
-    LR and warmup follow the batch; legw.hyper)."""
+    decay kept at its timescale in epochs, lambda x k / (LR ratio), but Adam's L2 term) or none
+    (default: only the LR and warmup follow the batch; legw.hyper)."""
     sharding: str = run_field("run", "ddp", choices=SHARDINGS, study=True)
     """How the ranks hold the model: ddp (a replica each; DistributedDataParallel) or fsdp
     (parameters, gradients and optimizer state sharded; FSDP2's fully_shard per block and at

@@ -101,7 +101,8 @@ class RunSpec:
         moments = self.optimizer in MOMENT_OPTIMIZERS
         return Hyperparameters(betas=(0.9, 0.999) if moments else None,
                                eps=MOMENT_OPTIMIZERS.get(self.optimizer),
-                               weight_decay=self.weight_decay)
+                               weight_decay=self.weight_decay,
+                               decay_is_l2=self.optimizer == "adam")  # torch's coupled L2
 
     @property
     def scales_per_step(self) -> bool:
@@ -112,12 +113,12 @@ class RunSpec:
 
     def hyperparameters(self) -> Any:
         """The optimizer's batch-dependent hyperparameters at this run's batch: the base values
-        scaled by ``--optimizer-scaling`` with ``k = B / B0`` and the LR rule's ratio (an
-        adaptive run or a ramp: the base values, scaled each step instead)."""
+        scaled by ``--optimizer-scaling`` with ``k = B / B0`` and the LR rule's ratio; ``None``
+        for an adaptive run or a ramp, which scales them each step at its effective batch."""
         from legw.hyper import scale_hyperparameters
 
         if self.scales_per_step:
-            return self.base_hyperparameters()
+            return None
         b, b0 = self.global_batch_size, self.base.base_batch_size
         return scale_hyperparameters(self.base_hyperparameters(), b / b0,
                                      self.base.scaled_peak_lr(b) / self.base.peak_lr,
@@ -202,7 +203,9 @@ class RunSpec:
                 "adaptive_warmup": self.adaptive_warmup, "run_dir": self.run_dir,
                 "batch_ramp": None if self.batch_ramp is None else str(self.batch_ramp),
                 "optimizer_scaling": self.optimizer_scaling,
-                "hyperparameters": self.hyperparameters().to_dict(),
+                "base_hyperparameters": self.base_hyperparameters().to_dict(),
+                "hyperparameters": None if self.scales_per_step
+                else self.hyperparameters().to_dict(),
                 "hyperparameters_per_step": self.scales_per_step}
 
     def check_resume(self, saved_config: dict[str, Any], saved_recipe: dict[str, Any],

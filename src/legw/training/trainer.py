@@ -38,7 +38,7 @@ from legw.io import check_writable_dir, remove_temporaries
 from legw.lr_scheduler import (
     apply_hyperparameters,
     apply_recipe,
-    base_values,
+    hyperparameter_bases,
     set_hyperparameters,
     set_lr,
 )
@@ -147,7 +147,7 @@ class _Trainer:
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer, self.param_report = spec.build_optimizer(
             self.model, self.ramp.lr() if self.ramp else self.recipe.lr_at_step(0))
-        self._hyper_bases = [dict(base_values(g)) for g in self.optimizer.param_groups]
+        self._hyper_bases = hyperparameter_bases(self.optimizer)  # as built: the base run's
         self._scale_hyperparameters()
         self.meter = NoiseMeter(self.model.parameters(), self.accum,
                                 noise=spec.noise_source is not None,
@@ -268,16 +268,12 @@ class _Trainer:
 
     def _scale_hyperparameters(self) -> None:
         """``--optimizer-scaling`` at a fixed batch: the optimizer's betas, epsilon and decay
-        scaled once to the run's batch (an adaptive run or a ramp: each step, _schedule). The
-        base values are the run's own, put back after a load: a checkpoint's groups hold
-        scaled values, and a sharded (DCP) load brings back only the keys torch knows."""
+        scaled once to the run's batch (an adaptive run or a ramp: each step, _schedule), from
+        the run's own base values: after a load the groups hold scaled values, and a sharded
+        (DCP) load drops the ``legw_base`` they carry."""
         rule = self.spec.optimizer_scaling
-        if rule == "none":
-            return
-        for group, base in zip(self.optimizer.param_groups, self._hyper_bases, strict=True):
-            group["legw_base"] = dict(base)
-        if not self.spec.scales_per_step:
-            apply_hyperparameters(self.optimizer, self.recipe, rule)
+        if rule != "none" and not self.spec.scales_per_step:
+            apply_hyperparameters(self.optimizer, self.recipe, rule, self._hyper_bases)
 
     def _wall(self) -> float:
         return self.wall_before + time.perf_counter() - self.t0
@@ -429,7 +425,7 @@ class _Trainer:
         set_lr(self.optimizer, lr)
         if self.spec.scales_per_step:  # betas, epsilon, decay at the step's effective batch
             set_hyperparameters(self.optimizer, *(self.ramp or self.adaptive).effective_scale,
-                                self.spec.optimizer_scaling)
+                                self.spec.optimizer_scaling, self._hyper_bases)
         return lr, batch, accum
 
     def _advance_ramp(self, batch: int) -> dict[str, Any]:
