@@ -11,8 +11,9 @@
 #      the LR rule alone (the control)
 #   3  LR-only and srr at 1024 and 4096, 10 and 25 epochs; AdamW's LR-only at 8192 and base
 #   4  second seed at 8192 (LR-only and srr, 10 and 25 epochs)
-# One thread, one run at a time; EPOCHS (default "25 10") picks the budgets of phases 1, 3 and 4,
-# so two processes can share the study without sharing a sweep (e.g. EPOCHS=25 and EPOCHS=10).
+# One thread, one run at a time; EPOCHS (default "25 10") picks the budgets of phases 1, 3 and 4.
+# Several copies of the script may share OUT_DIR (one per core): each sweep and adaptive run is
+# taken under a lock (flock) by one of them; the others skip it and go on to the next.
 # Usage: [PHASES="1 2"] [EPOCHS=25] bash scripts/reproduce_hyper.sh [OUT_DIR]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,18 +24,25 @@ EPOCHS=${EPOCHS:-25 10}
 T=fashion-mnist-lstm
 COMMON=(--base-warmup-epochs 0.1 --micro-batch-size 512 --jobs 1 --threads 1)
 declare -A LR=([adam]=0.008 [adamw]=0.008 [lamb]=0.01)
+locked() {  # locked NAME COMMAND...: run COMMAND unless another copy holds NAME's lock
+    mkdir -p "$R"
+    local rc=0
+    flock -n -E 75 "$R/.$(echo "$1" | tr / _).lock" "${@:2}" || rc=$?
+    if [ "$rc" = 75 ]; then echo "reproduce_hyper.sh: $1 is taken by another copy; skipped"
+    elif [ "$rc" != 0 ]; then exit "$rc"; fi
+}
 sweep() {  # sweep OUT METHOD SCALING EPOCHS SEEDS BATCHES...
     local out=$1 method=$2 scaling=$3 epochs=$4 seeds=$5; shift 5
     local wd=(); [ "$method" = adam ] || wd=(--weight-decay 0.01)  # study 8: Adam without
-    "$LEGW" sweep "$T" --out "$R/$out" --methods "$method" "--$method-lr" "${LR[$method]}" \
-        ${wd[@]+"${wd[@]}"} \
+    locked "$out" "$LEGW" sweep "$T" --out "$R/$out" --methods "$method" \
+        "--$method-lr" "${LR[$method]}" ${wd[@]+"${wd[@]}"} \
         --batch-sizes "$@" --epochs "$epochs" --seeds $seeds --optimizer-scaling "$scaling" \
         "${COMMON[@]}"
 }
 adaptive() {  # adaptive OPTIMIZER LR SCALING
     local wd=(); [ "$1" = adam ] || wd=(--weight-decay 0.01)
-    "$LEGW" train "$T" --out "$R/adaptive-$3/$1-b8192" --optimizer "$1" --base-lr "$2" \
-        ${wd[@]+"${wd[@]}"} \
+    locked "adaptive-$3/$1" "$LEGW" train "$T" --out "$R/adaptive-$3/$1-b8192" \
+        --optimizer "$1" --base-lr "$2" ${wd[@]+"${wd[@]}"} \
         --batch-size 8192 --base-batch-size 128 --epochs 10 --base-warmup-epochs 0.1 \
         --scaling adaptive --micro-batch-size 512 --optimizer-scaling "$3" --threads 1 --resume
 }
@@ -45,7 +53,8 @@ for phase in $PHASES; do
                sweep "adamw-lr-${ep}ep" adamw none "$ep" 0 8192
            done ;;
         2) for scaling in srr none; do
-               adaptive adam 0.008 $scaling; adaptive adamw 0.008 $scaling; adaptive lamb 0.01 $scaling
+               adaptive adam 0.008 "$scaling"; adaptive adamw 0.008 "$scaling"
+               adaptive lamb 0.01 "$scaling"
            done ;;
         3) for ep in $EPOCHS; do
                for m in adam lamb; do sweep "$m-lr-${ep}ep" "$m" none "$ep" 0 1024 4096; done
