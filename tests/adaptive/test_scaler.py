@@ -4,6 +4,7 @@ this file is also the ranks' script)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -260,6 +261,8 @@ def worker(out: Path) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
+    from legw.training.dist import cleanup
+
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     model = linear_model()
@@ -281,8 +284,9 @@ def worker(out: Path) -> None:
         "accumulation_steps": a, "records": records,
         "weight": model.weight.detach().flatten().tolist()}))
     scaler.remove_hooks()
-    del ddp
-    dist.destroy_process_group()
+    del scaler, ddp, opt  # DDP's reducer holds the group: free it before cleanup frees that
+    gc.collect()
+    cleanup()  # not destroy_process_group alone: gloo may abort at exit (legw.training.dist)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ rank writes the largest difference it saw; the tests read them.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -171,6 +172,8 @@ def worker(out: Path) -> None:
     import torch.distributed as dist
     from torch.distributed.tensor import init_device_mesh
 
+    from legw.training.dist import cleanup
+
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     mesh = init_device_mesh("cpu", (world,))
@@ -187,7 +190,9 @@ def worker(out: Path) -> None:
     results["partial-refused"] = _partial_refused(mesh)
     (out / f"rank{rank}.json").write_text(json.dumps(results))
     dist.barrier()
-    dist.destroy_process_group()
+    mesh = hsdp = None  # noqa: F841 -- the meshes, and the cases' FSDP modules, freed
+    gc.collect()
+    cleanup()  # not destroy_process_group alone: gloo may abort at exit (legw.training.dist)
 
 
 @pytest.fixture(scope="module", params=[2, pytest.param(4, marks=pytest.mark.slow)],
