@@ -4,6 +4,8 @@ directories, one row per optimizer and rule (the LR rule alone, ``srr``, ``srr``
 
     python scripts/hyper_table.py records/hyper records/long/opt-8192-10ep ...
 
+``--optimizers`` keeps those optimizers' rows (default: Adam, AdamW, LAMB, the study's).
+
 A run is a directory with ``config.json`` and ``summary.json`` (``legw train``'s); the epoch
 budget of an adaptive run is its base recipe's, and its cell adds the epochs it used.
 """
@@ -37,10 +39,13 @@ def runs(roots: list[str]):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("roots", nargs="+", metavar="DIR")
+    p.add_argument("--optimizers", nargs="+", default=["adam", "adamw", "lamb"], metavar="NAME")
     args = p.parse_args()
     cells: dict[tuple, dict[tuple, list]] = defaultdict(lambda: defaultdict(list))
     columns = set()
     for opt, rule, batch, epochs, seed, error, used in runs(args.roots):
+        if opt not in args.optimizers:
+            continue
         columns.add((batch, epochs))
         cells[(opt, rule)][(batch, epochs)].append((seed, error, used, "adaptive" in rule))
     columns = sorted(columns)
