@@ -11,6 +11,7 @@ Pure python apart from the plot (matplotlib, imported only for ``--plot``); neve
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from legw import flags
@@ -22,7 +23,7 @@ from legw.training.config import (
     config_fields,
     recipe_errors_name_flags,
 )
-from legw.training.spec import MOMENT_OPTIMIZERS
+from legw.training.spec import MOMENT_OPTIMIZERS, optimizer_hyperparameters
 
 OPTIMIZER_NAMES = ("sgd", "lars", *MOMENT_OPTIMIZERS)
 """``legw.optim.OPTIMIZERS``' names (this command does not import torch)."""
@@ -126,21 +127,20 @@ def _base_hyperparameters(args: argparse.Namespace, task: Task | None) -> Hyperp
             if getattr(args, flag) is not None:
                 raise ValueError(f"--{flag}: {optimizer} has no {flag} (only the Adam family: "
                                  f"{', '.join(MOMENT_OPTIMIZERS)}); drop it or give --optimizer")
-    betas = eps = None
-    if optimizer in MOMENT_OPTIMIZERS:
-        betas = tuple(args.betas) if args.betas is not None else (0.9, 0.999)
-        eps = args.eps if args.eps is not None else MOMENT_OPTIMIZERS[optimizer]
-        for beta in betas:
-            flags.interval(0, 1, "[)")(beta, "--betas")
-        flags.NON_NEGATIVE(eps, "--eps")
     weight_decay = args.weight_decay
     if weight_decay is None:
         weight_decay = task.weight_decay if task else 0.0
+    base = optimizer_hyperparameters(optimizer, weight_decay,
+                                     tuple(args.betas) if args.betas is not None else None,
+                                     args.eps)
+    for beta in base.betas or ():
+        flags.interval(0, 1, "[)")(beta, "--betas")
+    if base.eps is not None:
+        flags.NON_NEGATIVE(base.eps, "--eps")
     flags.NON_NEGATIVE(weight_decay, "--weight-decay")
     if args.ema_decay is not None:
         flags.interval(0, 1, "[)")(args.ema_decay, "--ema-decay")
-    return Hyperparameters(betas=betas, eps=eps, weight_decay=weight_decay,
-                           decay_is_l2=optimizer == "adam", ema_decay=args.ema_decay)
+    return dataclasses.replace(base, ema_decay=args.ema_decay)
 
 
 def _with_hyperparameters(table: str, base: Hyperparameters,

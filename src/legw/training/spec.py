@@ -30,6 +30,21 @@ MOMENT_OPTIMIZERS = {"adam": 1e-8, "adamw": 1e-8, "lamb": 1e-6}
 """Optimizers with Adam's moments (betas) and epsilon, and their default epsilon."""
 
 
+def optimizer_hyperparameters(optimizer: str, weight_decay: float,
+                              betas: tuple[float, float] | None = None,
+                              eps: float | None = None) -> Any:
+    """``optimizer``'s batch-dependent hyperparameters at ``B0``
+    (:class:`legw.hyper.Hyperparameters`): the Adam family's betas and epsilon (torch's defaults
+    unless given), the decay (torch's ``Adam``: an L2 term, ``decay_is_l2``)."""
+    from legw.hyper import Hyperparameters
+
+    if optimizer not in MOMENT_OPTIMIZERS:
+        return Hyperparameters(weight_decay=weight_decay)
+    return Hyperparameters(betas=betas if betas is not None else (0.9, 0.999),
+                           eps=eps if eps is not None else MOMENT_OPTIMIZERS[optimizer],
+                           weight_decay=weight_decay, decay_is_l2=optimizer == "adam")
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Every resolved value of one run (see the module docstring)."""
@@ -96,13 +111,7 @@ class RunSpec:
     def base_hyperparameters(self) -> Any:
         """The optimizer's batch-dependent hyperparameters as tuned at ``B0``
         (:class:`legw.hyper.Hyperparameters`): torch's betas and epsilon, the weight decay."""
-        from legw.hyper import Hyperparameters
-
-        moments = self.optimizer in MOMENT_OPTIMIZERS
-        return Hyperparameters(betas=(0.9, 0.999) if moments else None,
-                               eps=MOMENT_OPTIMIZERS.get(self.optimizer),
-                               weight_decay=self.weight_decay,
-                               decay_is_l2=self.optimizer == "adam")  # torch's coupled L2
+        return optimizer_hyperparameters(self.optimizer, self.weight_decay)
 
     @property
     def scales_per_step(self) -> bool:
